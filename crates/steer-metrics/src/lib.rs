@@ -1,0 +1,43 @@
+//! # steer-metrics
+//!
+//! The measuring half of the steer LLM SDK: the [`AgentMetrics`] record
+//! written for every LLM call, the [`MetricsSink`] contract a backend
+//! implements, and the [`MetricsCollector`] that delivers records to any
+//! number of sinks without ever slowing or failing the call that produced
+//! them.
+//!
+//! ```text
+//! record(m) ─ sampling ─┬─► bounded queue ─► worker: batch ─► sink ─► retry / split ─► delivered | failed(reason)
+//!                       └─► bounded queue ─► worker ...              (dropped(reason) when a queue is full)
+//! ```
+//!
+//! * [`MetricsCollector::record`] is synchronous and never blocks.
+//! * Each sink has its own queue and worker: a slow or dead sink never
+//!   affects the others.
+//! * Every record is accounted for in [`MetricsCollector::stats`]:
+//!   delivered, dropped or failed, with a reason.
+//! * [`MetricsCollector::flush`] and [`MetricsCollector::shutdown`] report
+//!   per sink what was and was not delivered.
+//!
+//! Built-in sinks are in [`sinks`]; helpers to test your own sinks are in
+//! [`testkit`]. See `docs/custom-sinks.md` for writing a sink.
+#![warn(missing_docs)]
+
+mod collector;
+mod config;
+mod record;
+mod sink;
+mod stats;
+pub mod sinks;
+pub mod summary;
+pub mod testkit;
+
+pub use collector::{BuildError, MetricsCollector, MetricsCollectorBuilder};
+pub use config::{MetricsConfig, OverflowPolicy, RetryPolicy, SinkOptions};
+pub use record::{AgentMetrics, ErrorClass, Method, UnknownName};
+pub use sink::{MetricsSink, SinkError, SinkErrorKind};
+pub use stats::{CollectorStats, DeliveryReport, DroppedCounts, FailedCounts, SinkReport, SinkStats};
+pub use summary::{Distribution, GroupBy, Summary};
+
+/// Re-exported so sink authors need not add it themselves.
+pub use async_trait::async_trait;

@@ -1,0 +1,250 @@
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::record::AgentMetrics;
+use crate::sink::{MetricsSink, SinkError};
+use crate::summary::{breakdown, GroupBy, Summary};
+
+/// Keeps records in memory, bounded by count and age, and answers queries
+/// and summaries. Cloning shares the store, so keep a clone to query while
+/// the collector owns another.
+#[derive(Clone)]
+pub struct MemorySink {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    name: String,
+    max_records: usize,
+    ttl: Option<Duration>,
+    records: Mutex<VecDeque<AgentMetrics>>,
+}
+
+/// Builds a [`MemorySink`].
+#[must_use]
+#[derive(Debug, Clone)]
+pub struct MemorySinkBuilder {
+    name: String,
+    max_records: usize,
+    ttl: Option<Duration>,
+}
+
+impl MemorySinkBuilder {
+    /// Sink name (default `"memory"`).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+    /// Keep at most this many records; older ones are evicted first (default 100 000).
+    pub fn max_records(mut self, n: usize) -> Self {
+        self.max_records = n.max(1);
+        self
+    }
+    /// Forget records whose timestamp is older than this (default: keep).
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = Some(ttl);
+        self
+    }
+    /// Build.
+    pub fn build(self) -> MemorySink {
+        MemorySink {
+            inner: Arc::new(Inner {
+                name: self.name,
+                max_records: self.max_records,
+                ttl: self.ttl,
+                records: Mutex::new(VecDeque::new()),
+            }),
+        }
+    }
+}
+
+/// A filter over stored records. All set conditions must hold.
+#[derive(Debug, Clone, Default)]
+#[must_use]
+pub struct Query {
+    since: Option<DateTime<Utc>>,
+    until: Option<DateTime<Utc>>,
+    provider: Option<String>,
+    model: Option<String>,
+    errors_only: bool,
+}
+
+impl Query {
+    /// Every record.
+    pub fn all() -> Self {
+        Self::default()
+    }
+    /// Records that started at or after `t`.
+    pub fn since(mut self, t: DateTime<Utc>) -> Self {
+        self.since = Some(t);
+        self
+    }
+    /// Records that started before `t`.
+    pub fn until(mut self, t: DateTime<Utc>) -> Self {
+        self.until = Some(t);
+        self
+    }
+    /// Records of this provider.
+    pub fn provider(mut self, p: impl Into<String>) -> Self {
+        self.provider = Some(p.into());
+        self
+    }
+    /// Records of this model.
+    pub fn model(mut self, m: impl Into<String>) -> Self {
+        self.model = Some(m.into());
+        self
+    }
+    /// Failed records only.
+    pub fn errors_only(mut self) -> Self {
+        self.errors_only = true;
+        self
+    }
+    /// Whether `m` matches.
+    pub fn matches(&self, m: &AgentMetrics) -> bool {
+        self.since.is_none_or(|t| m.timestamp >= t)
+            && self.until.is_none_or(|t| m.timestamp < t)
+            && self.provider.as_ref().is_none_or(|p| &m.provider == p)
+            && self.model.as_ref().is_none_or(|x| &m.model == x)
+            && (!self.errors_only || m.is_error())
+    }
+}
+
+impl Default for MemorySink {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MemorySink {
+    /// A sink named `memory` keeping up to 100 000 records.
+    pub fn new() -> Self {
+        Self::builder().build()
+    }
+
+    /// Configure one.
+    pub fn builder() -> MemorySinkBuilder {
+        MemorySinkBuilder { name: "memory".into(), max_records: 100_000, ttl: None }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, VecDeque<AgentMetrics>> {
+        // A panic while holding the lock cannot leave the deque invalid.
+        self.inner.records.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn expire(&self, records: &mut VecDeque<AgentMetrics>) {
+        if let Some(ttl) = self.inner.ttl {
+            let Ok(ttl) = chrono::Duration::from_std(ttl) else { return };
+            let cutoff = Utc::now() - ttl;
+            records.retain(|m| m.timestamp >= cutoff);
+        }
+    }
+
+    /// Records stored now.
+    pub fn len(&self) -> usize {
+        let mut r = self.lock();
+        self.expire(&mut r);
+        r.len()
+    }
+
+    /// Whether nothing is stored.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Copies of every stored record, oldest first.
+    pub fn records(&self) -> Vec<AgentMetrics> {
+        self.query(&Query::all())
+    }
+
+    /// Copies of the records matching `q`, oldest first.
+    pub fn query(&self, q: &Query) -> Vec<AgentMetrics> {
+        let mut r = self.lock();
+        self.expire(&mut r);
+        r.iter().filter(|m| q.matches(m)).cloned().collect()
+    }
+
+    /// The record with this id.
+    pub fn get(&self, request_id: Uuid) -> Option<AgentMetrics> {
+        self.lock().iter().find(|m| m.request_id == request_id).cloned()
+    }
+
+    /// Summary of the records matching `q`.
+    pub fn summary(&self, q: &Query) -> Summary {
+        let mut r = self.lock();
+        self.expire(&mut r);
+        Summary::from_records(r.iter().filter(|m| q.matches(m)))
+    }
+
+    /// Summaries per group of the records matching `q`.
+    pub fn breakdown(&self, q: &Query, by: GroupBy) -> BTreeMap<String, Summary> {
+        let mut r = self.lock();
+        self.expire(&mut r);
+        breakdown(r.iter().filter(|m| q.matches(m)), by)
+    }
+
+    /// Forget everything.
+    pub fn clear(&self) {
+        self.lock().clear();
+    }
+
+    fn push_all(&self, batch: &[AgentMetrics]) {
+        let mut r = self.lock();
+        for m in batch {
+            if r.len() >= self.inner.max_records {
+                r.pop_front();
+            }
+            r.push_back(m.clone());
+        }
+    }
+}
+
+#[async_trait]
+impl MetricsSink for MemorySink {
+    fn name(&self) -> &str {
+        &self.inner.name
+    }
+    async fn record(&self, metrics: &AgentMetrics) -> Result<(), SinkError> {
+        self.push_all(std::slice::from_ref(metrics));
+        Ok(())
+    }
+    async fn record_batch(&self, batch: &[AgentMetrics]) -> Result<(), SinkError> {
+        self.push_all(batch);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::ErrorClass;
+
+    #[tokio::test]
+    async fn bounded_by_count_and_queryable() {
+        let sink = MemorySink::builder().max_records(3).build();
+        let recs: Vec<_> = (0..5)
+            .map(|i| AgentMetrics::new(if i % 2 == 0 { "openai" } else { "anthropic" }, format!("m{i}")))
+            .collect();
+        sink.record_batch(&recs).await.unwrap();
+        assert_eq!(sink.len(), 3);
+        assert_eq!(sink.query(&Query::all().provider("openai")).len(), 2);
+        assert_eq!(sink.query(&Query::all().model("m3")).len(), 1);
+        assert!(sink.get(recs[0].request_id).is_none(), "oldest evicted");
+        assert!(sink.get(recs[4].request_id).is_some());
+    }
+
+    #[tokio::test]
+    async fn ttl_forgets_old_records() {
+        let sink = MemorySink::builder().ttl(Duration::from_secs(60)).build();
+        let mut old = AgentMetrics::new("sim", "a");
+        old.timestamp = Utc::now() - chrono::Duration::minutes(5);
+        let new = AgentMetrics::new("sim", "b").with_error(ErrorClass::Timeout);
+        sink.record_batch(&[old, new]).await.unwrap();
+        assert_eq!(sink.len(), 1);
+        assert_eq!(sink.summary(&Query::all()).errors, 1);
+    }
+}

@@ -1,0 +1,200 @@
+//! Per-sink delivery accounting.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use serde::Serialize;
+
+/// Live counters of one sink (atomics; the hot path only increments).
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub received: AtomicU64,
+    pub delivered: AtomicU64,
+    pub retried: AtomicU64,
+    pub dropped_queue_full: AtomicU64,
+    pub dropped_evicted_oldest: AtomicU64,
+    pub dropped_closed: AtomicU64,
+    pub failed_rejected: AtomicU64,
+    pub failed_retries_exhausted: AtomicU64,
+    /// Records that entered the queue (sequence number of the last push).
+    pub enqueued: AtomicU64,
+    /// Records that left the pipeline for good after entering the queue
+    /// (delivered, failed or evicted).
+    pub settled: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) fn snapshot(&self, name: &str, queue_depth: usize) -> SinkStats {
+        SinkStats {
+            name: name.to_string(),
+            received: self.received.load(Relaxed),
+            delivered: self.delivered.load(Relaxed),
+            retried: self.retried.load(Relaxed),
+            dropped: DroppedCounts {
+                queue_full: self.dropped_queue_full.load(Relaxed),
+                evicted_oldest: self.dropped_evicted_oldest.load(Relaxed),
+                closed: self.dropped_closed.load(Relaxed),
+            },
+            failed: FailedCounts {
+                rejected: self.failed_rejected.load(Relaxed),
+                retries_exhausted: self.failed_retries_exhausted.load(Relaxed),
+            },
+            queue_depth,
+            in_flight: self
+                .enqueued
+                .load(Relaxed)
+                .saturating_sub(self.settled.load(Relaxed)),
+        }
+    }
+}
+
+/// Records dropped before delivery was attempted, by reason.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct DroppedCounts {
+    /// The queue was full (drop-newest policy).
+    pub queue_full: u64,
+    /// Evicted to make room for newer records (drop-oldest policy).
+    pub evicted_oldest: u64,
+    /// Recorded after shutdown, or still queued when the shutdown deadline hit.
+    pub closed: u64,
+}
+
+impl DroppedCounts {
+    /// All dropped records.
+    pub fn total(&self) -> u64 {
+        self.queue_full + self.evicted_oldest + self.closed
+    }
+}
+
+/// Records whose delivery was attempted and failed for good, by reason.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct FailedCounts {
+    /// The backend rejected them permanently (bad value, constraint, 400).
+    pub rejected: u64,
+    /// Transient failures outlasted the retry policy.
+    pub retries_exhausted: u64,
+}
+
+impl FailedCounts {
+    /// All failed records.
+    pub fn total(&self) -> u64 {
+        self.rejected + self.retries_exhausted
+    }
+}
+
+/// A snapshot of one sink's accounting.
+///
+/// Invariant: `received == delivered + dropped.total() + failed.total() + in_flight`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SinkStats {
+    /// The sink's name.
+    pub name: String,
+    /// Records offered to the sink (after sampling).
+    pub received: u64,
+    /// Records the sink accepted.
+    pub delivered: u64,
+    /// Record deliveries re-attempted after a transient failure.
+    pub retried: u64,
+    /// Records dropped, by reason.
+    pub dropped: DroppedCounts,
+    /// Records failed, by reason.
+    pub failed: FailedCounts,
+    /// Records waiting in the queue now.
+    pub queue_depth: usize,
+    /// Records queued or being delivered now.
+    pub in_flight: u64,
+}
+
+impl SinkStats {
+    /// Records that will never reach the sink.
+    pub fn lost(&self) -> u64 {
+        self.dropped.total() + self.failed.total()
+    }
+}
+
+impl fmt::Display for SinkStats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}: received {} delivered {} retried {} dropped {} (queue_full {}, evicted {}, closed {}) failed {} (rejected {}, retries_exhausted {}) in_flight {}",
+            self.name,
+            self.received,
+            self.delivered,
+            self.retried,
+            self.dropped.total(),
+            self.dropped.queue_full,
+            self.dropped.evicted_oldest,
+            self.dropped.closed,
+            self.failed.total(),
+            self.failed.rejected,
+            self.failed.retries_exhausted,
+            self.in_flight
+        )
+    }
+}
+
+/// The collector's accounting: per sink, plus sampling.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CollectorStats {
+    /// Records passed to `record()` while enabled.
+    pub recorded: u64,
+    /// Records not kept by sampling (intended, not a loss).
+    pub sampled_out: u64,
+    /// One entry per sink, in the order they were added.
+    pub sinks: Vec<SinkStats>,
+}
+
+impl CollectorStats {
+    /// Stats of the sink named `name`.
+    pub fn sink(&self, name: &str) -> Option<&SinkStats> {
+        self.sinks.iter().find(|s| s.name == name)
+    }
+}
+
+/// What a flush or shutdown achieved for one sink.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SinkReport {
+    /// Stats at the end of the operation.
+    pub stats: SinkStats,
+    /// Whether every record recorded before the call was settled and the
+    /// sink's own flush/close returned in time.
+    pub completed: bool,
+    /// The sink's flush/close error, if any.
+    pub error: Option<String>,
+}
+
+/// The result of [`MetricsCollector::flush_timeout`](crate::MetricsCollector::flush_timeout)
+/// or [`MetricsCollector::shutdown`](crate::MetricsCollector::shutdown).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeliveryReport {
+    /// One entry per sink.
+    pub sinks: Vec<SinkReport>,
+}
+
+impl DeliveryReport {
+    /// Whether every sink completed.
+    pub fn is_complete(&self) -> bool {
+        self.sinks.iter().all(|s| s.completed)
+    }
+
+    /// Sinks that did not complete, or lost records.
+    pub fn problems(&self) -> impl Iterator<Item = &SinkReport> {
+        self.sinks.iter().filter(|s| !s.completed || s.stats.lost() > 0 || s.error.is_some())
+    }
+}
+
+impl fmt::Display for DeliveryReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for s in &self.sinks {
+            write!(f, "{}", s.stats)?;
+            if !s.completed {
+                write!(f, " [NOT COMPLETE]")?;
+            }
+            if let Some(e) = &s.error {
+                write!(f, " [error: {e}]")?;
+            }
+            writeln!(f)?;
+        }
+        Ok(())
+    }
+}
