@@ -63,7 +63,10 @@ impl std::fmt::Debug for MetricsCollector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MetricsCollector")
             .field("enabled", &self.inner.config.enabled)
-            .field("sinks", &self.inner.sinks.iter().map(|s| &s.name).collect::<Vec<_>>())
+            .field(
+                "sinks",
+                &self.inner.sinks.iter().map(|s| &s.name).collect::<Vec<_>>(),
+            )
             .finish()
     }
 }
@@ -152,8 +155,13 @@ impl Shared {
 }
 
 enum Control {
-    Flush { target: u64, done: oneshot::Sender<Option<String>> },
-    Shutdown { done: oneshot::Sender<Option<String>> },
+    Flush {
+        target: u64,
+        done: oneshot::Sender<Option<String>>,
+    },
+    Shutdown {
+        done: oneshot::Sender<Option<String>>,
+    },
 }
 
 /// Builds a [`MetricsCollector`].
@@ -220,7 +228,12 @@ impl MetricsCollectorBuilder {
                 log: LogLimiter::default(),
             };
             let handle = rt.spawn(worker.run());
-            sinks.push(SinkHandle { name, shared, control: tx, worker: Mutex::new(Some(handle)) });
+            sinks.push(SinkHandle {
+                name,
+                shared,
+                control: tx,
+                worker: Mutex::new(Some(handle)),
+            });
         }
         Ok(MetricsCollector {
             inner: Arc::new(Inner {
@@ -272,7 +285,11 @@ impl MetricsCollector {
             return None;
         }
         inner.recorded.fetch_add(1, Relaxed);
-        let rate = if m.is_error() { inner.config.error_sample_rate } else { inner.config.success_sample_rate };
+        let rate = if m.is_error() {
+            inner.config.error_sample_rate
+        } else {
+            inner.config.success_sample_rate
+        };
         if rate < 1.0 {
             if rate <= 0.0 || fastrand::f64() >= rate {
                 inner.sampled_out.fetch_add(1, Relaxed);
@@ -365,7 +382,11 @@ impl MetricsCollector {
                 .sinks
                 .iter()
                 .zip(results)
-                .map(|(s, (completed, error))| SinkReport { stats: sink_stats(s), completed, error })
+                .map(|(s, (completed, error))| SinkReport {
+                    stats: sink_stats(s),
+                    completed,
+                    error,
+                })
                 .collect(),
         }
     }
@@ -409,7 +430,11 @@ impl MetricsCollector {
             } else if let Some(h) = handle {
                 let _ = h.await;
             }
-            reports.push(SinkReport { stats: sink_stats(s), completed, error });
+            reports.push(SinkReport {
+                stats: sink_stats(s),
+                completed,
+                error,
+            });
         }
         DeliveryReport { sinks: reports }
     }
@@ -504,8 +529,9 @@ impl Worker {
                 let queue_empty = self.shared.queue.is_empty();
                 if flushes.iter().any(|f| queue_empty || settled >= f.target) {
                     let err = self.call_sink(SinkCall::Flush).await;
-                    let (ready, waiting): (Vec<_>, Vec<_>) =
-                        flushes.drain(..).partition(|f| queue_empty || settled >= f.target);
+                    let (ready, waiting): (Vec<_>, Vec<_>) = flushes
+                        .drain(..)
+                        .partition(|f| queue_empty || settled >= f.target);
                     flushes = waiting;
                     for f in ready {
                         let _ = f.done.send(err.clone());
@@ -572,13 +598,14 @@ impl Worker {
             if chunk.is_empty() {
                 continue;
             }
-            let outcome = match tokio::time::timeout(policy.attempt_timeout, self.sink.record_batch(&chunk)).await {
-                Ok(r) => r,
-                Err(_) => Err(SinkError::retryable(format!(
-                    "record_batch did not finish within {:?}",
-                    policy.attempt_timeout
-                ))),
-            };
+            let outcome =
+                match tokio::time::timeout(policy.attempt_timeout, self.sink.record_batch(&chunk)).await {
+                    Ok(r) => r,
+                    Err(_) => Err(SinkError::retryable(format!(
+                        "record_batch did not finish within {:?}",
+                        policy.attempt_timeout
+                    ))),
+                };
             let err = match outcome {
                 Ok(()) => {
                     let n = chunk.len() as u64;

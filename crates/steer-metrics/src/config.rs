@@ -55,7 +55,10 @@ impl RetryPolicy {
     pub fn backoff(&self, failures: u32, hint: Option<Duration>) -> Duration {
         let exp = self
             .initial_backoff
-            .saturating_mul(1u32.checked_shl(failures.saturating_sub(1).min(20)).unwrap_or(u32::MAX))
+            .saturating_mul(
+                1u32.checked_shl(failures.saturating_sub(1).min(20))
+                    .unwrap_or(u32::MAX),
+            )
             .min(self.max_backoff);
         let jittered = exp.mul_f64(fastrand::f64());
         match hint {
@@ -205,7 +208,9 @@ mod tests {
 
     #[test]
     fn rates_are_clamped() {
-        let c = MetricsConfig::default().success_sample_rate(2.0).error_sample_rate(f64::NAN);
+        let c = MetricsConfig::default()
+            .success_sample_rate(2.0)
+            .error_sample_rate(f64::NAN);
         assert_eq!(c.success_sample_rate, 1.0);
         assert_eq!(c.error_sample_rate, 0.0);
     }

@@ -27,8 +27,8 @@ mod collector;
 mod config;
 mod record;
 mod sink;
-mod stats;
 pub mod sinks;
+mod stats;
 pub mod summary;
 pub mod testkit;
 

@@ -318,7 +318,9 @@ mod tests {
 
     #[test]
     fn request_ids_are_unique_and_time_ordered() {
-        let ids: Vec<Uuid> = (0..1000).map(|_| AgentMetrics::new("sim", "m").request_id).collect();
+        let ids: Vec<Uuid> = (0..1000)
+            .map(|_| AgentMetrics::new("sim", "m").request_id)
+            .collect();
         let mut sorted = ids.clone();
         sorted.sort();
         assert_eq!(ids, sorted, "UUID v7 ids generated in sequence sort in sequence");

@@ -131,7 +131,13 @@ pub struct SinkError {
 
 impl SinkError {
     fn new(kind: SinkErrorKind, message: impl Into<String>) -> Self {
-        SinkError { kind, message: message.into(), records: None, retry: Vec::new(), source: None }
+        SinkError {
+            kind,
+            message: message.into(),
+            records: None,
+            retry: Vec::new(),
+            source: None,
+        }
     }
 
     /// A transient failure: retry with backoff.
@@ -224,7 +230,9 @@ impl fmt::Display for SinkError {
 
 impl std::error::Error for SinkError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source.as_deref().map(|e| e as &(dyn std::error::Error + 'static))
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
     }
 }
 
@@ -257,12 +265,18 @@ mod tests {
     }
 
     fn batch(n: u64) -> Vec<AgentMetrics> {
-        (0..n).map(|i| AgentMetrics::new("sim", "m").with_tokens(i, 0)).collect()
+        (0..n)
+            .map(|i| AgentMetrics::new("sim", "m").with_tokens(i, 0))
+            .collect()
     }
 
     #[tokio::test]
     async fn default_batch_reports_the_bad_record_and_the_untried_rest() {
-        let sink = Picky { bad: 2, transient_at: None, seen: Mutex::new(vec![]) };
+        let sink = Picky {
+            bad: 2,
+            transient_at: None,
+            seen: Mutex::new(vec![]),
+        };
         let err = sink.record_batch(&batch(5)).await.unwrap_err();
         assert!(err.is_permanent());
         assert_eq!(err.records(), Some(&[2][..]));
@@ -272,7 +286,11 @@ mod tests {
 
     #[tokio::test]
     async fn default_batch_transient_failure_names_the_undelivered_suffix() {
-        let sink = Picky { bad: 99, transient_at: Some(3), seen: Mutex::new(vec![]) };
+        let sink = Picky {
+            bad: 99,
+            transient_at: Some(3),
+            seen: Mutex::new(vec![]),
+        };
         let err = sink.record_batch(&batch(5)).await.unwrap_err();
         assert_eq!(err.kind(), SinkErrorKind::Retryable);
         assert_eq!(err.records(), Some(&[3, 4][..]));

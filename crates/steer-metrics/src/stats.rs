@@ -179,7 +179,9 @@ impl DeliveryReport {
 
     /// Sinks that did not complete, or lost records.
     pub fn problems(&self) -> impl Iterator<Item = &SinkReport> {
-        self.sinks.iter().filter(|s| !s.completed || s.stats.lost() > 0 || s.error.is_some())
+        self.sinks
+            .iter()
+            .filter(|s| !s.completed || s.stats.lost() > 0 || s.error.is_some())
     }
 }
 

@@ -185,7 +185,11 @@ impl SummaryBuilder {
         Summary {
             count: self.count,
             errors: self.errors,
-            error_rate: if self.count == 0 { 0.0 } else { self.errors as f64 / self.count as f64 },
+            error_rate: if self.count == 0 {
+                0.0
+            } else {
+                self.errors as f64 / self.count as f64
+            },
             latency_ms: Distribution::from_values(self.latency),
             ttft_ms: Distribution::from_values(self.ttft),
             input_tokens: self.input,
@@ -227,7 +231,10 @@ pub fn error_key(c: Option<ErrorClass>) -> String {
 }
 
 /// Summaries per group.
-pub fn breakdown<'a>(records: impl IntoIterator<Item = &'a AgentMetrics>, by: GroupBy) -> BTreeMap<String, Summary> {
+pub fn breakdown<'a>(
+    records: impl IntoIterator<Item = &'a AgentMetrics>,
+    by: GroupBy,
+) -> BTreeMap<String, Summary> {
     let mut groups: BTreeMap<String, SummaryBuilder> = BTreeMap::new();
     for m in records {
         groups.entry(by.key(m)).or_default().push(Sample::from(m));
@@ -257,7 +264,9 @@ mod tests {
 
     #[test]
     fn summary_counts_errors_tokens_and_unknown_cost() {
-        let mut a = AgentMetrics::new("openai", "gpt-4o").with_latency_ms(100.0).with_tokens(10, 5);
+        let mut a = AgentMetrics::new("openai", "gpt-4o")
+            .with_latency_ms(100.0)
+            .with_tokens(10, 5);
         a.cost_usd = Some(0.5);
         let b = AgentMetrics::new("openai", "gpt-4o")
             .with_latency_ms(300.0)

@@ -45,7 +45,10 @@ impl RecordingSink {
 
     /// A recording sink with this name.
     pub fn named(name: &str) -> Self {
-        RecordingSink { name: Arc::from(name), ..Default::default() }
+        RecordingSink {
+            name: Arc::from(name),
+            ..Default::default()
+        }
     }
 
     /// Copies of the delivered records, in delivery order.
@@ -79,7 +82,10 @@ impl RecordingSink {
     }
 
     fn push(&self, batch: &[AgentMetrics]) {
-        self.records.lock().unwrap_or_else(|p| p.into_inner()).extend_from_slice(batch);
+        self.records
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend_from_slice(batch);
         self.batches.fetch_add(1, SeqCst);
     }
 }
@@ -188,12 +194,18 @@ pub struct SlowSink {
 impl SlowSink {
     /// Sleeps `delay` before each batch and each flush.
     pub fn new(delay: Duration) -> Self {
-        SlowSink { inner: RecordingSink::named("slow"), delay: Some(delay) }
+        SlowSink {
+            inner: RecordingSink::named("slow"),
+            delay: Some(delay),
+        }
     }
 
     /// Never returns from `record_batch` or `flush`.
     pub fn hanging() -> Self {
-        SlowSink { inner: RecordingSink::named("hanging"), delay: None }
+        SlowSink {
+            inner: RecordingSink::named("hanging"),
+            delay: None,
+        }
     }
 
     /// What was delivered.
@@ -243,7 +255,11 @@ pub struct RejectingSink {
 impl RejectingSink {
     /// Reject records for which `reject` returns true.
     pub fn new(reject: impl Fn(&AgentMetrics) -> bool + Send + Sync + 'static) -> Self {
-        RejectingSink { inner: RecordingSink::named("rejecting"), reject: Arc::new(reject), attempts: Arc::default() }
+        RejectingSink {
+            inner: RecordingSink::named("rejecting"),
+            reject: Arc::new(reject),
+            attempts: Arc::default(),
+        }
     }
 
     /// What was delivered.
@@ -268,7 +284,9 @@ impl MetricsSink for RejectingSink {
     async fn record_batch(&self, batch: &[AgentMetrics]) -> Result<(), SinkError> {
         self.attempts.fetch_add(1, SeqCst);
         if batch.iter().any(|m| (self.reject)(m)) {
-            return Err(SinkError::permanent("batch contains a record the backend refuses"));
+            return Err(SinkError::permanent(
+                "batch contains a record the backend refuses",
+            ));
         }
         self.inner.record_batch(batch).await
     }

@@ -26,7 +26,11 @@ impl std::fmt::Debug for JsonLinesSink {
 impl JsonLinesSink {
     /// Append to `path` (created when missing; opened on first write).
     pub fn new(path: impl AsRef<Path>) -> Self {
-        JsonLinesSink { name: "jsonl".into(), path: path.as_ref().to_path_buf(), file: Mutex::new(None) }
+        JsonLinesSink {
+            name: "jsonl".into(),
+            path: path.as_ref().to_path_buf(),
+            file: Mutex::new(None),
+        }
     }
 
     /// Give the sink another name (to have two of them).
@@ -97,7 +101,9 @@ impl MetricsSink for JsonLinesSink {
         let mut guard = self.file.lock().await;
         if let Some(f) = guard.as_mut() {
             f.flush().await.map_err(|e| self.io_error("cannot flush", e))?;
-            f.sync_data().await.map_err(|e| self.io_error("cannot fsync", e))?;
+            f.sync_data()
+                .await
+                .map_err(|e| self.io_error("cannot fsync", e))?;
         }
         Ok(())
     }

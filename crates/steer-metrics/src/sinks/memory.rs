@@ -128,7 +128,11 @@ impl MemorySink {
 
     /// Configure one.
     pub fn builder() -> MemorySinkBuilder {
-        MemorySinkBuilder { name: "memory".into(), max_records: 100_000, ttl: None }
+        MemorySinkBuilder {
+            name: "memory".into(),
+            max_records: 100_000,
+            ttl: None,
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, VecDeque<AgentMetrics>> {
@@ -138,7 +142,9 @@ impl MemorySink {
 
     fn expire(&self, records: &mut VecDeque<AgentMetrics>) {
         if let Some(ttl) = self.inner.ttl {
-            let Ok(ttl) = chrono::Duration::from_std(ttl) else { return };
+            let Ok(ttl) = chrono::Duration::from_std(ttl) else {
+                return;
+            };
             let cutoff = Utc::now() - ttl;
             records.retain(|m| m.timestamp >= cutoff);
         }

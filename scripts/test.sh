@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# The whole test suite, on a fresh Debian machine: installs what the tests
+# need (apt), starts every backend on 127.0.0.1 with data in a temp dir,
+# runs fmt, clippy and all tests, then stops what it started.
+#
+#   scripts/test.sh                 # everything
+#   scripts/test.sh -p steer-metrics  # extra args go to `cargo test`
+#
+# Each backend has a file in scripts/services/NAME.sh defining
+# `NAME_packages` (Debian packages it needs), `start_NAME` (exports the
+# STEER_TEST_* variables the tests read) and `stop_NAME`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+
+export STEER_REQUIRE_SERVICES=1   # a test whose backend is missing fails, never skips
+export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
+
+SERVICES_DIR=$(mktemp -d /tmp/steer-services.XXXXXX)
+chmod 0755 "$SERVICES_DIR"
+export SERVICES_DIR
+STARTED=()
+
+log() { printf '== %s\n' "$*" >&2; }
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+# Stop a process by PID: TERM, wait up to 5 s, then KILL.
+stop_pid() {
+  local pid=$1
+  kill -TERM "$pid" 2>/dev/null || return 0
+  for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
+  kill -KILL "$pid" 2>/dev/null || true
+}
+
+# Wait until a command succeeds (up to $2 seconds).
+wait_for() {
+  local what=$1 secs=$2; shift 2
+  for _ in $(seq $((secs * 10))); do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done
+  log "$what did not become ready in ${secs}s"; return 1
+}
+
+cleanup() {
+  local rc=$?
+  for ((i=${#STARTED[@]}-1; i>=0; i--)); do "stop_${STARTED[i]}" || true; done
+  rm -rf "$SERVICES_DIR"
+  exit $rc
+}
+trap cleanup EXIT INT TERM
+
+for f in scripts/services/*.sh; do
+  [ -e "$f" ] || continue
+  # shellcheck disable=SC1090
+  source "$f"
+done
+SERVICES=()
+for f in scripts/services/*.sh; do [ -e "$f" ] && SERVICES+=("$(basename "$f" .sh)"); done
+
+# 1. Install what is missing.
+need=()
+for s in "${SERVICES[@]}"; do
+  pk="${s}_packages"; for p in ${!pk:-}; do dpkg -s "$p" >/dev/null 2>&1 || need+=("$p"); done
+done
+if [ ${#need[@]} -gt 0 ]; then
+  log "installing: ${need[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+for s in "${SERVICES[@]}"; do
+  if declare -F "install_$s" >/dev/null; then "install_$s"; fi
+done
+
+# 2. Start the backends.
+for s in "${SERVICES[@]}"; do
+  log "starting $s"
+  "start_$s"
+  STARTED+=("$s")
+done
+
+# 3. Lint and test.
+log "cargo fmt --check"
+cargo fmt --all -- --check
+log "cargo clippy"
+cargo clippy --workspace --all-targets --all-features -- -D warnings
+log "cargo test"
+cargo test --workspace --all-features "$@"
