@@ -291,3 +291,83 @@ impl MetricsSink for RejectingSink {
         self.inner.record_batch(batch).await
     }
 }
+
+/// Models used by [`synthetic`]: ten models over three providers, with
+/// their (input, output) USD prices per million tokens.
+const SYNTHETIC_MODELS: [(&str, &str, f64, f64); 10] = [
+    ("openai", "gpt-4o", 2.5, 10.0),
+    ("openai", "gpt-4o-mini", 0.15, 0.6),
+    ("openai", "gpt-4.1", 2.0, 8.0),
+    ("openai", "o3-mini", 1.1, 4.4),
+    ("anthropic", "claude-sonnet-4-5", 3.0, 15.0),
+    ("anthropic", "claude-haiku-4-5", 1.0, 5.0),
+    ("anthropic", "claude-opus-4-1", 15.0, 75.0),
+    ("xai", "grok-4", 3.0, 15.0),
+    ("xai", "grok-3-mini", 0.3, 0.5),
+    ("xai", "grok-code-fast-1", 0.2, 1.5),
+];
+
+/// `n` varied, realistic records, deterministic for a `seed`: ten models
+/// over three providers, about 5% errors of several classes, log-normal-ish
+/// latencies, streaming calls with TTFT, cached tokens and costs. For
+/// benchmarks and sink tests.
+pub fn synthetic(n: usize, seed: u64) -> Vec<AgentMetrics> {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let base = chrono::Utc::now() - chrono::Duration::minutes(1);
+    (0..n)
+        .map(|i| {
+            let (provider, model, pin, pout) = SYNTHETIC_MODELS[rng.usize(..SYNTHETIC_MODELS.len())];
+            let mut m = AgentMetrics::new(provider, model);
+            m.timestamp = base + chrono::Duration::microseconds(i as i64 * 10);
+            // exp(normal) via Box-Muller: median ~600 ms.
+            let z = (-2.0 * rng.f64().max(1e-12).ln()).sqrt() * (std::f64::consts::TAU * rng.f64()).cos();
+            m.latency_ms = (600.0 * (0.5 * z).exp() * 1000.0).round() / 1000.0;
+            if rng.bool() {
+                m.method = crate::record::Method::Stream;
+                m.ttft_ms = Some((m.latency_ms * (0.1 + 0.3 * rng.f64()) * 1000.0).round() / 1000.0);
+            }
+            m.response_model = Some(format!("{model}-2025-01-01"));
+            let roll = rng.u32(..1000);
+            if roll < 50 {
+                m.error_class = Some(crate::record::ErrorClass::ALL[(roll % 9) as usize]);
+                m.error_message = Some("synthetic failure".into());
+                m.retries = rng.u32(0..3);
+            } else {
+                m.input_tokens = rng.u64(10..4000);
+                m.cached_tokens = if rng.u8(..4) == 0 { m.input_tokens / 2 } else { 0 };
+                m.output_tokens = rng.u64(1..1500);
+                m.cost_usd = Some(
+                    ((m.input_tokens as f64 * pin + m.output_tokens as f64 * pout) / 1e6 * 1e9).round() / 1e9,
+                );
+                if rng.u8(..10) == 0 {
+                    m.tools_used = vec!["search".into()];
+                    m.tools_invoked = 1;
+                }
+            }
+            m.tags.insert("env".into(), "bench".into());
+            m
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn synthetic_is_deterministic_and_varied() {
+        let a = synthetic(2000, 7);
+        let b = synthetic(2000, 7);
+        let strip = |v: &[AgentMetrics]| {
+            v.iter()
+                .map(|m| (m.model.clone(), m.latency_ms, m.input_tokens))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(strip(&a), strip(&b));
+        let errors = a.iter().filter(|m| m.is_error()).count();
+        assert!((40..=170).contains(&errors), "about 5% errors, got {errors}");
+        let models: std::collections::HashSet<_> = a.iter().map(|m| &m.model).collect();
+        assert_eq!(models.len(), 10);
+        assert!(a.iter().all(|m| m.latency_ms.is_finite() && m.latency_ms > 0.0));
+    }
+}
