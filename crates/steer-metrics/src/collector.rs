@@ -150,7 +150,7 @@ impl Shared {
 
     fn received(&self) -> u64 {
         let c = &self.counters;
-        c.enqueued.load(Relaxed) + c.dropped_queue_full.load(Relaxed) + c.dropped_closed.load(Relaxed)
+        c.enqueued.load(Relaxed) + c.dropped_queue_full.load(Relaxed) + c.refused_closed.load(Relaxed)
     }
 }
 
@@ -299,7 +299,7 @@ impl MetricsCollector {
         }
         if inner.closed.load(Relaxed) {
             for s in &inner.sinks {
-                s.shared.counters.dropped_closed.fetch_add(1, Relaxed);
+                s.shared.counters.refused_closed.fetch_add(1, Relaxed);
             }
             return None;
         }

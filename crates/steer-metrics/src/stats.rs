@@ -13,6 +13,9 @@ pub(crate) struct Counters {
     pub retried: AtomicU64,
     pub dropped_queue_full: AtomicU64,
     pub dropped_evicted_oldest: AtomicU64,
+    /// Records refused by `record()` after shutdown (never enqueued).
+    pub refused_closed: AtomicU64,
+    /// Records still queued when the shutdown deadline hit.
     pub dropped_closed: AtomicU64,
     pub failed_rejected: AtomicU64,
     pub failed_retries_exhausted: AtomicU64,
@@ -33,7 +36,7 @@ impl Counters {
             dropped: DroppedCounts {
                 queue_full: self.dropped_queue_full.load(Relaxed),
                 evicted_oldest: self.dropped_evicted_oldest.load(Relaxed),
-                closed: self.dropped_closed.load(Relaxed),
+                closed: self.dropped_closed.load(Relaxed) + self.refused_closed.load(Relaxed),
             },
             failed: FailedCounts {
                 rejected: self.failed_rejected.load(Relaxed),
