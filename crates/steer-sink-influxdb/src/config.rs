@@ -1,0 +1,616 @@
+//! Configuration: where to write (v1 or v2 API), how (precision, gzip,
+//! request size) and what (measurement, which attributes are tags).
+
+use std::fmt;
+use std::time::Duration;
+
+use url::Url;
+
+/// Timestamp precision of the written points.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Precision {
+    /// Nanoseconds (the default; exact).
+    #[default]
+    Nanoseconds,
+    /// Microseconds.
+    Microseconds,
+    /// Milliseconds.
+    Milliseconds,
+    /// Seconds.
+    Seconds,
+}
+
+impl Precision {
+    /// Nanoseconds per unit.
+    pub fn nanos_per_unit(self) -> i128 {
+        match self {
+            Precision::Nanoseconds => 1,
+            Precision::Microseconds => 1_000,
+            Precision::Milliseconds => 1_000_000,
+            Precision::Seconds => 1_000_000_000,
+        }
+    }
+
+    /// The `precision=` value of the v1 `/write` API (`n`, `u`, `ms`, `s`;
+    /// InfluxDB 1.x silently reads `ns`/`us` as nanoseconds).
+    pub fn v1_param(self) -> &'static str {
+        match self {
+            Precision::Nanoseconds => "n",
+            Precision::Microseconds => "u",
+            Precision::Milliseconds => "ms",
+            Precision::Seconds => "s",
+        }
+    }
+
+    /// The `precision=` value of the v2 `/api/v2/write` API (`ns`, `us`, `ms`, `s`).
+    pub fn v2_param(self) -> &'static str {
+        match self {
+            Precision::Nanoseconds => "ns",
+            Precision::Microseconds => "us",
+            Precision::Milliseconds => "ms",
+            Precision::Seconds => "s",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "n" | "ns" => Precision::Nanoseconds,
+            "u" | "us" => Precision::Microseconds,
+            "ms" => Precision::Milliseconds,
+            "s" => Precision::Seconds,
+            _ => return None,
+        })
+    }
+}
+
+/// Where an attribute of [`AgentMetrics`](steer_metrics::AgentMetrics) goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    /// A tag (indexed; keep cardinality low).
+    Tag,
+    /// A field.
+    Field,
+    /// Not written.
+    Omit,
+}
+
+macro_rules! attributes {
+    ($( $(#[$doc:meta])* $name:ident = $key:literal, $default:ident, $numeric:literal; )*) => {
+        /// An attribute of a record and the tag/field key it is written as.
+        ///
+        /// Text attributes can be tags, fields or omitted; numeric ones fields
+        /// or omitted.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[non_exhaustive]
+        pub enum Attribute {
+            $( $(#[$doc])* $name, )*
+        }
+
+        impl Attribute {
+            /// Every attribute.
+            pub const ALL: [Attribute; Attribute::COUNT] = [$(Attribute::$name,)*];
+            /// Number of attributes.
+            pub const COUNT: usize = [$($key,)*].len();
+
+            /// The tag or field key it is written as.
+            pub fn key(self) -> &'static str {
+                match self { $(Attribute::$name => $key,)* }
+            }
+
+            /// Where it goes unless configured otherwise.
+            pub fn default_placement(self) -> Placement {
+                match self { $(Attribute::$name => Placement::$default,)* }
+            }
+
+            /// Whether it is a number (cannot be a tag).
+            pub fn is_numeric(self) -> bool {
+                match self { $(Attribute::$name => $numeric,)* }
+            }
+
+            /// Whether `key` is the key of a built-in attribute (user tags
+            /// with such a key are skipped).
+            pub fn is_builtin_key(key: &str) -> bool {
+                matches!(key, $($key)|*)
+            }
+        }
+    };
+}
+
+attributes! {
+    /// `model` (tag by default).
+    Model = "model", Tag, false;
+    /// `provider` (tag).
+    Provider = "provider", Tag, false;
+    /// `method`: `generate` or `stream` (tag).
+    Method = "method", Tag, false;
+    /// `status`: `success` or `error` (tag).
+    Status = "status", Tag, false;
+    /// `error_class`, only on failed calls (tag).
+    ErrorClass = "error_class", Tag, false;
+    /// The user's free-form tags, each under its own key (tags).
+    UserTags = "tags", Tag, false;
+    /// `response_model` (string field).
+    ResponseModel = "response_model", Field, false;
+    /// `agent_runtime` (string field).
+    AgentRuntime = "agent_runtime", Field, false;
+    /// `trace_id` (string field).
+    TraceId = "trace_id", Field, false;
+    /// `error_message` (string field).
+    ErrorMessage = "error_message", Field, false;
+    /// `request_id`, the record's UUID (string field; never a tag unless you
+    /// accept one series per call).
+    RequestId = "request_id", Field, false;
+    /// `tools_used`, comma-separated (string field).
+    ToolsUsed = "tools_used", Field, false;
+    /// `latency_ms` (float field).
+    LatencyMs = "latency_ms", Field, true;
+    /// `ttft_ms` (float field, streaming calls).
+    TtftMs = "ttft_ms", Field, true;
+    /// `input_tokens` (integer field).
+    InputTokens = "input_tokens", Field, true;
+    /// `output_tokens` (integer field).
+    OutputTokens = "output_tokens", Field, true;
+    /// `total_tokens` = input + output (integer field).
+    TotalTokens = "total_tokens", Field, true;
+    /// `cached_tokens` (integer field).
+    CachedTokens = "cached_tokens", Field, true;
+    /// `cache_write_tokens` (integer field, where reported).
+    CacheWriteTokens = "cache_write_tokens", Field, true;
+    /// `reasoning_tokens` (integer field, where reported).
+    ReasoningTokens = "reasoning_tokens", Field, true;
+    /// `cost_usd` (float field; absent when the price is unknown).
+    CostUsd = "cost_usd", Field, true;
+    /// `retries` (integer field).
+    Retries = "retries", Field, true;
+    /// `tools_invoked` (integer field).
+    ToolsInvoked = "tools_invoked", Field, true;
+    /// `agent_loop_iters` (integer field).
+    AgentLoopIters = "agent_loop_iters", Field, true;
+    /// `sample_weight` (float field).
+    SampleWeight = "sample_weight", Field, true;
+}
+
+/// A secret (password, token): never shown by `Debug` or `Display`.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wrap a secret.
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+    pub(crate) fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl From<String> for Secret {
+    fn from(s: String) -> Self {
+        Secret(s)
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(s: &str) -> Self {
+        Secret(s.to_string())
+    }
+}
+
+/// Which write API to use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Api {
+    /// InfluxDB 1.x: `POST /write?db=&rp=&precision=`, optional basic auth.
+    V1 {
+        /// Database.
+        database: String,
+        /// Retention policy (default: the database's default).
+        retention_policy: Option<String>,
+    },
+    /// InfluxDB 2.x / 3.x: `POST /api/v2/write?org=&bucket=&precision=`,
+    /// `Authorization: Token ...`.
+    V2 {
+        /// Organisation (name or id).
+        org: String,
+        /// Bucket (in InfluxDB 3: the database).
+        bucket: String,
+    },
+}
+
+/// Errors in the configuration.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The URL is not a valid URL or has an unsupported scheme.
+    #[error("invalid InfluxDB URL `{url}`: {reason}")]
+    InvalidUrl {
+        /// The URL, without credentials.
+        url: String,
+        /// Why.
+        reason: String,
+    },
+    /// Neither a v1 database nor a v2 org/bucket was given.
+    #[error("no target: set a v1 database (`.database(..)`) or a v2 org and bucket (`.org(..).bucket(..)`)")]
+    MissingTarget,
+    /// v2 needs both org and bucket.
+    #[error("the v2 API needs both an org and a bucket")]
+    IncompleteV2,
+    /// Both a v1 database and v2 settings were given.
+    #[error("set either a v1 database or a v2 org/bucket, not both")]
+    AmbiguousApi,
+    /// The measurement is empty after normalisation or starts with `#`
+    /// (which would make every line a comment).
+    #[error("invalid measurement `{0}`: it must be non-empty and must not start with `#`")]
+    InvalidMeasurement(String),
+    /// A numeric attribute cannot be a tag.
+    #[error("attribute `{0}` is numeric and cannot be a tag")]
+    NumericTag(&'static str),
+    /// A limit is zero.
+    #[error("{0} must be at least 1")]
+    ZeroLimit(&'static str),
+    /// The credentials contain characters not allowed in an HTTP header.
+    #[error("the {0} contains characters not allowed in an HTTP header")]
+    InvalidCredential(&'static str),
+    /// The HTTP client could not be built.
+    #[error("could not build the HTTP client: {0}")]
+    Http(#[source] reqwest::Error),
+}
+
+/// Where and how an [`InfluxSink`](crate::InfluxSink) writes. Build with
+/// [`InfluxConfig::builder`].
+#[derive(Debug, Clone)]
+pub struct InfluxConfig {
+    pub(crate) url: Url,
+    pub(crate) api: Api,
+    pub(crate) username: Option<String>,
+    pub(crate) password: Option<Secret>,
+    pub(crate) token: Option<Secret>,
+    pub(crate) precision: Precision,
+    pub(crate) measurement: String,
+    pub(crate) placement: [Placement; Attribute::COUNT],
+    pub(crate) user_tag_prefix: String,
+    pub(crate) max_lines: usize,
+    pub(crate) max_bytes: usize,
+    pub(crate) gzip: bool,
+    pub(crate) timeout: Duration,
+    pub(crate) name: String,
+}
+
+impl InfluxConfig {
+    /// Start a configuration for the server at `url` (e.g.
+    /// `http://127.0.0.1:8086`).
+    pub fn builder(url: impl Into<String>) -> InfluxConfigBuilder {
+        InfluxConfigBuilder {
+            url: url.into(),
+            database: None,
+            retention_policy: None,
+            org: None,
+            bucket: None,
+            username: None,
+            password: None,
+            token: None,
+            precision: Precision::default(),
+            measurement: DEFAULT_MEASUREMENT.to_string(),
+            placement: Attribute::ALL.map(Attribute::default_placement),
+            user_tag_prefix: String::new(),
+            max_lines: DEFAULT_MAX_LINES,
+            max_bytes: DEFAULT_MAX_BYTES,
+            gzip: false,
+            timeout: Duration::from_secs(30),
+            name: "influxdb".to_string(),
+        }
+    }
+
+    /// The write API in use.
+    pub fn api(&self) -> &Api {
+        &self.api
+    }
+
+    /// The server URL.
+    pub fn url(&self) -> &Url {
+        &self.url
+    }
+
+    /// The measurement as written (normalised).
+    pub fn measurement(&self) -> &str {
+        &self.measurement
+    }
+}
+
+/// The default measurement name.
+pub const DEFAULT_MEASUREMENT: &str = "llm_request";
+/// Default largest number of lines per request.
+pub const DEFAULT_MAX_LINES: usize = 5_000;
+/// Default largest request body, uncompressed.
+pub const DEFAULT_MAX_BYTES: usize = 1024 * 1024;
+
+/// Builds an [`InfluxConfig`].
+#[must_use]
+#[derive(Clone)]
+pub struct InfluxConfigBuilder {
+    url: String,
+    database: Option<String>,
+    retention_policy: Option<String>,
+    org: Option<String>,
+    bucket: Option<String>,
+    username: Option<String>,
+    password: Option<Secret>,
+    token: Option<Secret>,
+    precision: Precision,
+    measurement: String,
+    placement: [Placement; Attribute::COUNT],
+    user_tag_prefix: String,
+    max_lines: usize,
+    max_bytes: usize,
+    gzip: bool,
+    timeout: Duration,
+    name: String,
+}
+
+impl fmt::Debug for InfluxConfigBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("InfluxConfigBuilder")
+            .field("url", &redact_url(&self.url))
+            .field("database", &self.database)
+            .field("org", &self.org)
+            .field("bucket", &self.bucket)
+            .field("username", &self.username)
+            .field("password", &self.password)
+            .field("token", &self.token)
+            .field("measurement", &self.measurement)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The URL with any userinfo removed (for messages).
+pub(crate) fn redact_url(url: &str) -> String {
+    match Url::parse(url) {
+        Ok(mut u) => {
+            let _ = u.set_username("");
+            let _ = u.set_password(None);
+            u.to_string()
+        }
+        Err(_) => "<unparsable url>".to_string(),
+    }
+}
+
+impl InfluxConfigBuilder {
+    /// v1: the database to write to.
+    pub fn database(mut self, db: impl Into<String>) -> Self {
+        self.database = Some(db.into());
+        self
+    }
+    /// v1: the retention policy (default: the database's default policy).
+    pub fn retention_policy(mut self, rp: impl Into<String>) -> Self {
+        self.retention_policy = Some(rp.into());
+        self
+    }
+    /// v1: user name and password (sent as HTTP basic auth).
+    pub fn credentials(mut self, username: impl Into<String>, password: impl Into<Secret>) -> Self {
+        self.username = Some(username.into());
+        self.password = Some(password.into());
+        self
+    }
+    /// v2: the organisation.
+    pub fn org(mut self, org: impl Into<String>) -> Self {
+        self.org = Some(org.into());
+        self
+    }
+    /// v2: the bucket (InfluxDB 3: the database).
+    pub fn bucket(mut self, bucket: impl Into<String>) -> Self {
+        self.bucket = Some(bucket.into());
+        self
+    }
+    /// v2: the API token (`Authorization: Token ...`). Default: the
+    /// `INFLUX_TOKEN` environment variable, if set. A token also works with
+    /// v1 servers that accept it (1.8+ sends it the same way).
+    pub fn token(mut self, token: impl Into<Secret>) -> Self {
+        self.token = Some(token.into());
+        self
+    }
+    /// Timestamp precision (default nanoseconds).
+    pub fn precision(mut self, p: Precision) -> Self {
+        self.precision = p;
+        self
+    }
+    /// Measurement name (default `llm_request`).
+    pub fn measurement(mut self, m: impl Into<String>) -> Self {
+        self.measurement = m.into();
+        self
+    }
+    /// Put `attr` as a tag, a field, or nowhere (defaults: see
+    /// [`Attribute`]).
+    pub fn place(mut self, attr: Attribute, placement: Placement) -> Self {
+        self.placement[attr as usize] = placement;
+        self
+    }
+    /// Make these attributes tags and every other text attribute that is
+    /// currently a tag a field.
+    pub fn tags(mut self, attrs: &[Attribute]) -> Self {
+        for a in Attribute::ALL {
+            if attrs.contains(&a) {
+                self.placement[a as usize] = Placement::Tag;
+            } else if self.placement[a as usize] == Placement::Tag {
+                self.placement[a as usize] = Placement::Field;
+            }
+        }
+        self
+    }
+    /// Prefix for the keys of user tags (default none), e.g. `tag_` so they
+    /// cannot collide with built-in names. A user tag whose key equals a
+    /// built-in attribute key is otherwise skipped.
+    pub fn user_tag_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.user_tag_prefix = prefix.into();
+        self
+    }
+    /// Largest number of lines per HTTP request (default 5000).
+    pub fn max_lines_per_request(mut self, n: usize) -> Self {
+        self.max_lines = n;
+        self
+    }
+    /// Largest request body before compression (default 1 MiB). A single
+    /// line larger than this is sent alone.
+    pub fn max_bytes_per_request(mut self, n: usize) -> Self {
+        self.max_bytes = n;
+        self
+    }
+    /// Compress request bodies with gzip (default off).
+    pub fn gzip(mut self, on: bool) -> Self {
+        self.gzip = on;
+        self
+    }
+    /// Timeout of one HTTP request (default 30 s).
+    pub fn timeout(mut self, d: Duration) -> Self {
+        self.timeout = d;
+        self
+    }
+    /// The sink's name in stats and logs (default `influxdb`).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// Check and build.
+    pub fn build(self) -> Result<InfluxConfig, ConfigError> {
+        let url = Url::parse(&self.url).map_err(|e| ConfigError::InvalidUrl {
+            url: redact_url(&self.url),
+            reason: e.to_string(),
+        })?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(ConfigError::InvalidUrl {
+                url: redact_url(&self.url),
+                reason: "the scheme must be http or https".into(),
+            });
+        }
+        let api = match (self.database, self.org, self.bucket) {
+            (Some(_), Some(_), _) | (Some(_), _, Some(_)) => return Err(ConfigError::AmbiguousApi),
+            (Some(database), None, None) => Api::V1 {
+                database,
+                retention_policy: self.retention_policy,
+            },
+            (None, Some(org), Some(bucket)) => Api::V2 { org, bucket },
+            (None, Some(_), None) | (None, None, Some(_)) => return Err(ConfigError::IncompleteV2),
+            (None, None, None) => return Err(ConfigError::MissingTarget),
+        };
+        let measurement = crate::encode::normalize_name(&self.measurement).into_owned();
+        if measurement.is_empty() || measurement.starts_with('#') {
+            return Err(ConfigError::InvalidMeasurement(self.measurement));
+        }
+        for a in Attribute::ALL {
+            if a.is_numeric() && self.placement[a as usize] == Placement::Tag {
+                return Err(ConfigError::NumericTag(a.key()));
+            }
+        }
+        if self.max_lines == 0 {
+            return Err(ConfigError::ZeroLimit("max_lines_per_request"));
+        }
+        if self.max_bytes == 0 {
+            return Err(ConfigError::ZeroLimit("max_bytes_per_request"));
+        }
+        let token = self.token.or_else(|| {
+            std::env::var("INFLUX_TOKEN")
+                .ok()
+                .filter(|t| !t.is_empty())
+                .map(Secret)
+        });
+        Ok(InfluxConfig {
+            url,
+            api,
+            username: self.username,
+            password: self.password,
+            token,
+            precision: self.precision,
+            measurement,
+            placement: self.placement,
+            user_tag_prefix: self.user_tag_prefix,
+            max_lines: self.max_lines,
+            max_bytes: self.max_bytes,
+            gzip: self.gzip,
+            timeout: self.timeout,
+            name: self.name,
+        })
+    }
+}
+
+impl InfluxConfig {
+    /// Parse a sink spec:
+    ///
+    /// * `influxdb://[USER:PASSWORD@]HOST:PORT/DB[?rp=RP&precision=P&gzip=true&measurement=M]`
+    ///   — v1 over HTTP (`influxdbs://` for HTTPS);
+    /// * `influxdb2://HOST:PORT?org=O&bucket=B[&precision=P&gzip=true&measurement=M]`
+    ///   — v2 over HTTP (`influxdb2s://` for HTTPS), token from `INFLUX_TOKEN`.
+    pub fn from_url(spec: &str) -> Result<InfluxConfig, ConfigError> {
+        let invalid = |reason: &str| ConfigError::InvalidUrl {
+            url: redact_url(spec),
+            reason: reason.to_string(),
+        };
+        let u = Url::parse(spec).map_err(|e| invalid(&e.to_string()))?;
+        let (v2, https) = match u.scheme() {
+            "influxdb" => (false, false),
+            "influxdbs" => (false, true),
+            "influxdb2" => (true, false),
+            "influxdb2s" => (true, true),
+            _ => return Err(invalid("the scheme must be influxdb, influxdbs, influxdb2 or influxdb2s")),
+        };
+        let host = u.host_str().ok_or_else(|| invalid("missing host"))?;
+        let port = u.port().unwrap_or(8086);
+        let base = format!("{}://{}:{port}", if https { "https" } else { "http" }, fmt_host(host));
+        let mut b = InfluxConfig::builder(base);
+        let mut rp = None;
+        let (mut org, mut bucket) = (None, None);
+        for (k, v) in u.query_pairs() {
+            match &*k {
+                "rp" if !v2 => rp = Some(v.into_owned()),
+                "org" if v2 => org = Some(v.into_owned()),
+                "bucket" if v2 => bucket = Some(v.into_owned()),
+                "precision" => {
+                    let p = Precision::parse(&v).ok_or_else(|| invalid("precision must be ns, us, ms or s"))?;
+                    b = b.precision(p);
+                }
+                "gzip" => b = b.gzip(matches!(&*v, "true" | "1" | "yes")),
+                "measurement" => b = b.measurement(v.into_owned()),
+                other => return Err(invalid(&format!("unknown parameter `{other}`"))),
+            }
+        }
+        if v2 {
+            b = b
+                .org(org.ok_or_else(|| invalid("missing org=")) ?)
+                .bucket(bucket.ok_or_else(|| invalid("missing bucket="))?);
+        } else {
+            let db = u.path().trim_start_matches('/');
+            if db.is_empty() || db.contains('/') {
+                return Err(invalid("the path must be the database name: influxdb://HOST:PORT/DB"));
+            }
+            let db = percent_decode(db);
+            b = b.database(db);
+            if let Some(rp) = rp {
+                b = b.retention_policy(rp);
+            }
+            if !u.username().is_empty() {
+                let pw = u.password().map(percent_decode).unwrap_or_default();
+                b = b.credentials(percent_decode(u.username()), Secret(pw));
+            }
+        }
+        b.build()
+    }
+}
+
+fn fmt_host(h: &str) -> String {
+    if h.contains(':') && !h.starts_with('[') {
+        format!("[{h}]")
+    } else {
+        h.to_string()
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    url::form_urlencoded::parse(format!("x={}", s.replace('+', "%2B")).as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default()
+}
