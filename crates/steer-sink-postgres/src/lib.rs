@@ -1,0 +1,214 @@
+//! # steer-sink-postgres
+//!
+//! A [`MetricsSink`] writing [`AgentMetrics`] to PostgreSQL, and a
+//! [`PostgresStore`] computing summary statistics over them.
+//!
+//! * **Batched**: each batch the collector hands over is one binary `COPY`
+//!   into a session-local staging table plus one
+//!   `INSERT ... SELECT ... ON CONFLICT (request_id) DO NOTHING`, in one
+//!   transaction.
+//! * **Exactly once by `request_id`**: a batch retried after a timeout or a
+//!   lost connection never duplicates a row.
+//! * **Versioned schema**: the table (configurable schema and name, a
+//!   column per field, indexes named after the table) is created and
+//!   upgraded by migrations applied once each, under an advisory lock.
+//!   Only configuration is interpolated into SQL, always quoted; record
+//!   values travel as binary COPY data.
+//! * **Starts with the database down**: building never connects; writes
+//!   fail retryably until the database is back and the collector delivers
+//!   later.
+//! * **Bad records isolated**: values PostgreSQL cannot store (NUL bytes
+//!   in text, NaN / infinite numbers, integers beyond `bigint`) are
+//!   rejected individually before sending; their batch-mates are written.
+//! * Passwords never appear in `Debug`, errors or logs.
+//!
+//! ```no_run
+//! use steer_metrics::{AgentMetrics, MetricsCollector, SinkOptions};
+//! use steer_sink_postgres::PostgresSink;
+//! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let sink = PostgresSink::builder("postgres://app:secret@127.0.0.1:5432/metrics")
+//!     .schema("public")
+//!     .table("llm_metrics")
+//!     .build()?;
+//! let collector = MetricsCollector::builder()
+//!     .sink_with_options(sink, SinkOptions::default().batch_size(5000))
+//!     .build()?;
+//! collector.record(AgentMetrics::new("openai", "gpt-4o-mini").with_latency_ms(420.0));
+//! collector.flush().await;
+//! # Ok(()) }
+//! ```
+#![warn(missing_docs)]
+
+pub mod client;
+pub mod config;
+pub mod encode;
+pub mod schema;
+pub mod store;
+#[cfg(feature = "tls")]
+mod tls;
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use async_trait::async_trait;
+use deadpool_postgres::Pool;
+use steer_metrics::{AgentMetrics, MetricsSink, SinkError};
+
+use crate::client::{Class, DbError};
+use crate::config::ConnSettings;
+pub use crate::config::{ConfigError, PostgresSinkBuilder};
+pub use crate::schema::TableRef;
+pub use crate::store::{PostgresStore, StoreError};
+
+/// Writes [`AgentMetrics`] to a PostgreSQL table. See the [crate docs](crate).
+pub struct PostgresSink {
+    name: String,
+    pool: Pool,
+    settings: ConnSettings,
+    migrate: bool,
+    migrated: AtomicBool,
+}
+
+impl fmt::Debug for PostgresSink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostgresSink")
+            .field("name", &self.name)
+            .field("url", &config::redacted(&self.settings.pg))
+            .field("table", &self.settings.table.qualified())
+            .field("pool_size", &self.settings.pool_size)
+            .finish()
+    }
+}
+
+impl PostgresSink {
+    /// Start building a sink from a connection string (URL or `key=value`).
+    pub fn builder(url: &str) -> PostgresSinkBuilder {
+        PostgresSinkBuilder::new(url)
+    }
+
+    /// Start building a sink from a `tokio_postgres::Config`.
+    pub fn builder_from_config(config: tokio_postgres::Config) -> PostgresSinkBuilder {
+        PostgresSinkBuilder::from_config(config)
+    }
+
+    pub(crate) fn from_settings(settings: ConnSettings, name: String, migrate: bool) -> Result<Self, ConfigError> {
+        Ok(PostgresSink {
+            name,
+            pool: client::pool(&settings)?,
+            settings,
+            migrate,
+            migrated: AtomicBool::new(false),
+        })
+    }
+
+    /// The table written.
+    pub fn table(&self) -> &TableRef {
+        &self.settings.table
+    }
+
+    /// A store querying this sink's table over the same pool.
+    pub fn store(&self) -> PostgresStore {
+        PostgresStore::from_pool(self.pool.clone(), self.settings.clone())
+    }
+
+    /// Create or upgrade the table now (it otherwise happens on the first
+    /// write). Returns the versions applied.
+    pub async fn migrate(&self) -> Result<Vec<i32>, DbError> {
+        let mut c = self.pool.get().await.map_err(DbError::from_pool)?;
+        let applied = schema::migrate(&mut c, &self.settings.table)
+            .await
+            .map_err(|e| DbError::from_pg("migrating the schema", &e))?;
+        self.migrated.store(true, Ordering::Release);
+        Ok(applied)
+    }
+
+    async fn write(&self, rows: &[(usize, encode::Row<'_>)]) -> Result<u64, DbError> {
+        let mut c = self.pool.get().await.map_err(DbError::from_pool)?;
+        if self.migrate && !self.migrated.load(Ordering::Acquire) {
+            schema::migrate(&mut c, &self.settings.table)
+                .await
+                .map_err(|e| DbError::from_pg("migrating the schema", &e))?;
+            self.migrated.store(true, Ordering::Release);
+        }
+        match client::write_rows(&mut c, &self.settings.table, rows).await {
+            Ok(n) => Ok(n),
+            Err(e) => {
+                if e.code().is_none() {
+                    // The connection may be half-way through a COPY or dead:
+                    // never hand it back to the pool.
+                    let _ = deadpool_postgres::Object::take(c);
+                }
+                Err(DbError::from_pg("writing a batch", &e))
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl MetricsSink for PostgresSink {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn record(&self, metrics: &AgentMetrics) -> Result<(), SinkError> {
+        self.record_batch(std::slice::from_ref(metrics)).await
+    }
+
+    async fn record_batch(&self, batch: &[AgentMetrics]) -> Result<(), SinkError> {
+        let (good, bad) = encode::rows(batch);
+        let bad_idx: Vec<usize> = bad.iter().map(|(i, _)| *i).collect();
+        let rejected = || {
+            let (i, why) = &bad[0];
+            SinkError::permanent(format!(
+                "{} record(s) cannot be stored in PostgreSQL; first: record {i} (request_id {}): {why}",
+                bad.len(),
+                batch[*i].request_id
+            ))
+        };
+        if good.is_empty() {
+            return if bad.is_empty() {
+                Ok(())
+            } else {
+                Err(rejected().with_records(bad_idx))
+            };
+        }
+        let good_idx = || good.iter().map(|(i, _)| *i).collect::<Vec<usize>>();
+        match self.write(&good).await {
+            Ok(inserted) => {
+                let skipped = good.len() as u64 - inserted;
+                if skipped > 0 {
+                    tracing::debug!(sink = %self.name, skipped, "rows already stored (retried batch); not duplicated");
+                }
+                if bad.is_empty() {
+                    Ok(())
+                } else {
+                    Err(rejected().with_records(bad_idx))
+                }
+            }
+            Err(e) => {
+                let class = e.class;
+                let err = match class {
+                    Class::Retryable => SinkError::retryable(e.message.clone()),
+                    Class::BadData | Class::Permanent => SinkError::permanent(e.message.clone()),
+                };
+                let err = err.with_source(e);
+                Err(match (class, bad.is_empty()) {
+                    // The whole batch fails whatever its content: fail it at once.
+                    (Class::Permanent, _) => err.with_records((0..batch.len()).collect()),
+                    // Retry the good ones; the invalid ones are rejected now.
+                    (Class::Retryable, false) => SinkError::partial(rejected(), bad_idx, good_idx()),
+                    (Class::Retryable, true) => err,
+                    // A record the server refused: let the collector split
+                    // the batch to find it (invalid ones rejected now).
+                    (Class::BadData, true) => err,
+                    (Class::BadData, false) => SinkError::partial(rejected(), bad_idx, good_idx()),
+                })
+            }
+        }
+    }
+
+    async fn close(&self) -> Result<(), SinkError> {
+        self.pool.close();
+        Ok(())
+    }
+}
