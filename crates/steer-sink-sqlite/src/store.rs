@@ -1,0 +1,317 @@
+//! Reading a store: filters, record queries and summaries.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use rusqlite::types::Value;
+use rusqlite::{Connection, OpenFlags};
+use steer_metrics::summary::{GroupBy, Summary, SummaryBuilder};
+use steer_metrics::AgentMetrics;
+
+use crate::encode::{self, Reader, SAMPLE_COLUMNS};
+use crate::error::{SqliteError, SqliteResultExt};
+use crate::schema::{self, Table, DEFAULT_TABLE};
+
+/// Which records a query covers. Every condition that is set must hold.
+///
+/// Times compare at microsecond resolution (what the store keeps): `since`
+/// is inclusive, `until` exclusive, like
+/// [`steer_metrics::sinks::Query`].
+///
+/// ```
+/// use steer_sink_sqlite::Filter;
+/// let last_hour_of_gpt = Filter::last(std::time::Duration::from_secs(3600)).model("gpt-4o");
+/// # let _ = last_hour_of_gpt;
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[must_use]
+pub struct Filter {
+    /// Records that started at or after this time.
+    pub since: Option<DateTime<Utc>>,
+    /// Records that started before this time.
+    pub until: Option<DateTime<Utc>>,
+    /// Records of this (requested) model.
+    pub model: Option<String>,
+    /// Records of this provider.
+    pub provider: Option<String>,
+}
+
+impl Filter {
+    /// Every record.
+    pub fn all() -> Self {
+        Self::default()
+    }
+
+    /// Records that started within `window` before now.
+    pub fn last(window: Duration) -> Self {
+        let window = chrono::Duration::from_std(window).unwrap_or(chrono::Duration::MAX);
+        let since = Utc::now()
+            .checked_sub_signed(window)
+            .unwrap_or(DateTime::<Utc>::MIN_UTC);
+        Self::default().since(since)
+    }
+
+    /// Records that started at or after `t`.
+    pub fn since(mut self, t: DateTime<Utc>) -> Self {
+        self.since = Some(t);
+        self
+    }
+
+    /// Records that started before `t`.
+    pub fn until(mut self, t: DateTime<Utc>) -> Self {
+        self.until = Some(t);
+        self
+    }
+
+    /// Records of this model.
+    pub fn model(mut self, model: impl Into<String>) -> Self {
+        self.model = Some(model.into());
+        self
+    }
+
+    /// Records of this provider.
+    pub fn provider(mut self, provider: impl Into<String>) -> Self {
+        self.provider = Some(provider.into());
+        self
+    }
+
+    /// Whether `m` matches, with the store's microsecond resolution.
+    pub fn matches(&self, m: &AgentMetrics) -> bool {
+        let ts = m.timestamp.timestamp_micros();
+        self.since.is_none_or(|t| ts >= t.timestamp_micros())
+            && self.until.is_none_or(|t| ts < t.timestamp_micros())
+            && self.model.as_ref().is_none_or(|x| &m.model == x)
+            && self.provider.as_ref().is_none_or(|p| &m.provider == p)
+    }
+
+    /// ` WHERE ...` (or empty) and its parameters.
+    fn sql(&self) -> (String, Vec<Value>) {
+        let mut conds = Vec::new();
+        let mut params = Vec::new();
+        if let Some(t) = self.since {
+            params.push(Value::Integer(t.timestamp_micros()));
+            conds.push(format!("ts >= ?{}", params.len()));
+        }
+        if let Some(t) = self.until {
+            params.push(Value::Integer(t.timestamp_micros()));
+            conds.push(format!("ts < ?{}", params.len()));
+        }
+        if let Some(m) = &self.model {
+            params.push(Value::Text(m.clone()));
+            conds.push(format!("model = ?{}", params.len()));
+        }
+        if let Some(p) = &self.provider {
+            params.push(Value::Text(p.clone()));
+            conds.push(format!("provider = ?{}", params.len()));
+        }
+        if conds.is_empty() {
+            (String::new(), params)
+        } else {
+            (format!(" WHERE {}", conds.join(" AND ")), params)
+        }
+    }
+}
+
+/// A read-only view of a store, for reports (`steer stats`) and tests.
+///
+/// Opens with `SQLITE_OPEN_READ_ONLY`: it never creates, migrates or locks
+/// out a writer. Thanks to WAL mode, queries run while a
+/// [`SqliteSink`](crate::SqliteSink) writes, and see the batches committed
+/// before the query started.
+///
+/// Summaries have exactly the meaning (and the numbers) of the in-memory
+/// [`Summary::from_records`]: the store selects the summary inputs of the
+/// matching rows in insertion order and feeds them to the same
+/// [`SummaryBuilder`].
+///
+/// The methods block (SQLite is synchronous); in async code call them from
+/// `tokio::task::spawn_blocking`.
+pub struct SqliteStore {
+    path: PathBuf,
+    table: Table,
+    conn: Mutex<Connection>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .field("table", &self.table.name())
+            .finish()
+    }
+}
+
+impl SqliteStore {
+    /// Open the store at `path` (table `llm_metrics`) for reading.
+    ///
+    /// Errors: [`SqliteError::NotFound`] when the file is missing,
+    /// [`SqliteError::NotAStore`] when it is not a steer store (not SQLite,
+    /// another application's database, no such table),
+    /// [`SqliteError::SchemaTooNew`] when a newer steer wrote it.
+    pub fn open_read_only(path: impl AsRef<Path>) -> Result<Self, SqliteError> {
+        Self::open_read_only_table(path, DEFAULT_TABLE)
+    }
+
+    /// Like [`open_read_only`](Self::open_read_only) for another table.
+    pub fn open_read_only_table(path: impl AsRef<Path>, table: &str) -> Result<Self, SqliteError> {
+        let path = path.as_ref();
+        let table = Table::new(table)?;
+        match path.try_exists() {
+            Ok(true) => {}
+            Ok(false) => return Err(SqliteError::NotFound { path: path.to_path_buf() }),
+            Err(source) => {
+                return Err(SqliteError::Io {
+                    path: path.to_path_buf(),
+                    source,
+                })
+            }
+        }
+        if path.is_dir() {
+            return Err(SqliteError::NotAStore {
+                path: path.to_path_buf(),
+                reason: "it is a directory".into(),
+            });
+        }
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| schema::classify_open_error(e, path, "opening the database"))?;
+        conn.busy_timeout(Duration::from_secs(5))
+            .ctx("setting the busy timeout")?;
+        schema::check_readable(&conn, &table, path)?;
+        Ok(SqliteStore {
+            path: path.to_path_buf(),
+            table,
+            conn: Mutex::new(conn),
+        })
+    }
+
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The table queried.
+    pub fn table(&self) -> &str {
+        self.table.name()
+    }
+
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock leaves no half-done state behind:
+        // every query is a single read statement.
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Number of stored records.
+    pub fn count(&self) -> Result<u64, SqliteError> {
+        let n: i64 = self
+            .conn()
+            .query_row(&format!("SELECT count(*) FROM \"{}\"", self.table.name()), [], |r| {
+                r.get(0)
+            })
+            .ctx("counting records")?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    /// The summary of the matching records (count, error rate, latency and
+    /// TTFT distributions, tokens, cost).
+    pub fn summary(&self, filter: &Filter) -> Result<Summary, SqliteError> {
+        let (where_sql, params) = filter.sql();
+        let sql = format!(
+            "SELECT id, {SAMPLE_COLUMNS} FROM \"{}\"{where_sql} ORDER BY id",
+            self.table.name()
+        );
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&sql).ctx("preparing the summary query")?;
+        let mut rows = stmt
+            .query(rusqlite::params_from_iter(params))
+            .ctx("running the summary query")?;
+        let mut acc = SummaryBuilder::default();
+        while let Some(row) = rows.next().ctx("reading the summary rows")? {
+            let r = Reader::new(row)?;
+            acc.push(encode::decode_sample(&r, 1)?);
+        }
+        Ok(acc.finish())
+    }
+
+    /// Summaries of the matching records per model, provider or error class
+    /// (`none` for successes), keyed and sorted like
+    /// [`steer_metrics::summary::breakdown`].
+    pub fn breakdown(&self, filter: &Filter, by: GroupBy) -> Result<BTreeMap<String, Summary>, SqliteError> {
+        let key = match by {
+            GroupBy::Model => "model",
+            GroupBy::Provider => "provider",
+            GroupBy::ErrorClass => "COALESCE(error_class, 'none')",
+        };
+        let (where_sql, params) = filter.sql();
+        let sql = format!(
+            "SELECT id, {key}, {SAMPLE_COLUMNS} FROM \"{}\"{where_sql} ORDER BY id",
+            self.table.name()
+        );
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&sql).ctx("preparing the breakdown query")?;
+        let mut rows = stmt
+            .query(rusqlite::params_from_iter(params))
+            .ctx("running the breakdown query")?;
+        let mut groups: BTreeMap<String, SummaryBuilder> = BTreeMap::new();
+        while let Some(row) = rows.next().ctx("reading the breakdown rows")? {
+            let r = Reader::new(row)?;
+            let k: String = r.get(1, "group key")?;
+            let sample = encode::decode_sample(&r, 2)?;
+            groups.entry(k).or_default().push(sample);
+        }
+        Ok(groups.into_iter().map(|(k, v)| (k, v.finish())).collect())
+    }
+
+    /// The matching records, in the order they were stored.
+    pub fn records(&self, filter: &Filter) -> Result<Vec<AgentMetrics>, SqliteError> {
+        let (where_sql, params) = filter.sql();
+        let sql = format!(
+            "SELECT {} FROM \"{}\"{where_sql} ORDER BY id",
+            encode::record_columns(),
+            self.table.name()
+        );
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&sql).ctx("preparing the records query")?;
+        let mut rows = stmt
+            .query(rusqlite::params_from_iter(params))
+            .ctx("running the records query")?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().ctx("reading records")? {
+            out.push(encode::decode(row)?);
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filter_sql_numbers_parameters_in_order() {
+        let t = DateTime::from_timestamp(1_700_000_000, 0).unwrap_or_default();
+        let (sql, params) = Filter::all().since(t).provider("openai").sql();
+        assert_eq!(sql, " WHERE ts >= ?1 AND provider = ?2");
+        assert_eq!(
+            params,
+            vec![Value::Integer(1_700_000_000_000_000), Value::Text("openai".into())]
+        );
+        assert_eq!(Filter::all().sql().0, "");
+    }
+
+    #[test]
+    fn filter_matches_like_the_in_memory_query() {
+        let t = DateTime::from_timestamp(1_700_000_000, 0).unwrap_or_default();
+        let mut m = AgentMetrics::new("openai", "gpt-4o");
+        m.timestamp = t;
+        assert!(Filter::all().since(t).matches(&m), "since is inclusive");
+        assert!(!Filter::all().until(t).matches(&m), "until is exclusive");
+        assert!(!Filter::all().model("gpt-4.1").matches(&m));
+        assert!(Filter::last(Duration::from_secs(u64::MAX)).since.is_some());
+    }
+}
