@@ -1,0 +1,60 @@
+//! # steer
+//!
+//! An LLM client for OpenAI, Anthropic, xAI, any OpenAI-compatible server
+//! (Ollama, vLLM, llama.cpp server) and a simulated provider, in which every
+//! call is measured: exactly one [`AgentMetrics`] record per logical call
+//! (retries, tokens, cached tokens, cost, TTFT, tools, error class), handed
+//! without blocking to a [`MetricsCollector`] that delivers it to any number
+//! of sinks.
+//!
+//! ```no_run
+//! use steer::{Request, SteerClient, MetricsConfig, sinks::MemorySink};
+//! # #[tokio::main] async fn main() -> Result<(), steer::SteerError> {
+//! let memory = MemorySink::new();
+//! let client = SteerClient::builder()
+//!     .metrics_config(MetricsConfig::default())
+//!     .sink(memory.clone())
+//!     .openai_compatible("ollama", "http://localhost:11434/v1", None)
+//!     .build()?;                                  // keys from OPENAI_API_KEY, ANTHROPIC_API_KEY, XAI_API_KEY
+//! let resp = client.generate("Hello", "gpt-4o-mini").await?;
+//! println!("{} (cost {:?})", resp.text, resp.metrics.cost_usd);
+//! let req = Request::prompt("Summarise").system("Be brief.").max_tokens(100).tag("team", "search");
+//! let resp = client.generate(req, "anthropic/claude-sonnet-4-5").await?;
+//! client.metrics().flush().await;
+//! # Ok(()) }
+//! ```
+//!
+//! * Routing: `provider/model`, else the price table, else name rules
+//!   ([`routing`]); an unknown model is [`SteerError::UnknownModel`].
+//! * Prices: [`pricing::PriceTable`], built in and overridable from a file.
+//! * Retries: [`RetryConfig`] — 429/5xx/timeouts/connection errors, with
+//!   backoff, jitter and the providers' retry hints, within a deadline.
+//! * Offline: `sim/<model>` answers from [`SimConfig`], no network.
+//!
+//! The metrics core is re-exported as [`metrics`] (and its common types at
+//! the root), so this one dependency is enough.
+#![warn(missing_docs)]
+
+mod client;
+mod error;
+pub mod pricing;
+mod providers;
+pub mod retry;
+pub mod routing;
+pub mod sse;
+mod types;
+
+pub use client::{ResponseStream, SteerClient, SteerClientBuilder};
+pub use error::{CallFailure, SteerError};
+pub use providers::sim::SimConfig;
+pub use retry::RetryConfig;
+pub use routing::{route, Route};
+pub use types::{GenerateResponse, Message, Request, ResponseFormat, Role, StreamEvent, ToolCall, Usage};
+
+/// The metrics core (`steer-metrics`).
+pub use steer_metrics as metrics;
+pub use steer_metrics::{
+    async_trait, sinks, testkit, AgentMetrics, CollectorStats, DeliveryReport, ErrorClass, Method,
+    MetricsCollector, MetricsConfig, MetricsSink, OverflowPolicy, RetryPolicy, SinkError, SinkOptions,
+    Summary,
+};

@@ -1,0 +1,440 @@
+//! Anthropic Messages API.
+
+use std::collections::BTreeMap;
+
+use serde_json::{json, Map, Value};
+
+use super::{api_error, embedded_error, malformed, opt_u64_at, str_at, u64_at, Completion, Decoder};
+use crate::error::AttemptError;
+use crate::sse::SseEvent;
+use crate::types::{Request, ResponseFormat, Role, ToolCall, Usage};
+
+/// The `anthropic-version` header sent with every request.
+pub(crate) const API_VERSION: &str = "2023-06-01";
+
+/// Anthropic requires `max_tokens`; used when the request sets none.
+pub(crate) const DEFAULT_MAX_TOKENS: u32 = 4096;
+
+/// The request body.
+pub(crate) fn body(req: &Request, model: &str, stream: bool) -> Value {
+    let mut messages: Vec<Value> = Vec::with_capacity(req.messages.len());
+    for m in &req.messages {
+        match m.role {
+            Role::System => {} // joined into `system`
+            Role::Tool => {
+                let block = json!({
+                    "type": "tool_result",
+                    "tool_use_id": m.tool_call_id.clone().unwrap_or_default(),
+                    "content": m.content,
+                });
+                // Consecutive tool results go into one user message.
+                if let Some(Value::Array(blocks)) = messages
+                    .last_mut()
+                    .filter(|last| last["role"] == "user")
+                    .and_then(|last| last.get_mut("content"))
+                {
+                    if blocks.iter().all(|b| b["type"] == "tool_result") {
+                        blocks.push(block);
+                        continue;
+                    }
+                }
+                messages.push(json!({"role": "user", "content": [block]}));
+            }
+            Role::Assistant if !m.tool_calls.is_empty() => {
+                let mut blocks = Vec::new();
+                if !m.content.is_empty() {
+                    blocks.push(json!({"type": "text", "text": m.content}));
+                }
+                for c in &m.tool_calls {
+                    let input: Value = serde_json::from_str(&c.arguments).unwrap_or_else(|_| json!({}));
+                    blocks.push(json!({"type": "tool_use", "id": c.id, "name": c.name, "input": input}));
+                }
+                messages.push(json!({"role": "assistant", "content": blocks}));
+            }
+            Role::User | Role::Assistant => {
+                messages.push(json!({"role": m.role.as_str(), "content": m.content}));
+            }
+        }
+    }
+    let mut system = req.system_text();
+    let instruction = match &req.response_format {
+        ResponseFormat::Text => None,
+        ResponseFormat::JsonObject => Some("Respond with a single JSON object and nothing else.".to_string()),
+        ResponseFormat::JsonSchema { schema, .. } => Some(format!(
+            "Respond with a single JSON object matching this JSON schema and nothing else: {schema}"
+        )),
+    };
+    if let Some(i) = instruction {
+        system = Some(match system {
+            Some(s) => format!("{s}\n\n{i}"),
+            None => i,
+        });
+    }
+    let mut b = Map::new();
+    b.insert("model".into(), json!(model));
+    b.insert(
+        "max_tokens".into(),
+        json!(req.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS)),
+    );
+    b.insert("messages".into(), Value::Array(messages));
+    if let Some(s) = system {
+        b.insert("system".into(), json!(s));
+    }
+    if stream {
+        b.insert("stream".into(), json!(true));
+    }
+    if let Some(t) = req.temperature {
+        b.insert("temperature".into(), json!(t));
+    }
+    if let Some(p) = req.top_p {
+        b.insert("top_p".into(), json!(p));
+    }
+    if !req.stop.is_empty() {
+        b.insert("stop_sequences".into(), json!(req.stop));
+    }
+    if let Some(t) = &req.tools {
+        b.insert("tools".into(), t.clone());
+    }
+    if let Some(t) = &req.tool_choice {
+        b.insert("tool_choice".into(), t.clone());
+    }
+    for (k, v) in &req.extra {
+        b.insert(k.clone(), v.clone());
+    }
+    Value::Object(b)
+}
+
+/// Raw Anthropic usage; `input_tokens` excludes cache reads and writes.
+#[derive(Debug, Default, Clone, Copy)]
+struct RawUsage {
+    input: u64,
+    output: u64,
+    cache_read: u64,
+    cache_write: Option<u64>,
+}
+
+impl RawUsage {
+    fn update(&mut self, u: &Value) {
+        if let Some(x) = opt_u64_at(u, "input_tokens") {
+            self.input = x;
+        }
+        if let Some(x) = opt_u64_at(u, "output_tokens") {
+            self.output = x;
+        }
+        if let Some(x) = opt_u64_at(u, "cache_read_input_tokens") {
+            self.cache_read = x;
+        }
+        if let Some(x) = opt_u64_at(u, "cache_creation_input_tokens") {
+            self.cache_write = Some(x);
+        }
+    }
+
+    /// Normalised: input counts cache reads and writes too.
+    fn normalise(self) -> Usage {
+        let write = self.cache_write.unwrap_or(0);
+        Usage {
+            input_tokens: self.input + self.cache_read + write,
+            output_tokens: self.output,
+            cached_tokens: self.cache_read,
+            cache_write_tokens: self.cache_write,
+            reasoning_tokens: None,
+        }
+    }
+}
+
+/// Usage of a response.
+pub(crate) fn usage(u: &Value) -> Usage {
+    let mut r = RawUsage::default();
+    r.update(u);
+    r.normalise()
+}
+
+/// Parse a (200) response body.
+pub(crate) fn parse(body: &[u8]) -> Result<Completion, AttemptError> {
+    let v: Value = serde_json::from_slice(body).map_err(|e| malformed(&e))?;
+    if let Some(e) = embedded_error(&v) {
+        return Err(e);
+    }
+    let content = v
+        .get("content")
+        .and_then(Value::as_array)
+        .ok_or_else(|| AttemptError::invalid("response has no content"))?;
+    let mut text = String::new();
+    let mut tool_calls = Vec::new();
+    for block in content {
+        match block.get("type").and_then(Value::as_str) {
+            Some("text") => text.push_str(block.get("text").and_then(Value::as_str).unwrap_or("")),
+            Some("tool_use") => tool_calls.push(ToolCall {
+                id: str_at(block, "id").unwrap_or_default(),
+                name: str_at(block, "name").unwrap_or_default(),
+                arguments: block
+                    .get("input")
+                    .map_or_else(|| "{}".to_string(), Value::to_string),
+            }),
+            _ => {}
+        }
+    }
+    Ok(Completion {
+        text,
+        tool_calls,
+        finish_reason: str_at(&v, "stop_reason"),
+        usage: v.get("usage").map(usage).unwrap_or_default(),
+        response_model: str_at(&v, "model"),
+    })
+}
+
+/// Decodes `message_start` … `message_stop`.
+#[derive(Default)]
+pub(crate) struct StreamDecoder {
+    text: String,
+    tools: BTreeMap<u64, ToolCall>,
+    stop_reason: Option<String>,
+    usage: RawUsage,
+    model: Option<String>,
+    done: bool,
+}
+
+impl Decoder for StreamDecoder {
+    fn on_event(&mut self, ev: SseEvent) -> Result<Option<String>, AttemptError> {
+        if ev.data.trim().is_empty() {
+            return Ok(None);
+        }
+        let v: Value = serde_json::from_str(&ev.data).map_err(|e| malformed(&e))?;
+        let kind = v
+            .get("type")
+            .and_then(Value::as_str)
+            .or(ev.event.as_deref())
+            .unwrap_or("");
+        match kind {
+            "message_start" => {
+                if let Some(m) = v.get("message") {
+                    self.model = str_at(m, "model");
+                    if let Some(u) = m.get("usage") {
+                        self.usage.update(u);
+                    }
+                }
+            }
+            "content_block_start" => {
+                let idx = u64_at(&v, "index");
+                if let Some(b) = v.get("content_block") {
+                    match b.get("type").and_then(Value::as_str) {
+                        Some("tool_use") => {
+                            self.tools.insert(
+                                idx,
+                                ToolCall {
+                                    id: str_at(b, "id").unwrap_or_default(),
+                                    name: str_at(b, "name").unwrap_or_default(),
+                                    arguments: String::new(),
+                                },
+                            );
+                        }
+                        Some("text") => {
+                            if let Some(t) = b.get("text").and_then(Value::as_str).filter(|t| !t.is_empty()) {
+                                self.text.push_str(t);
+                                return Ok(Some(t.to_string()));
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            "content_block_delta" => {
+                let idx = u64_at(&v, "index");
+                let Some(d) = v.get("delta") else { return Ok(None) };
+                match d.get("type").and_then(Value::as_str) {
+                    Some("text_delta") => {
+                        if let Some(t) = d.get("text").and_then(Value::as_str).filter(|t| !t.is_empty()) {
+                            self.text.push_str(t);
+                            return Ok(Some(t.to_string()));
+                        }
+                    }
+                    Some("input_json_delta") => {
+                        if let (Some(call), Some(p)) = (
+                            self.tools.get_mut(&idx),
+                            d.get("partial_json").and_then(Value::as_str),
+                        ) {
+                            call.arguments.push_str(p);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            "message_delta" => {
+                if let Some(r) = v.get("delta").and_then(|d| str_at(d, "stop_reason")) {
+                    self.stop_reason = Some(r);
+                }
+                if let Some(u) = v.get("usage") {
+                    self.usage.update(u);
+                }
+            }
+            "message_stop" => self.done = true,
+            "error" => {
+                let (t, c, m) = crate::error::parse_error_body(ev.data.as_bytes());
+                return Err(api_error(None, t, c, m));
+            }
+            _ => {} // ping, content_block_stop, future events
+        }
+        Ok(None)
+    }
+
+    fn is_done(&self) -> bool {
+        self.done
+    }
+
+    fn finish(self: Box<Self>) -> Result<Completion, AttemptError> {
+        if !self.done {
+            return Err(AttemptError::network("stream ended before message_stop"));
+        }
+        let tool_calls = self
+            .tools
+            .into_values()
+            .map(|mut c| {
+                if c.arguments.is_empty() {
+                    c.arguments = "{}".into();
+                }
+                c
+            })
+            .collect();
+        Ok(Completion {
+            text: self.text,
+            tool_calls,
+            finish_reason: self.stop_reason,
+            usage: self.usage.normalise(),
+            response_model: self.model,
+        })
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::types::Message;
+
+    #[test]
+    fn body_moves_system_and_tool_results() {
+        let req = Request::new(vec![
+            Message::system("extra"),
+            Message::user("hi"),
+            Message::assistant_tool_calls(
+                "",
+                vec![ToolCall {
+                    id: "t1".into(),
+                    name: "f".into(),
+                    arguments: "{\"a\":1}".into(),
+                }],
+            ),
+            Message::tool("t1", "1"),
+            Message::tool("t2", "2"),
+        ])
+        .system("sys")
+        .stop("END")
+        .json_mode();
+        let b = body(&req, "claude-sonnet-4-5", true);
+        assert_eq!(b["max_tokens"], DEFAULT_MAX_TOKENS);
+        assert!(b["system"]
+            .as_str()
+            .unwrap()
+            .starts_with("sys\n\nextra\n\nRespond with a single JSON"));
+        assert_eq!(b["messages"].as_array().unwrap().len(), 3);
+        assert_eq!(b["messages"][1]["content"][0]["input"]["a"], 1);
+        assert_eq!(b["messages"][2]["content"].as_array().unwrap().len(), 2);
+        assert_eq!(b["stop_sequences"], json!(["END"]));
+        assert_eq!(b["stream"], true);
+    }
+
+    #[test]
+    fn parses_a_documented_response_with_cache_usage() {
+        let body = br#"{"id":"msg_01","type":"message","role":"assistant","model":"claude-sonnet-4-5-20250929",
+          "content":[{"type":"text","text":"Let me check."},{"type":"tool_use","id":"toolu_01","name":"get_weather","input":{"city":"Paris"}}],
+          "stop_reason":"tool_use","stop_sequence":null,
+          "usage":{"input_tokens":100,"cache_creation_input_tokens":2000,"cache_read_input_tokens":5000,"output_tokens":300}}"#;
+        let c = parse(body).unwrap();
+        assert_eq!(c.text, "Let me check.");
+        assert_eq!(c.tool_calls[0].arguments, r#"{"city":"Paris"}"#);
+        assert_eq!(c.usage.input_tokens, 7100, "input + cache reads + cache writes");
+        assert_eq!(c.usage.cached_tokens, 5000);
+        assert_eq!(c.usage.cache_write_tokens, Some(2000));
+        assert_eq!(c.usage.output_tokens, 300);
+    }
+
+    #[test]
+    fn documented_stream() {
+        let events = [
+            (
+                "message_start",
+                r#"{"type":"message_start","message":{"id":"msg_1","type":"message","role":"assistant","content":[],"model":"claude-haiku-4-5-20251001","stop_reason":null,"usage":{"input_tokens":25,"cache_read_input_tokens":10,"cache_creation_input_tokens":0,"output_tokens":1}}}"#,
+            ),
+            (
+                "content_block_start",
+                r#"{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}"#,
+            ),
+            ("ping", r#"{"type": "ping"}"#),
+            (
+                "content_block_delta",
+                r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hello"}}"#,
+            ),
+            (
+                "content_block_delta",
+                r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"!"}}"#,
+            ),
+            ("content_block_stop", r#"{"type":"content_block_stop","index":0}"#),
+            (
+                "content_block_start",
+                r#"{"type":"content_block_start","index":1,"content_block":{"type":"tool_use","id":"toolu_1","name":"f","input":{}}}"#,
+            ),
+            (
+                "content_block_delta",
+                r#"{"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":"{\"x\":"}}"#,
+            ),
+            (
+                "content_block_delta",
+                r#"{"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":"2}"}}"#,
+            ),
+            (
+                "message_delta",
+                r#"{"type":"message_delta","delta":{"stop_reason":"tool_use","stop_sequence":null},"usage":{"output_tokens":15}}"#,
+            ),
+            ("message_stop", r#"{"type":"message_stop"}"#),
+        ];
+        let mut d: Box<dyn Decoder> = Box::<StreamDecoder>::default();
+        let mut deltas = Vec::new();
+        for (e, data) in events {
+            if let Some(t) = d
+                .on_event(SseEvent {
+                    event: Some(e.into()),
+                    data: data.into(),
+                    id: None,
+                })
+                .unwrap()
+            {
+                deltas.push(t);
+            }
+        }
+        assert_eq!(deltas, vec!["Hello", "!"]);
+        assert!(d.is_done());
+        let c = d.finish().unwrap();
+        assert_eq!(c.usage.input_tokens, 35);
+        assert_eq!(c.usage.cached_tokens, 10);
+        assert_eq!(c.usage.output_tokens, 15);
+        assert_eq!(c.tool_calls[0].arguments, "{\"x\":2}");
+        assert_eq!(c.finish_reason.as_deref(), Some("tool_use"));
+    }
+
+    #[test]
+    fn stream_error_event_is_classified() {
+        let mut d = StreamDecoder::default();
+        let e = d
+            .on_event(SseEvent {
+                event: Some("error".into()),
+                data: r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#.into(),
+                id: None,
+            })
+            .unwrap_err();
+        assert_eq!(e.class, steer_metrics::ErrorClass::RateLimit);
+        assert!(e.retryable);
+        assert_eq!(e.provider_code.as_deref(), Some("overloaded_error"));
+        let d: Box<dyn Decoder> = Box::<StreamDecoder>::default();
+        assert!(d.finish().is_err(), "no message_stop = truncated");
+    }
+}

@@ -1,0 +1,139 @@
+//! Provider dialects: request bodies, response parsing and stream decoding.
+
+pub(crate) mod anthropic;
+pub(crate) mod openai;
+pub(crate) mod sim;
+
+use std::fmt;
+
+use serde_json::Value;
+
+use crate::error::AttemptError;
+use crate::sse::SseEvent;
+use crate::types::{ToolCall, Usage};
+
+/// The wire protocol of an HTTP provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Dialect {
+    /// OpenAI Chat Completions (OpenAI, xAI, Ollama, vLLM, llama.cpp server, ...).
+    OpenAi,
+    /// Anthropic Messages.
+    Anthropic,
+}
+
+/// An API key. Its Debug and Display never show it.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct ApiKey(String);
+
+impl ApiKey {
+    pub fn new(key: impl Into<String>) -> Option<Self> {
+        let k = key.into().trim().to_string();
+        (!k.is_empty()).then_some(ApiKey(k))
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[REDACTED]")
+    }
+}
+
+/// An HTTP provider as configured.
+#[derive(Debug, Clone)]
+pub(crate) struct HttpProvider {
+    pub name: String,
+    pub dialect: Dialect,
+    pub base_url: String,
+    pub api_key: Option<ApiKey>,
+    /// Environment variable named in the missing-key error; `None` when a key is optional.
+    pub key_env: Option<&'static str>,
+    /// OpenAI wants `max_completion_tokens`; compatible servers know `max_tokens`.
+    pub max_tokens_field: &'static str,
+}
+
+impl HttpProvider {
+    pub fn url(&self) -> String {
+        let base = self.base_url.trim_end_matches('/');
+        match self.dialect {
+            Dialect::OpenAi => format!("{base}/chat/completions"),
+            Dialect::Anthropic => format!("{base}/messages"),
+        }
+    }
+}
+
+/// A parsed answer, common to every provider.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Completion {
+    pub text: String,
+    pub tool_calls: Vec<ToolCall>,
+    pub finish_reason: Option<String>,
+    pub usage: Usage,
+    pub response_model: Option<String>,
+}
+
+/// Turns a provider's server-sent events into text deltas and a final [`Completion`].
+pub(crate) trait Decoder: Send {
+    /// Handle one event; returns a text delta, if the event carried one.
+    fn on_event(&mut self, ev: SseEvent) -> Result<Option<String>, AttemptError>;
+    /// Whether the provider signalled the end of the stream.
+    fn is_done(&self) -> bool;
+    /// The whole answer, once the byte stream has ended.
+    fn finish(self: Box<Self>) -> Result<Completion, AttemptError>;
+}
+
+pub(crate) fn u64_at(v: &Value, key: &str) -> u64 {
+    v.get(key).and_then(Value::as_u64).unwrap_or(0)
+}
+
+pub(crate) fn opt_u64_at(v: &Value, key: &str) -> Option<u64> {
+    v.get(key).and_then(Value::as_u64)
+}
+
+pub(crate) fn str_at(v: &Value, key: &str) -> Option<String> {
+    v.get(key).and_then(Value::as_str).map(str::to_string)
+}
+
+pub(crate) fn malformed(e: &serde_json::Error) -> AttemptError {
+    AttemptError::invalid(format!("malformed JSON from provider: {e}"))
+}
+
+/// An error the provider reported (HTTP error status or an error object in a 200 / stream).
+pub(crate) fn api_error(
+    status: Option<u16>,
+    error_type: Option<String>,
+    code: Option<String>,
+    message: Option<String>,
+) -> AttemptError {
+    let (class, retryable) = crate::error::classify(status, error_type.as_deref(), code.as_deref());
+    let message = message.unwrap_or_else(|| match status {
+        Some(s) => format!("HTTP {s}"),
+        None => "provider error".to_string(),
+    });
+    let mut e = AttemptError::new(
+        crate::error::FailureKind::Api,
+        class,
+        crate::error::truncate(message, 300),
+    );
+    e.retryable = retryable;
+    e.status = status;
+    e.provider_code = code.or(error_type);
+    e
+}
+
+/// An error object inside a successful response or a stream event, if there is one.
+pub(crate) fn embedded_error(v: &Value) -> Option<AttemptError> {
+    let err = v.get("error")?;
+    if err.is_null() {
+        return None;
+    }
+    let (t, c, m) = crate::error::parse_error_body(v.to_string().as_bytes());
+    Some(api_error(
+        None,
+        t,
+        c,
+        m.or_else(|| err.as_str().map(str::to_string)),
+    ))
+}

@@ -1,0 +1,452 @@
+//! The simulated provider behind `sim/<model>`: no network, realistic
+//! latency, tokens and failures, deterministic under a seed.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use steer_metrics::ErrorClass;
+
+use super::Completion;
+use crate::error::{AttemptError, FailureKind};
+use crate::types::{Request, ToolCall, Usage};
+
+/// Configuration of the simulated provider (`sim/<model>`).
+///
+/// Latencies are log-normal: `median * exp(spread * z)` with `z` standard
+/// normal, then multiplied by `latency_scale` (0 = no waiting at all, for
+/// benchmarks and tests). Each call draws from its own RNG, derived from
+/// `seed` and a call counter, so a run with the same seed and the same call
+/// order produces the same latencies, tokens, texts and failures.
+///
+/// ```
+/// use std::time::Duration;
+/// use steer::SimConfig;
+/// let sim = SimConfig::default()
+///     .seed(42)
+///     .latency(Duration::from_millis(600), 0.4)
+///     .ttft(Duration::from_millis(200))
+///     .output_tokens(20, 200)
+///     .rate_limit_rate(0.02)
+///     .latency_scale(0.0);
+/// assert_eq!(sim.seed, Some(42));
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+#[must_use]
+#[non_exhaustive]
+pub struct SimConfig {
+    /// RNG seed; `None` (the default) picks a random one.
+    pub seed: Option<u64>,
+    /// Median latency of a whole call (default 800 ms).
+    pub latency_median: Duration,
+    /// Log-normal spread (sigma) of latencies (default 0.5).
+    pub latency_spread: f64,
+    /// Multiplier on every simulated wait (default 1.0; 0 = instant).
+    pub latency_scale: f64,
+    /// Median time to first token (default 250 ms); never more than the latency.
+    pub ttft_median: Duration,
+    /// Input tokens drawn uniformly from this range; `None` (default)
+    /// estimates them from the prompt (about 4 characters per token).
+    pub input_tokens: Option<(u64, u64)>,
+    /// Output tokens drawn uniformly from this range (default 20..=300),
+    /// capped by the request's `max_tokens`.
+    pub output_tokens: (u64, u64),
+    /// Probability that part of the input is served from the prompt cache (default 0).
+    pub cache_hit_rate: f64,
+    /// Probability of answering with a tool call when the request has tools (default 0.5).
+    pub tool_call_rate: f64,
+    /// Probability of a 429 with a retry hint per attempt (default 0).
+    pub rate_limit_rate: f64,
+    /// Probability of an attempt timing out (default 0).
+    pub timeout_rate: f64,
+    /// Probability of a 5xx per attempt (default 0).
+    pub server_error_rate: f64,
+    /// Retry hint sent with a simulated 429 (default 1 s, times `latency_scale`).
+    pub retry_after: Duration,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            seed: None,
+            latency_median: Duration::from_millis(800),
+            latency_spread: 0.5,
+            latency_scale: 1.0,
+            ttft_median: Duration::from_millis(250),
+            input_tokens: None,
+            output_tokens: (20, 300),
+            cache_hit_rate: 0.0,
+            tool_call_rate: 0.5,
+            rate_limit_rate: 0.0,
+            timeout_rate: 0.0,
+            server_error_rate: 0.0,
+            retry_after: Duration::from_secs(1),
+        }
+    }
+}
+
+fn prob(p: f64) -> f64 {
+    if p.is_nan() {
+        0.0
+    } else {
+        p.clamp(0.0, 1.0)
+    }
+}
+
+impl SimConfig {
+    /// A configuration that never waits (latency scale 0), for tests and benchmarks.
+    pub fn instant() -> Self {
+        Self::default().latency_scale(0.0)
+    }
+    /// Fix the seed.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+    /// Median latency and log-normal spread (sigma, e.g. 0.5).
+    pub fn latency(mut self, median: Duration, spread: f64) -> Self {
+        self.latency_median = median;
+        self.latency_spread = if spread.is_finite() { spread.max(0.0) } else { 0.0 };
+        self
+    }
+    /// Multiply every wait by `scale` (0 = instant).
+    pub fn latency_scale(mut self, scale: f64) -> Self {
+        self.latency_scale = if scale.is_finite() { scale.max(0.0) } else { 0.0 };
+        self
+    }
+    /// Median time to first token.
+    pub fn ttft(mut self, median: Duration) -> Self {
+        self.ttft_median = median;
+        self
+    }
+    /// Draw input tokens from `min..=max` instead of estimating from the prompt.
+    pub fn input_tokens(mut self, min: u64, max: u64) -> Self {
+        self.input_tokens = Some((min.min(max), max.max(min)));
+        self
+    }
+    /// Draw output tokens from `min..=max`.
+    pub fn output_tokens(mut self, min: u64, max: u64) -> Self {
+        self.output_tokens = (min.min(max), max.max(min));
+        self
+    }
+    /// Probability of a prompt-cache hit.
+    pub fn cache_hit_rate(mut self, p: f64) -> Self {
+        self.cache_hit_rate = prob(p);
+        self
+    }
+    /// Probability of a tool call when tools are offered.
+    pub fn tool_call_rate(mut self, p: f64) -> Self {
+        self.tool_call_rate = prob(p);
+        self
+    }
+    /// Probability of a simulated 429 per attempt.
+    pub fn rate_limit_rate(mut self, p: f64) -> Self {
+        self.rate_limit_rate = prob(p);
+        self
+    }
+    /// Probability of a simulated timeout per attempt.
+    pub fn timeout_rate(mut self, p: f64) -> Self {
+        self.timeout_rate = prob(p);
+        self
+    }
+    /// Probability of a simulated 5xx per attempt.
+    pub fn server_error_rate(mut self, p: f64) -> Self {
+        self.server_error_rate = prob(p);
+        self
+    }
+    /// All three error rates at once.
+    pub fn error_rates(self, rate_limit: f64, timeout: f64, server_error: f64) -> Self {
+        self.rate_limit_rate(rate_limit)
+            .timeout_rate(timeout)
+            .server_error_rate(server_error)
+    }
+    /// Retry hint of simulated 429s.
+    pub fn retry_after(mut self, d: Duration) -> Self {
+        self.retry_after = d;
+        self
+    }
+}
+
+/// The simulated provider: configuration plus the call counter.
+#[derive(Debug)]
+pub(crate) struct Sim {
+    pub config: SimConfig,
+    seed: u64,
+    calls: AtomicU64,
+}
+
+/// splitmix64: decorrelates seeds that differ by one.
+fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+const WORDS: &[&str] = &[
+    "the",
+    "model",
+    "answers",
+    "with",
+    "a",
+    "short",
+    "and",
+    "clear",
+    "reply",
+    "about",
+    "metrics",
+    "latency",
+    "tokens",
+    "cost",
+    "every",
+    "call",
+    "is",
+    "measured",
+    "sinks",
+    "deliver",
+    "records",
+    "without",
+    "blocking",
+    "requests",
+    "providers",
+    "stream",
+    "quickly",
+    "results",
+    "data",
+    "simulated",
+];
+
+/// What the simulator needs to know about a request.
+#[derive(Debug, Clone)]
+pub(crate) struct SimInput {
+    prompt_chars: u64,
+    max_tokens: Option<u32>,
+    tool: Option<String>,
+}
+
+impl SimInput {
+    pub fn new(req: &Request) -> Self {
+        let prompt_chars = req.messages.iter().map(|m| m.content.len() as u64).sum::<u64>()
+            + req.system.as_ref().map_or(0, |s| s.len() as u64);
+        let tool = req.tools.as_ref().and_then(|t| {
+            let first = t.as_array()?.first()?;
+            first
+                .get("function")
+                .and_then(|f| f.get("name"))
+                .or_else(|| first.get("name"))
+                .and_then(|n| n.as_str())
+                .map(str::to_string)
+        });
+        SimInput {
+            prompt_chars,
+            max_tokens: req.max_tokens,
+            tool,
+        }
+    }
+}
+
+/// One simulated attempt, ready to be played out.
+pub(crate) enum SimOutcome {
+    /// Wait, then fail.
+    Fail(Duration, AttemptError),
+    /// Deltas (each after its wait), then the completion.
+    Answer(VecDeque<(Duration, String)>, Completion),
+}
+
+impl Sim {
+    pub fn new(config: SimConfig) -> Self {
+        let seed = config.seed.unwrap_or_else(|| fastrand::u64(..));
+        Sim {
+            config,
+            seed,
+            calls: AtomicU64::new(0),
+        }
+    }
+
+    /// The RNG of the next call.
+    pub fn call_rng(&self) -> fastrand::Rng {
+        let n = self.calls.fetch_add(1, Ordering::Relaxed);
+        fastrand::Rng::with_seed(mix(self.seed ^ mix(n)))
+    }
+
+    fn lognormal(&self, rng: &mut fastrand::Rng, median: Duration) -> Duration {
+        // Box-Muller; u1 in (0, 1].
+        let u1 = 1.0 - rng.f64();
+        let u2 = rng.f64();
+        let z = (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
+        let secs = median.as_secs_f64() * (self.config.latency_spread * z).exp() * self.config.latency_scale;
+        Duration::try_from_secs_f64(secs.min(3600.0)).unwrap_or(Duration::ZERO)
+    }
+
+    fn range(rng: &mut fastrand::Rng, (lo, hi): (u64, u64)) -> u64 {
+        rng.u64(lo..=hi.max(lo))
+    }
+
+    /// Plan one attempt.
+    pub fn attempt(&self, rng: &mut fastrand::Rng, input: &SimInput, model: &str) -> SimOutcome {
+        let c = &self.config;
+        let latency = self.lognormal(rng, c.latency_median);
+        let ttft = self.lognormal(rng, c.ttft_median).min(latency);
+        let roll = rng.f64();
+        if roll < c.rate_limit_rate {
+            let mut e = AttemptError::new(FailureKind::Api, ErrorClass::RateLimit, "simulated rate limit");
+            e.status = Some(429);
+            e.provider_code = Some("rate_limit_exceeded".into());
+            e.retry_after = Some(c.retry_after.mul_f64(c.latency_scale));
+            return SimOutcome::Fail(ttft, e);
+        }
+        if roll < c.rate_limit_rate + c.timeout_rate {
+            return SimOutcome::Fail(latency, AttemptError::timeout(latency));
+        }
+        if roll < c.rate_limit_rate + c.timeout_rate + c.server_error_rate {
+            let mut e = AttemptError::new(
+                FailureKind::Api,
+                ErrorClass::ServerError,
+                "simulated server error",
+            );
+            e.status = Some(if rng.bool() { 500 } else { 503 });
+            e.provider_code = Some("server_error".into());
+            return SimOutcome::Fail(ttft, e);
+        }
+
+        let input_tokens = match c.input_tokens {
+            Some(r) => Self::range(rng, r),
+            None => (input.prompt_chars / 4).max(1) + 8,
+        };
+        let mut output_tokens = Self::range(rng, c.output_tokens).max(1);
+        if let Some(m) = input.max_tokens {
+            output_tokens = output_tokens.min(u64::from(m).max(1));
+        }
+        let cached_tokens = if rng.f64() < c.cache_hit_rate {
+            input_tokens * rng.u64(50..=90) / 100
+        } else {
+            0
+        };
+        let tool_call = match &input.tool {
+            Some(name) if rng.f64() < c.tool_call_rate => Some(ToolCall {
+                id: format!("call_sim_{:016x}", rng.u64(..)),
+                name: name.clone(),
+                arguments: "{}".into(),
+            }),
+            _ => None,
+        };
+        let mut deltas = VecDeque::new();
+        let mut text = String::new();
+        if tool_call.is_none() {
+            let n = output_tokens as usize;
+            let rest = latency.saturating_sub(ttft);
+            let gap = rest / u32::try_from(n).unwrap_or(u32::MAX).max(1);
+            for i in 0..n {
+                let mut word = String::new();
+                if i > 0 {
+                    word.push(' ');
+                }
+                word.push_str(WORDS[rng.usize(..WORDS.len())]);
+                if i + 1 == n {
+                    word.push('.');
+                }
+                text.push_str(&word);
+                deltas.push_back((if i == 0 { ttft } else { gap }, word));
+            }
+        } else {
+            deltas.push_back((latency, String::new()));
+        }
+        let finish_reason = if tool_call.is_some() {
+            "tool_calls"
+        } else if input.max_tokens.is_some_and(|m| u64::from(m) == output_tokens) {
+            "length"
+        } else {
+            "stop"
+        };
+        let completion = Completion {
+            text,
+            tool_calls: tool_call.into_iter().collect(),
+            finish_reason: Some(finish_reason.into()),
+            usage: Usage {
+                input_tokens,
+                output_tokens,
+                cached_tokens,
+                cache_write_tokens: None,
+                reasoning_tokens: None,
+            },
+            response_model: Some(model.to_string()),
+        };
+        SimOutcome::Answer(deltas, completion)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn plan(sim: &Sim) -> (Duration, u64, String) {
+        let mut rng = sim.call_rng();
+        match sim.attempt(
+            &mut rng,
+            &SimInput::new(&Request::prompt("hello there")),
+            "gpt-4o",
+        ) {
+            SimOutcome::Answer(d, c) => (d.iter().map(|x| x.0).sum(), c.usage.output_tokens, c.text),
+            SimOutcome::Fail(d, e) => (d, 0, e.message),
+        }
+    }
+
+    #[test]
+    fn deterministic_under_a_seed() {
+        let a = Sim::new(SimConfig::default().seed(7));
+        let b = Sim::new(SimConfig::default().seed(7));
+        let c = Sim::new(SimConfig::default().seed(8));
+        let ra: Vec<_> = (0..20).map(|_| plan(&a)).collect();
+        let rb: Vec<_> = (0..20).map(|_| plan(&b)).collect();
+        let rc: Vec<_> = (0..20).map(|_| plan(&c)).collect();
+        assert_eq!(ra, rb);
+        assert_ne!(ra, rc);
+        assert_ne!(ra[0], ra[1], "calls differ from each other");
+    }
+
+    #[test]
+    fn latency_is_lognormal_around_the_median_and_scalable() {
+        let sim = Sim::new(
+            SimConfig::default()
+                .seed(1)
+                .latency(Duration::from_millis(500), 0.5),
+        );
+        let mut rng = fastrand::Rng::with_seed(3);
+        let mut v: Vec<f64> = (0..4001)
+            .map(|_| sim.lognormal(&mut rng, Duration::from_millis(500)).as_secs_f64())
+            .collect();
+        v.sort_by(f64::total_cmp);
+        let median = v[2000];
+        assert!((0.45..0.55).contains(&median), "median {median}");
+        assert!(v[3900] > 0.9, "right tail");
+        let zero = Sim::new(SimConfig::instant().seed(1));
+        assert_eq!(plan(&zero).0, Duration::ZERO);
+    }
+
+    #[test]
+    fn error_rates_and_token_ranges() {
+        let sim = Sim::new(
+            SimConfig::instant()
+                .seed(5)
+                .rate_limit_rate(0.5)
+                .output_tokens(10, 10),
+        );
+        let mut fails = 0;
+        for _ in 0..1000 {
+            let mut rng = sim.call_rng();
+            match sim.attempt(&mut rng, &SimInput::new(&Request::prompt("x")), "m") {
+                SimOutcome::Fail(_, e) => {
+                    assert_eq!(e.class, ErrorClass::RateLimit);
+                    assert!(e.retryable);
+                    fails += 1;
+                }
+                SimOutcome::Answer(d, c) => {
+                    assert_eq!(c.usage.output_tokens, 10);
+                    assert_eq!(d.len(), 10);
+                }
+            }
+        }
+        assert!((400..600).contains(&fails), "{fails}");
+    }
+}
