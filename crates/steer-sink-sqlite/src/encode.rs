@@ -275,7 +275,11 @@ mod tests {
         assert_eq!(row.sample_weight, None);
         assert_eq!(row.cost_usd, None);
         m.cost_usd = Some(0.0);
-        assert_eq!(encode(&m).unwrap().cost_usd, Some(0.0), "a known zero cost stays 0");
+        assert_eq!(
+            encode(&m).unwrap().cost_usd,
+            Some(0.0),
+            "a known zero cost stays 0"
+        );
     }
 
     #[test]

@@ -251,7 +251,11 @@ pub(crate) fn migrate(conn: &mut Connection, table: &Table, path: &Path) -> Resu
     // Re-read under the write lock: another process may have migrated.
     let h = header(&tx, path)?;
     check_header(&h, path)?;
-    let from = if h.application_id == APPLICATION_ID { h.user_version } else { 0 };
+    let from = if h.application_id == APPLICATION_ID {
+        h.user_version
+    } else {
+        0
+    };
 
     tx.execute_batch(&format!(
         "CREATE TABLE IF NOT EXISTS {REGISTRY} (
@@ -388,7 +392,9 @@ mod tests {
         migrate(&mut conn, &t, &path).unwrap();
         migrate(&mut conn, &t, &path).unwrap();
         let mut stmt = conn
-            .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'calls' ORDER BY name")
+            .prepare(
+                "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'calls' ORDER BY name",
+            )
             .unwrap();
         let names: Vec<String> = stmt
             .query_map([], |r| r.get(0))
@@ -420,7 +426,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("m.db");
         let mut conn = Connection::open(&path).unwrap();
-        conn.execute_batch("CREATE TABLE llm_metrics (x INTEGER)").unwrap();
+        conn.execute_batch("CREATE TABLE llm_metrics (x INTEGER)")
+            .unwrap();
         let err = migrate(&mut conn, &Table::new(DEFAULT_TABLE).unwrap(), &path).unwrap_err();
         assert!(matches!(err, SqliteError::NotAStore { .. }), "{err}");
     }

@@ -81,10 +81,10 @@ impl Filter {
     /// Whether `m` matches, with the store's microsecond resolution.
     pub fn matches(&self, m: &AgentMetrics) -> bool {
         let ts = m.timestamp.timestamp_micros();
-        self.since.is_none_or(|t| ts >= t.timestamp_micros())
-            && self.until.is_none_or(|t| ts < t.timestamp_micros())
-            && self.model.as_ref().is_none_or(|x| &m.model == x)
-            && self.provider.as_ref().is_none_or(|p| &m.provider == p)
+        self.since.map_or(true, |t| ts >= t.timestamp_micros())
+            && self.until.map_or(true, |t| ts < t.timestamp_micros())
+            && self.model.as_ref().map_or(true, |x| &m.model == x)
+            && self.provider.as_ref().map_or(true, |p| &m.provider == p)
     }
 
     /// ` WHERE ...` (or empty) and its parameters.
@@ -161,7 +161,11 @@ impl SqliteStore {
         let table = Table::new(table)?;
         match path.try_exists() {
             Ok(true) => {}
-            Ok(false) => return Err(SqliteError::NotFound { path: path.to_path_buf() }),
+            Ok(false) => {
+                return Err(SqliteError::NotFound {
+                    path: path.to_path_buf(),
+                })
+            }
             Err(source) => {
                 return Err(SqliteError::Io {
                     path: path.to_path_buf(),
@@ -210,9 +214,11 @@ impl SqliteStore {
     pub fn count(&self) -> Result<u64, SqliteError> {
         let n: i64 = self
             .conn()
-            .query_row(&format!("SELECT count(*) FROM \"{}\"", self.table.name()), [], |r| {
-                r.get(0)
-            })
+            .query_row(
+                &format!("SELECT count(*) FROM \"{}\"", self.table.name()),
+                [],
+                |r| r.get(0),
+            )
             .ctx("counting records")?;
         Ok(u64::try_from(n).unwrap_or(0))
     }
@@ -299,7 +305,10 @@ mod tests {
         assert_eq!(sql, " WHERE ts >= ?1 AND provider = ?2");
         assert_eq!(
             params,
-            vec![Value::Integer(1_700_000_000_000_000), Value::Text("openai".into())]
+            vec![
+                Value::Integer(1_700_000_000_000_000),
+                Value::Text("openai".into())
+            ]
         );
         assert_eq!(Filter::all().sql().0, "");
     }
