@@ -497,7 +497,7 @@ impl InfluxConfigBuilder {
             (None, Some(_), None) | (None, None, Some(_)) => return Err(ConfigError::IncompleteV2),
             (None, None, None) => return Err(ConfigError::MissingTarget),
         };
-        let measurement = crate::encode::normalize_name(&self.measurement).into_owned();
+        let measurement = crate::encode::normalize_measurement(&self.measurement).into_owned();
         if measurement.is_empty() || measurement.starts_with('#') {
             return Err(ConfigError::InvalidMeasurement(self.measurement));
         }

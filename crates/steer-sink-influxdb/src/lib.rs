@@ -47,7 +47,7 @@ pub use config::{
     Api, Attribute, ConfigError, InfluxConfig, InfluxConfigBuilder, Placement, Precision, Secret,
     DEFAULT_MAX_BYTES, DEFAULT_MAX_LINES, DEFAULT_MEASUREMENT,
 };
-pub use encode::{normalize_key, normalize_name, EncodeError, Encoder};
+pub use encode::{normalize_key, normalize_measurement, normalize_name, EncodeError, Encoder};
 
 use client::{Client, WriteError};
 
