@@ -1,0 +1,515 @@
+//! Series state: per-interval count cells (cumulative, resent until
+//! delivered), per-call distribution values, the cardinality cap and the
+//! resume marks that make a collector retry exact.
+//!
+//! Datadog keeps the *last* value written for a (metric, tags, host,
+//! timestamp) point. A count cell therefore always carries the interval's
+//! running total: shipping it again after more records arrived, or after a
+//! failed attempt, replaces the earlier value instead of adding to it.
+//! Distribution values are additive on Datadog's side, so they are shipped
+//! exactly once, per call.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+
+use steer_metrics::AgentMetrics;
+use uuid::Uuid;
+
+use crate::encode::tag;
+
+/// Tags of a series, normalised, sorted and de-duplicated.
+pub(crate) type Tags = Arc<[String]>;
+
+/// A count metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) enum Count {
+    Requests,
+    Errors,
+    InputTokens,
+    OutputTokens,
+    CachedTokens,
+    Retries,
+    Cost,
+}
+
+impl Count {
+    pub(crate) fn metric(self) -> &'static str {
+        match self {
+            Count::Requests => "steer.llm.requests",
+            Count::Errors => "steer.llm.errors",
+            Count::InputTokens | Count::OutputTokens | Count::CachedTokens => "steer.llm.tokens",
+            Count::Retries => "steer.llm.retries",
+            Count::Cost => "steer.llm.cost_usd",
+        }
+    }
+
+    /// The extra tag this metric carries (`token_type:`).
+    pub(crate) fn extra_tag(self) -> Option<&'static str> {
+        match self {
+            Count::InputTokens => Some("token_type:input"),
+            Count::OutputTokens => Some("token_type:output"),
+            Count::CachedTokens => Some("token_type:cached"),
+            _ => None,
+        }
+    }
+
+    /// This record's contribution (before the sample weight), if any.
+    pub(crate) fn amount(self, m: &AgentMetrics) -> Option<f64> {
+        let v = match self {
+            Count::Requests => 1.0,
+            Count::Errors => return m.is_error().then_some(1.0),
+            Count::InputTokens => m.input_tokens as f64,
+            Count::OutputTokens => m.output_tokens as f64,
+            Count::CachedTokens => m.cached_tokens as f64,
+            Count::Retries => m.retries as f64,
+            Count::Cost => return m.cost_usd.filter(|c| c.is_finite() && *c > 0.0),
+        };
+        (v > 0.0).then_some(v)
+    }
+
+    pub(crate) const ALL: [Count; 7] = [
+        Count::Requests,
+        Count::Errors,
+        Count::InputTokens,
+        Count::OutputTokens,
+        Count::CachedTokens,
+        Count::Retries,
+        Count::Cost,
+    ];
+}
+
+/// A distribution metric (milliseconds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) enum Dist {
+    Latency,
+    Ttft,
+}
+
+impl Dist {
+    pub(crate) fn metric(self) -> &'static str {
+        match self {
+            Dist::Latency => "steer.llm.latency",
+            Dist::Ttft => "steer.llm.ttft",
+        }
+    }
+    fn bit(self) -> u8 {
+        match self {
+            Dist::Latency => LAT_DONE,
+            Dist::Ttft => TTFT_DONE,
+        }
+    }
+    fn value(self, m: &AgentMetrics) -> Option<f64> {
+        let v = match self {
+            Dist::Latency => m.latency_ms,
+            Dist::Ttft => m.ttft_ms?,
+        };
+        (v.is_finite() && v >= 0.0).then_some(v)
+    }
+}
+
+/// Counts added to the state.
+pub(crate) const COUNTS_ADDED: u8 = 1;
+/// Latency shipped.
+pub(crate) const LAT_DONE: u8 = 2;
+/// TTFT shipped.
+pub(crate) const TTFT_DONE: u8 = 4;
+
+/// A count cell's key.
+pub(crate) type CellKey = (i64, Count, Tags);
+
+#[derive(Debug, Default)]
+struct Bucket {
+    tag_sets: HashSet<Tags>,
+    cells: HashMap<(Count, Tags), Cell>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Cell {
+    value: f64,
+    /// Bumped on every change so a delivery only cleans the value it carried.
+    version: u64,
+    dirty: bool,
+}
+
+/// A count point to ship.
+#[derive(Debug, Clone)]
+pub(crate) struct CountPoint {
+    pub key: CellKey,
+    pub value: f64,
+    pub version: u64,
+}
+
+/// A distribution series of one call.
+#[derive(Debug, Clone)]
+pub(crate) struct DistSeries {
+    pub dist: Dist,
+    pub tags: Tags,
+    pub ts: i64,
+    pub values: Vec<f64>,
+    /// Index into the batch of each value's record.
+    pub records: Vec<usize>,
+}
+
+/// What one record of a batch touched.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Touched {
+    pub cells: Vec<CellKey>,
+    pub bits_before: u8,
+    pub dists: u8,
+}
+
+/// Outcome counters of the aggregation.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct AggCounters {
+    pub folded: u64,
+    pub lost_points: u64,
+}
+
+/// Remembers, per request id, what of a partly shipped record is done, so
+/// the collector's retry of that record does not count it twice. Bounded.
+#[derive(Debug)]
+struct Resume {
+    marks: HashMap<Uuid, u8>,
+    order: VecDeque<Uuid>,
+    cap: usize,
+}
+
+impl Resume {
+    fn get(&self, id: &Uuid) -> u8 {
+        self.marks.get(id).copied().unwrap_or(0)
+    }
+    fn set(&mut self, id: Uuid, bits: u8) {
+        if self.marks.insert(id, bits).is_none() {
+            self.order.push_back(id);
+        }
+        while self.marks.len() > self.cap {
+            match self.order.pop_front() {
+                Some(old) => {
+                    if self.marks.remove(&old).is_some() {
+                        tracing::warn!("datadog sink: resume marks full; a retried record may be counted twice");
+                    }
+                }
+                None => break,
+            }
+        }
+        if self.order.len() > self.cap * 2 {
+            let marks = &self.marks;
+            self.order.retain(|id| marks.contains_key(id));
+        }
+    }
+    fn clear(&mut self, id: &Uuid) {
+        self.marks.remove(id);
+    }
+}
+
+/// The sink's series state.
+#[derive(Debug)]
+pub(crate) struct Aggregator {
+    interval: i64,
+    max_tag_sets: usize,
+    retained: usize,
+    static_tags: Vec<String>,
+    record_tags: Vec<String>,
+    buckets: BTreeMap<i64, Bucket>,
+    resume: Resume,
+    next_version: u64,
+    pub counters: AggCounters,
+}
+
+impl Aggregator {
+    pub(crate) fn new(
+        interval_secs: u64,
+        max_tag_sets: usize,
+        retained: usize,
+        static_tags: Vec<String>,
+        record_tags: Vec<String>,
+    ) -> Self {
+        Aggregator {
+            interval: interval_secs.max(1) as i64,
+            max_tag_sets,
+            retained: retained.max(1),
+            static_tags,
+            record_tags,
+            buckets: BTreeMap::new(),
+            resume: Resume {
+                marks: HashMap::new(),
+                order: VecDeque::new(),
+                cap: 100_000,
+            },
+            next_version: 1,
+            counters: AggCounters::default(),
+        }
+    }
+
+    /// The full tag set of a record (static tags + record dimensions).
+    pub(crate) fn tags_of(&self, m: &AgentMetrics) -> Vec<String> {
+        let mut t: Vec<String> = self.static_tags.clone();
+        t.extend(tag("model", &m.model));
+        t.extend(tag("provider", &m.provider));
+        t.extend(tag("method", m.method.as_str()));
+        t.extend(tag("status", m.status()));
+        if let Some(e) = m.error_class {
+            t.extend(tag("error_class", e.as_str()));
+        }
+        for k in &self.record_tags {
+            if let Some(v) = m.tags.get(k) {
+                t.extend(tag(k, v));
+            }
+        }
+        t.sort();
+        t.dedup();
+        t
+    }
+
+    fn folded_tags(&self, m: &AgentMetrics) -> Tags {
+        let mut t: Vec<String> = self.static_tags.clone();
+        t.push("model:other".into());
+        t.push("provider:other".into());
+        t.extend(tag("method", m.method.as_str()));
+        t.extend(tag("status", m.status()));
+        t.sort();
+        t.dedup();
+        t.into()
+    }
+
+    fn bucket_of(&self, m: &AgentMetrics) -> i64 {
+        let ts = m.timestamp.timestamp();
+        ts.div_euclid(self.interval) * self.interval
+    }
+
+    /// Add a batch: counts into the cells (once per record, whatever the
+    /// retries), distribution values into this call's series.
+    pub(crate) fn add_batch(&mut self, batch: &[AgentMetrics], skip: &[bool]) -> (Vec<Touched>, Vec<DistSeries>) {
+        let newest = batch
+            .iter()
+            .zip(skip)
+            .filter(|(_, s)| !**s)
+            .map(|(m, _)| self.bucket_of(m))
+            .chain(self.buckets.keys().next_back().copied())
+            .max();
+        let cutoff = newest.map(|n| n - (self.retained as i64 - 1) * self.interval);
+        let mut interned: HashMap<Vec<String>, Tags> = HashMap::new();
+        let mut dists: BTreeMap<(Dist, Tags, i64), DistSeries> = BTreeMap::new();
+        let mut touched = Vec::with_capacity(batch.len());
+        for (i, m) in batch.iter().enumerate() {
+            let mut t = Touched::default();
+            if skip[i] {
+                touched.push(t);
+                continue;
+            }
+            // Late records land in the oldest bucket still held, so its
+            // total grows instead of a stale total being overwritten.
+            let bucket = cutoff.map_or(self.bucket_of(m), |c| self.bucket_of(m).max(c));
+            let raw = self.tags_of(m);
+            let tags = match interned.get(&raw) {
+                Some(t) => t.clone(),
+                None => {
+                    let t: Tags = raw.clone().into();
+                    interned.insert(raw, t.clone());
+                    t
+                }
+            };
+            let b = self.buckets.entry(bucket).or_default();
+            let tags = if b.tag_sets.contains(&tags) {
+                tags
+            } else if b.tag_sets.len() < self.max_tag_sets {
+                b.tag_sets.insert(tags.clone());
+                tags
+            } else {
+                self.counters.folded += 1;
+                self.folded_tags(m)
+            };
+            t.bits_before = self.resume.get(&m.request_id);
+            let weight = if m.sample_weight.is_finite() && m.sample_weight > 0.0 {
+                m.sample_weight
+            } else {
+                1.0
+            };
+            let add = t.bits_before & COUNTS_ADDED == 0;
+            for c in Count::ALL {
+                let Some(amount) = c.amount(m) else { continue };
+                let key = (bucket, c, tags.clone());
+                if add {
+                    let version = self.next_version;
+                    self.next_version += 1;
+                    let b = self.buckets.entry(bucket).or_default();
+                    let cell = b.cells.entry((c, tags.clone())).or_insert(Cell {
+                        value: 0.0,
+                        version,
+                        dirty: true,
+                    });
+                    cell.value += amount * weight;
+                    cell.version = version;
+                    cell.dirty = true;
+                }
+                t.cells.push(key);
+            }
+            for d in [Dist::Latency, Dist::Ttft] {
+                let Some(v) = d.value(m) else { continue };
+                if t.bits_before & d.bit() != 0 {
+                    continue;
+                }
+                t.dists |= d.bit();
+                let s = dists.entry((d, tags.clone(), bucket)).or_insert_with(|| DistSeries {
+                    dist: d,
+                    tags: tags.clone(),
+                    ts: bucket,
+                    values: Vec::new(),
+                    records: Vec::new(),
+                });
+                // A sampled record stands for `weight` calls.
+                let copies = weight.round().clamp(1.0, 1000.0) as usize;
+                for _ in 0..copies {
+                    s.values.push(v);
+                    s.records.push(i);
+                }
+            }
+            touched.push(t);
+        }
+        self.evict(cutoff);
+        (touched, dists.into_values().collect())
+    }
+
+    fn evict(&mut self, cutoff: Option<i64>) {
+        loop {
+            let Some((&first, _)) = self.buckets.first_key_value() else { break };
+            if self.buckets.len() <= self.retained && cutoff.is_none_or(|c| first >= c) {
+                break;
+            }
+            let Some((ts, b)) = self.buckets.pop_first() else { break };
+            let lost = b.cells.values().filter(|c| c.dirty).count() as u64;
+            if lost > 0 {
+                self.counters.lost_points += lost;
+                tracing::error!(bucket = ts, lost, "datadog sink: count points never delivered dropped from the retained window");
+            }
+        }
+    }
+
+    /// Every count cell not yet delivered.
+    pub(crate) fn dirty(&self) -> Vec<CountPoint> {
+        let mut out = Vec::new();
+        for (&ts, b) in &self.buckets {
+            for ((c, tags), cell) in &b.cells {
+                if cell.dirty {
+                    out.push(CountPoint {
+                        key: (ts, *c, tags.clone()),
+                        value: cell.value,
+                        version: cell.version,
+                    });
+                }
+            }
+        }
+        out.sort_by(|a, b| (a.key.1, &a.key.2, a.key.0).cmp(&(b.key.1, &b.key.2, b.key.0)));
+        out
+    }
+
+    /// A shipped point: clean unless it changed meanwhile.
+    pub(crate) fn delivered(&mut self, p: &CountPoint) {
+        if let Some(cell) = self.cell_mut(&p.key) {
+            if cell.version == p.version {
+                cell.dirty = false;
+            }
+        }
+    }
+
+    /// A point Datadog refused for good: stop resending it.
+    pub(crate) fn rejected(&mut self, p: &CountPoint) {
+        if let Some(cell) = self.cell_mut(&p.key) {
+            cell.dirty = false;
+        }
+    }
+
+    fn cell_mut(&mut self, key: &CellKey) -> Option<&mut Cell> {
+        self.buckets.get_mut(&key.0)?.cells.get_mut(&(key.1, key.2.clone()))
+    }
+
+    /// Whether this cell still waits for delivery.
+    pub(crate) fn is_dirty(&self, key: &CellKey) -> bool {
+        self.buckets
+            .get(&key.0)
+            .and_then(|b| b.cells.get(&(key.1, key.2.clone())))
+            .is_some_and(|c| c.dirty)
+    }
+
+    /// Remember what of a record is done (or forget it when `bits` is 0).
+    pub(crate) fn mark(&mut self, id: Uuid, bits: u8) {
+        if bits == 0 {
+            self.resume.clear(&id);
+        } else {
+            self.resume.set(id, bits);
+        }
+    }
+
+    /// What of this record is already done.
+    pub(crate) fn resume_bits(&self, id: &Uuid) -> u8 {
+        self.resume.get(id)
+    }
+
+    /// Count cells held.
+    pub(crate) fn cells(&self) -> usize {
+        self.buckets.values().map(|b| b.cells.len()).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn rec(model: &str, secs: i64) -> AgentMetrics {
+        let mut m = AgentMetrics::new("openai", model).with_tokens(10, 5).with_latency_ms(100.0);
+        m.timestamp = chrono::DateTime::from_timestamp(secs, 0).unwrap();
+        m
+    }
+
+    fn total(a: &Aggregator, c: Count) -> f64 {
+        a.buckets
+            .values()
+            .flat_map(|b| b.cells.iter())
+            .filter(|((cc, _), _)| *cc == c)
+            .map(|(_, cell)| cell.value)
+            .sum()
+    }
+
+    #[test]
+    fn counts_are_cumulative_per_interval_and_added_once() {
+        let mut a = Aggregator::new(10, 1000, 60, vec![], vec![]);
+        let batch = vec![rec("a", 1_000), rec("a", 1_005), rec("a", 1_011)];
+        let (touched, dists) = a.add_batch(&batch, &[false; 3]);
+        assert_eq!(total(&a, Count::Requests), 3.0);
+        assert_eq!(a.dirty().iter().filter(|p| p.key.1 == Count::Requests).count(), 2);
+        assert_eq!(dists.len(), 2);
+        // A retry of record 0 after its counts were added adds nothing.
+        a.mark(batch[0].request_id, COUNTS_ADDED);
+        let (_, d2) = a.add_batch(&batch[..1], &[false]);
+        assert_eq!(total(&a, Count::Requests), 3.0);
+        assert_eq!(d2.len(), 1, "its latency was not shipped yet");
+        assert_eq!(touched[0].cells.len(), 3, "requests, input and output tokens");
+    }
+
+    #[test]
+    fn cardinality_is_capped_and_folded() {
+        let mut a = Aggregator::new(10, 2, 60, vec![], vec![]);
+        let batch: Vec<_> = (0..5).map(|i| rec(&format!("m{i}"), 1_000)).collect();
+        a.add_batch(&batch, &[false; 5]);
+        assert_eq!(a.counters.folded, 3);
+        let other = a
+            .dirty()
+            .into_iter()
+            .find(|p| p.key.1 == Count::Requests && p.key.2.contains(&"model:other".to_string()))
+            .unwrap();
+        assert_eq!(other.value, 3.0);
+    }
+
+    #[test]
+    fn late_records_join_the_oldest_retained_bucket() {
+        let mut a = Aggregator::new(10, 100, 2, vec![], vec![]);
+        a.add_batch(&[rec("a", 1_000)], &[false]);
+        a.add_batch(&[rec("a", 1_050)], &[false]);
+        assert_eq!(a.counters.lost_points, 3, "the first bucket was dropped undelivered");
+        a.add_batch(&[rec("a", 1_001)], &[false]);
+        let ts: Vec<i64> = a.buckets.keys().copied().collect();
+        assert_eq!(ts, vec![1_040, 1_050]);
+        assert_eq!(total(&a, Count::Requests), 2.0);
+    }
+}
