@@ -181,3 +181,81 @@ async fn filters_select_the_same_records_as_in_memory() {
     let empty = store.summary(&Filter::all().model("no-such-model")).unwrap();
     assert_eq!((empty.count, empty.latency_ms), (0, None));
 }
+
+/// Delegates to the SQLite sink, but reports the first `n` successful
+/// batches as failed: a write that committed while its acknowledgement was
+/// lost (a timeout), so the collector sends the same batch again.
+struct LostAcks {
+    inner: SqliteSink,
+    remaining: std::sync::atomic::AtomicU32,
+}
+
+#[steer_metrics::async_trait]
+impl steer_metrics::MetricsSink for LostAcks {
+    fn name(&self) -> &str {
+        "lost-acks"
+    }
+    async fn record(&self, m: &steer_metrics::AgentMetrics) -> Result<(), steer_metrics::SinkError> {
+        self.record_batch(std::slice::from_ref(m)).await
+    }
+    async fn record_batch(
+        &self,
+        batch: &[steer_metrics::AgentMetrics],
+    ) -> Result<(), steer_metrics::SinkError> {
+        self.inner.record_batch(batch).await?;
+        let lose = self
+            .remaining
+            .fetch_update(
+                std::sync::atomic::Ordering::SeqCst,
+                std::sync::atomic::Ordering::SeqCst,
+                |n| n.checked_sub(1),
+            )
+            .is_ok();
+        if lose {
+            return Err(steer_metrics::SinkError::retryable("acknowledgement lost"));
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_retried_after_it_committed_is_not_stored_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = SqliteSink::open(dir.path().join("m.db")).unwrap();
+    let records = synthetic(5000, 17);
+    let retry = steer_metrics::RetryPolicy {
+        initial_backoff: Duration::from_millis(1),
+        ..steer_metrics::RetryPolicy::default()
+    };
+    let collector = MetricsCollector::builder()
+        .sink_with_options(
+            LostAcks {
+                inner: sink.clone(),
+                remaining: 3.into(),
+            },
+            SinkOptions::default()
+                .batch_size(1000)
+                .queue_capacity(5000)
+                .retry(retry),
+        )
+        .build()
+        .unwrap();
+    for m in &records {
+        collector.record(m.clone());
+    }
+    let report = collector.flush().await;
+    let stats = &report.sinks[0].stats;
+    assert_eq!(stats.delivered, 5000, "{stats}");
+    assert!(stats.retried > 0, "{stats}");
+    assert!(sink.duplicates_ignored() > 0, "the retries re-sent stored rows");
+    let conn = Connection::open(sink.path()).unwrap();
+    let (rows, distinct): (i64, i64) = conn
+        .query_row(
+            "SELECT count(*), count(DISTINCT request_id) FROM llm_metrics",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!((rows, distinct), (5000, 5000));
+    assert_eq!(sink.inserted(), 5000);
+}
