@@ -1,0 +1,198 @@
+//! `steer bench`: the throughput harness every sink is measured with.
+//!
+//! Pushes records through a real `MetricsCollector` into one sink and
+//! reports records/s (first `record()` to `flush()` complete), what was
+//! delivered and dropped, requests made, and peak RSS.
+
+use std::process::ExitCode;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+
+use clap::{Args, ValueEnum};
+use serde::Serialize;
+use steer_metrics::{MetricsCollector, SinkOptions, SinkStats};
+
+use crate::error::{exit, CliError};
+use crate::spec::SinkSpec;
+use crate::{Context, Format};
+
+/// Where the records come from.
+#[derive(Debug, Clone, Copy, ValueEnum, Default, PartialEq, Eq)]
+pub enum Source {
+    /// Pre-generated synthetic records recorded directly (measures the pipeline and the sink).
+    #[default]
+    Synthetic,
+    /// Calls through `SteerClient` to a zero-latency simulated model (measures client + pipeline + sink).
+    Sim,
+}
+
+/// `steer bench` arguments.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// The sink to measure.
+    #[arg(long, value_name = "SPEC")]
+    sink: SinkSpec,
+    /// Records to push.
+    #[arg(long, default_value_t = 100_000)]
+    records: usize,
+    /// Target records per second (0 = as fast as possible).
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
+    /// Batch size handed to the sink.
+    #[arg(long, default_value_t = 5000)]
+    batch: usize,
+    /// Queue capacity (default: the number of records, so nothing is dropped for lack of room).
+    #[arg(long)]
+    queue: Option<usize>,
+    /// Record source.
+    #[arg(long, value_enum, default_value_t = Source::Synthetic)]
+    source: Source,
+    /// Concurrent calls for `--source sim`.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// Seed for the synthetic records.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Give up waiting for delivery after this long.
+    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+    flush_timeout: Duration,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
+}
+
+/// The harness's result.
+#[derive(Debug, Serialize)]
+pub struct BenchReport {
+    /// The sink (redacted spec).
+    pub sink: String,
+    /// Records pushed.
+    pub records: usize,
+    /// Seconds from the first record to flush complete.
+    pub seconds: f64,
+    /// Delivered records per second.
+    pub records_per_sec: f64,
+    /// `record_batch` calls.
+    pub requests: u64,
+    /// Records handed to the sink, retries included.
+    pub records_sent: u64,
+    /// Peak resident memory of this process, in MiB (Linux).
+    pub peak_rss_mib: Option<f64>,
+    /// Whether flush finished in time.
+    pub completed: bool,
+    /// The sink's accounting.
+    pub stats: SinkStats,
+}
+
+/// Peak RSS from /proc/self/status (VmHWM), in MiB.
+pub fn peak_rss_mib() -> Option<f64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+/// Run `steer bench`.
+pub async fn run(args: BenchArgs, _ctx: &Context) -> Result<ExitCode, CliError> {
+    if args.records == 0 || args.batch == 0 {
+        return Err(CliError::Invalid(
+            "--records and --batch must be at least 1".into(),
+        ));
+    }
+    let sink = crate::sinks::build(&args.sink)?;
+    let traffic = sink.traffic();
+    let options = SinkOptions::default()
+        .batch_size(args.batch)
+        .queue_capacity(args.queue.unwrap_or(args.records))
+        .linger(Duration::from_millis(50));
+    let collector = MetricsCollector::builder()
+        .sink_with_options(sink, options)
+        .build()
+        .map_err(|e| CliError::Other(e.to_string()))?;
+
+    let start;
+    match args.source {
+        Source::Synthetic => {
+            let records = steer_metrics::testkit::synthetic(args.records, args.seed);
+            start = Instant::now();
+            pace(records.into_iter(), args.rate, start, |m| collector.record(m)).await;
+        }
+        Source::Sim => {
+            let client = crate::demo::sim_client(collector.clone(), args.seed, 0.0, false)?;
+            start = Instant::now();
+            crate::demo::drive(
+                &client,
+                args.records,
+                args.concurrency,
+                &crate::demo::default_models(),
+                args.rate,
+                None,
+            )
+            .await;
+        }
+    }
+    let report = collector.flush_timeout(args.flush_timeout).await;
+    let seconds = start.elapsed().as_secs_f64();
+    let _ = collector.shutdown(Duration::from_secs(5)).await;
+    let sink_report = report
+        .sinks
+        .into_iter()
+        .next()
+        .ok_or_else(|| CliError::Other("no sink".into()))?;
+    let stats = sink_report.stats;
+    let out = BenchReport {
+        sink: args.sink.to_string(),
+        records: args.records,
+        seconds,
+        records_per_sec: stats.delivered as f64 / seconds,
+        requests: traffic.requests.load(Relaxed),
+        records_sent: traffic.records.load(Relaxed),
+        peak_rss_mib: peak_rss_mib(),
+        completed: sink_report.completed,
+        stats,
+    };
+    match args.format {
+        Format::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&out).map_err(|e| CliError::Other(e.to_string()))?
+        ),
+        Format::Table => {
+            println!("sink            {}", out.sink);
+            println!("records         {}", out.records);
+            println!("elapsed         {:.3} s", out.seconds);
+            println!("throughput      {:.0} records/s", out.records_per_sec);
+            println!(
+                "delivered       {} (dropped {}, failed {}, retried {})",
+                out.stats.delivered,
+                out.stats.dropped.total(),
+                out.stats.failed.total(),
+                out.stats.retried
+            );
+            println!(
+                "requests        {} ({} records sent)",
+                out.requests, out.records_sent
+            );
+            if let Some(rss) = out.peak_rss_mib {
+                println!("peak RSS        {rss:.1} MiB");
+            }
+        }
+    }
+    if out.completed && out.stats.lost() == 0 {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        Ok(ExitCode::from(exit::UNDELIVERED))
+    }
+}
+
+/// Feed items at `rate` per second (0 = unpaced), yielding now and then.
+pub async fn pace<T>(items: impl Iterator<Item = T>, rate: u64, start: Instant, mut f: impl FnMut(T)) {
+    for (i, item) in items.enumerate() {
+        if rate > 0 && i % 100 == 0 {
+            let due = start + Duration::from_secs_f64(i as f64 / rate as f64);
+            tokio::time::sleep_until(due.into()).await;
+        } else if i % 4096 == 0 {
+            tokio::task::yield_now().await;
+        }
+        f(item);
+    }
+}

@@ -1,0 +1,256 @@
+//! `steer demo`: simulated calls through the full client and collector
+//! into the SQLite store and any extra sinks.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use futures::StreamExt;
+use steer::{SimConfig, SteerClient};
+use steer_metrics::summary::breakdown;
+use steer_metrics::{AgentMetrics, GroupBy, MetricsCollector, SinkOptions, Summary};
+
+use crate::error::{exit, CliError};
+use crate::output::{delivery, table, SummaryReport};
+use crate::spec::SinkSpec;
+use crate::{Context, Format, SinkArgs};
+
+/// Models of the three providers the demo calls by default.
+pub fn default_models() -> Vec<String> {
+    [
+        "gpt-4o",
+        "gpt-4o-mini",
+        "o3-mini",
+        "claude-sonnet-4-5",
+        "claude-haiku-4-5",
+        "grok-4",
+        "grok-3-mini",
+    ]
+    .iter()
+    .map(|m| m.to_string())
+    .collect()
+}
+
+/// `steer demo` arguments.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Simulated calls to make.
+    #[arg(long, default_value_t = 1000)]
+    requests: usize,
+    /// Calls in flight at once.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// Models to call (comma-separated or repeated), without the `sim/` prefix.
+    #[arg(long, value_delimiter = ',', num_args = 1..)]
+    models: Vec<String>,
+    /// Seed: the same seed gives the same calls.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Scale the simulated latencies (1 = realistic, 0 = instant).
+    #[arg(long, default_value_t = 0.2)]
+    latency_scale: f64,
+    /// SQLite store (default: the config file's `db`, else ./steer-metrics.db).
+    #[arg(long, value_name = "PATH")]
+    db: Option<PathBuf>,
+    #[command(flatten)]
+    sinks: SinkArgs,
+    /// Wait at most this long for delivery at the end.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    flush_timeout: Duration,
+    /// Output format of the summary.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
+    /// Simulate a perfect world: no rate limits, timeouts or server errors.
+    #[arg(long)]
+    no_faults: bool,
+    /// No progress bar.
+    #[arg(long)]
+    quiet: bool,
+}
+
+/// A client on the simulated provider, recording into `collector`.
+///
+/// `faults` makes the simulated providers behave like real ones on a bad
+/// day: rate limits with retry hints, timeouts and server errors per
+/// attempt (retried once, so some calls fail for good), prompt-cache hits
+/// and tool calls.
+pub fn sim_client(
+    collector: MetricsCollector,
+    seed: u64,
+    latency_scale: f64,
+    faults: bool,
+) -> Result<SteerClient, CliError> {
+    let mut sim = SimConfig::default().seed(seed).latency_scale(latency_scale);
+    let mut retry = steer::RetryConfig::default();
+    if faults {
+        sim = sim
+            .error_rates(0.06, 0.02, 0.08)
+            .cache_hit_rate(0.3)
+            .input_tokens(200, 4000)
+            .retry_after(Duration::from_millis(500));
+        retry = retry.max_retries(1);
+    }
+    SteerClient::builder()
+        .collector(collector)
+        .sim(sim)
+        .retry(retry)
+        .build()
+        .map_err(|e| CliError::Call(e.to_string()))
+}
+
+/// Make `n` calls across `models` with `concurrency` in flight (a third of
+/// them streamed), at most `rate` per second (0 = unpaced). Returns the
+/// record of every call.
+pub async fn drive(
+    client: &SteerClient,
+    n: usize,
+    concurrency: usize,
+    models: &[String],
+    rate: u64,
+    progress: Option<&indicatif::ProgressBar>,
+) -> Vec<AgentMetrics> {
+    let start = Instant::now();
+    let calls = futures::stream::iter(0..n)
+        .map(|i| {
+            let model = format!("sim/{}", models[i % models.len()]);
+            async move {
+                if rate > 0 {
+                    let due = start + Duration::from_secs_f64(i as f64 / rate as f64);
+                    tokio::time::sleep_until(due.into()).await;
+                }
+                let prompt = format!("Demo request {i}: summarise the benefits of measuring every LLM call.");
+                if i % 3 == 2 {
+                    stream_once(client, prompt, &model).await
+                } else {
+                    match client.generate(prompt.as_str(), &model).await {
+                        Ok(r) => Some(r.metrics),
+                        Err(e) => e.metrics().cloned(),
+                    }
+                }
+            }
+        })
+        .buffer_unordered(concurrency.max(1));
+    futures::pin_mut!(calls);
+    let mut records = Vec::with_capacity(n);
+    while let Some(r) = calls.next().await {
+        if let Some(m) = r {
+            records.push(m);
+        }
+        if let Some(p) = progress {
+            p.inc(1);
+        }
+    }
+    records
+}
+
+async fn stream_once(client: &SteerClient, prompt: String, model: &str) -> Option<AgentMetrics> {
+    let mut s = match client.stream(prompt.as_str(), model).await {
+        Ok(s) => s,
+        Err(e) => return e.metrics().cloned(),
+    };
+    while let Some(ev) = s.next().await {
+        match ev {
+            Ok(steer::StreamEvent::Done(resp)) => return Some(resp.metrics.clone()),
+            Ok(_) => {}
+            Err(e) => return e.metrics().cloned(),
+        }
+    }
+    None
+}
+
+/// Run `steer demo`.
+pub async fn run(args: DemoArgs, ctx: &Context) -> Result<ExitCode, CliError> {
+    if args.requests == 0 {
+        return Err(CliError::Invalid("--requests must be at least 1".into()));
+    }
+    if !args.latency_scale.is_finite() || args.latency_scale < 0.0 {
+        return Err(CliError::Invalid("--latency-scale must be a number >= 0".into()));
+    }
+    let models = if args.models.is_empty() {
+        default_models()
+    } else {
+        args.models.clone()
+    };
+    for m in &models {
+        steer::route(&format!("sim/{m}")).map_err(|e| CliError::Invalid(e.to_string()))?;
+    }
+    let db = args.db.clone().unwrap_or_else(|| crate::stats::default_db(ctx));
+    let mut specs = vec![SinkSpec::Sqlite(db.clone())];
+    specs.extend(ctx.config_sinks.iter().cloned());
+    specs.extend(args.sinks.sinks.iter().cloned());
+    let sinks = crate::sinks::build_all(&specs)?;
+
+    let mut builder = MetricsCollector::builder();
+    for s in sinks {
+        builder = builder.sink_with_options(
+            s,
+            SinkOptions::default()
+                .queue_capacity(args.requests.max(1000))
+                .batch_size(500),
+        );
+    }
+    let collector = builder.build().map_err(|e| CliError::Other(e.to_string()))?;
+    let client = sim_client(collector.clone(), args.seed, args.latency_scale, !args.no_faults)?;
+
+    let bar = if args.quiet || args.format == Format::Json {
+        indicatif::ProgressBar::hidden()
+    } else {
+        let b = indicatif::ProgressBar::new(args.requests as u64);
+        b.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} calls {pos}/{len} [{bar:40}] {per_sec} eta {eta}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        );
+        b
+    };
+    let started = Instant::now();
+    let records = drive(&client, args.requests, args.concurrency, &models, 0, Some(&bar)).await;
+    bar.finish_and_clear();
+    let elapsed = started.elapsed();
+
+    let report = collector.flush_timeout(args.flush_timeout).await;
+    let total = Summary::from_records(&records);
+    let groups = breakdown(&records, GroupBy::Model);
+    match args.format {
+        Format::Json => {
+            let out = SummaryReport {
+                total: &total,
+                by: GroupBy::Model,
+                groups: &groups,
+                delivery: Some(&report),
+            };
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&out).map_err(|e| CliError::Other(e.to_string()))?
+            );
+        }
+        Format::Table => {
+            println!(
+                "{} simulated calls in {:.1} s ({} in flight), seed {}\n",
+                records.len(),
+                elapsed.as_secs_f64(),
+                args.concurrency,
+                args.seed
+            );
+            print!("{}", table(&total, GroupBy::Model, &groups));
+            println!("\ndelivery:");
+            print!("{}", delivery(&report));
+            println!(
+                "\nstore: {}   (try: steer stats --db {} --by provider)",
+                db.display(),
+                db.display()
+            );
+        }
+    }
+    let shutdown = collector.shutdown(Duration::from_secs(5)).await;
+    let all_delivered = report.is_complete() && shutdown.sinks.iter().all(|s| s.stats.lost() == 0);
+    if all_delivered {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!("warning: some records were not delivered (see the delivery report above)");
+        Ok(ExitCode::from(exit::UNDELIVERED))
+    }
+}

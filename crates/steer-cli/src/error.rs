@@ -1,0 +1,71 @@
+//! Errors and exit codes.
+
+use crate::spec::{ConfigError, SpecError};
+
+/// Exit codes (besides 0 = success and 2 = bad command line, from clap).
+pub mod exit {
+    /// Anything else.
+    pub const OTHER: u8 = 1;
+    /// A store could not be opened or read.
+    pub const STORE: u8 = 3;
+    /// A sink spec is unknown or a sink could not be set up.
+    pub const SINK: u8 = 4;
+    /// The LLM call failed.
+    pub const CALL: u8 = 5;
+    /// The run completed but some records were not delivered to some sink.
+    pub const UNDELIVERED: u8 = 6;
+    /// Invalid configuration (config file, model name, arguments beyond clap's checks).
+    pub const CONFIG: u8 = 7;
+}
+
+/// Everything that can stop a command.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// Bad sink spec.
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    /// Bad config file.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A sink that this build does not include.
+    #[error("the `{0}` sink is not available in this build of steer yet")]
+    SinkNotBuilt(&'static str),
+    /// A sink could not be set up.
+    #[error("cannot set up sink {spec}: {message}")]
+    SinkSetup {
+        /// The (redacted) spec.
+        spec: String,
+        /// Why.
+        message: String,
+    },
+    /// A store could not be opened or queried.
+    #[error("store {store}: {message}")]
+    Store {
+        /// Which store (redacted).
+        store: String,
+        /// Why.
+        message: String,
+    },
+    /// The client could not be built or the call failed.
+    #[error("{0}")]
+    Call(String),
+    /// Invalid input beyond what clap checks.
+    #[error("{0}")]
+    Invalid(String),
+    /// Anything else.
+    #[error("{0}")]
+    Other(String),
+}
+
+impl CliError {
+    /// The process exit code for this error.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CliError::Spec(_) | CliError::SinkNotBuilt(_) | CliError::SinkSetup { .. } => exit::SINK,
+            CliError::Store { .. } => exit::STORE,
+            CliError::Call(_) => exit::CALL,
+            CliError::Config(_) | CliError::Invalid(_) => exit::CONFIG,
+            CliError::Other(_) => exit::OTHER,
+        }
+    }
+}

@@ -1,0 +1,131 @@
+//! The `steer` command: `demo`, `generate`, `stats`, `bench`.
+#![warn(missing_docs)]
+
+mod bench;
+mod demo;
+mod error;
+mod generate;
+mod output;
+mod sinks;
+mod spec;
+mod stats;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::error::CliError;
+use crate::spec::{ConfigFile, SinkSpec};
+
+/// Measure every LLM call and ship the metrics where you need them.
+#[derive(Debug, Parser)]
+#[command(name = "steer", version, about, propagate_version = true)]
+struct Cli {
+    /// More logs on stderr (-v info, -vv debug). RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    /// Config file with defaults (`db`, `sinks`). Default: ./steer.toml when present.
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run simulated LLM calls through the client and collector into the SQLite store and any extra sinks.
+    Demo(demo::DemoArgs),
+    /// Make one real LLM call (keys and base URLs from the environment) and print the answer and its metrics.
+    Generate(generate::GenerateArgs),
+    /// Summarise a store: count, error rate, latency and TTFT percentiles, tokens, cost.
+    Stats(stats::StatsArgs),
+    /// Throughput harness: push records through the collector into a sink and report rates.
+    Bench(bench::BenchArgs),
+}
+
+/// Output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum Format {
+    /// Human-readable table.
+    #[default]
+    Table,
+    /// JSON on stdout.
+    Json,
+}
+
+/// Sinks given on the command line, plus those of the config file.
+#[derive(Debug, Args, Clone, Default)]
+pub struct SinkArgs {
+    /// Extra sink (repeatable): sqlite:PATH, jsonl:PATH, log, postgres://USER@HOST:PORT/DB,
+    /// influxdb://HOST:PORT/DB, influxdb2://HOST:PORT?org=O&bucket=B, cloudwatch:NS, datadog[:SITE], otlp:URL,
+    /// prometheus:ADDR.
+    #[arg(long = "sink", value_name = "SPEC")]
+    pub sinks: Vec<SinkSpec>,
+}
+
+/// Global settings resolved from flags and the config file.
+pub struct Context {
+    /// The config file's contents (defaults when there is none).
+    pub config: ConfigFile,
+    /// Sinks from the config file.
+    pub config_sinks: Vec<SinkSpec>,
+}
+
+fn init_logging(verbose: u8) {
+    use tracing_subscriber::EnvFilter;
+    let default = match verbose {
+        0 => "warn",
+        1 => "info,steer=info",
+        _ => "debug",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn load_context(path: Option<PathBuf>) -> Result<Context, CliError> {
+    let explicit = path.is_some();
+    let path = path.unwrap_or_else(|| PathBuf::from("steer.toml"));
+    if !explicit && !path.exists() {
+        return Ok(Context {
+            config: ConfigFile::default(),
+            config_sinks: Vec::new(),
+        });
+    }
+    let (config, config_sinks) = ConfigFile::load(&path)?;
+    Ok(Context { config, config_sinks })
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let result = rt.block_on(async move {
+        let ctx = load_context(cli.config)?;
+        match cli.command {
+            Command::Demo(a) => demo::run(a, &ctx).await,
+            Command::Generate(a) => generate::run(a, &ctx).await,
+            Command::Stats(a) => stats::run(a, &ctx).await,
+            Command::Bench(a) => bench::run(a, &ctx).await,
+        }
+    });
+    // Do not wait for stray background tasks (e.g. a sink still retrying).
+    rt.shutdown_timeout(Duration::from_millis(100));
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}

@@ -1,0 +1,154 @@
+//! Tables and JSON for summaries and delivery reports.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use steer_metrics::{DeliveryReport, GroupBy, Summary};
+
+/// A summary with its breakdown: what `demo` and `stats` print as JSON.
+#[derive(Debug, Serialize)]
+pub struct SummaryReport<'a> {
+    /// Over everything.
+    pub total: &'a Summary,
+    /// What `groups` is keyed by.
+    pub by: GroupBy,
+    /// Per group.
+    pub groups: &'a BTreeMap<String, Summary>,
+    /// Delivery per sink (demo only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delivery: Option<&'a DeliveryReport>,
+}
+
+fn ms(v: Option<f64>) -> String {
+    v.map_or_else(|| "-".into(), |v| format!("{v:.1}"))
+}
+
+/// Name of a group-by column.
+pub fn group_title(by: GroupBy) -> &'static str {
+    match by {
+        GroupBy::Model => "model",
+        GroupBy::Provider => "provider",
+        GroupBy::ErrorClass => "error",
+    }
+}
+
+/// Render a summary table.
+pub fn table(total: &Summary, by: GroupBy, groups: &BTreeMap<String, Summary>) -> String {
+    let header = [
+        group_title(by),
+        "calls",
+        "errors",
+        "err%",
+        "p50 ms",
+        "p95 ms",
+        "p99 ms",
+        "mean ms",
+        "ttft p50",
+        "in tok",
+        "out tok",
+        "cached",
+        "cost $",
+    ];
+    let row = |name: &str, s: &Summary| -> Vec<String> {
+        let l = s.latency_ms.as_ref();
+        vec![
+            name.to_string(),
+            s.count.to_string(),
+            s.errors.to_string(),
+            format!("{:.1}", s.error_rate * 100.0),
+            ms(l.map(|d| d.p50)),
+            ms(l.map(|d| d.p95)),
+            ms(l.map(|d| d.p99)),
+            ms(l.map(|d| d.mean)),
+            ms(s.ttft_ms.as_ref().map(|d| d.p50)),
+            s.input_tokens.to_string(),
+            s.output_tokens.to_string(),
+            s.cached_tokens.to_string(),
+            if s.count > 0 && s.cost_unknown == s.count {
+                "unknown".into()
+            } else {
+                format!("{:.4}", s.cost_usd)
+            },
+        ]
+    };
+    let mut rows: Vec<Vec<String>> = vec![header.iter().map(|s| s.to_string()).collect()];
+    for (k, s) in groups {
+        rows.push(row(k, s));
+    }
+    rows.push(row("TOTAL", total));
+    let widths: Vec<usize> = (0..header.len())
+        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for (n, r) in rows.iter().enumerate() {
+        if n == rows.len() - 1 {
+            out.push_str(
+                &widths
+                    .iter()
+                    .map(|w| "-".repeat(*w))
+                    .collect::<Vec<_>>()
+                    .join("  "),
+            );
+            out.push('\n');
+        }
+        let cells: Vec<String> = r
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                if i == 0 {
+                    format!("{c:<w$}", w = widths[i])
+                } else {
+                    format!("{c:>w$}", w = widths[i])
+                }
+            })
+            .collect();
+        out.push_str(cells.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// Describe delivery per sink: one line each, problems first-class.
+pub fn delivery(report: &DeliveryReport) -> String {
+    let mut out = String::new();
+    for s in &report.sinks {
+        let st = &s.stats;
+        let status = if s.completed && st.lost() == 0 && s.error.is_none() {
+            "ok"
+        } else {
+            "NOT DELIVERED"
+        };
+        out.push_str(&format!(
+            "  {:<40} {:>13}  delivered {} of {}",
+            st.name, status, st.delivered, st.received
+        ));
+        if st.retried > 0 {
+            out.push_str(&format!(", retried {}", st.retried));
+        }
+        if st.dropped.total() > 0 {
+            out.push_str(&format!(
+                ", dropped {} (queue_full {}, evicted {}, closed {})",
+                st.dropped.total(),
+                st.dropped.queue_full,
+                st.dropped.evicted_oldest,
+                st.dropped.closed
+            ));
+        }
+        if st.failed.total() > 0 {
+            out.push_str(&format!(
+                ", failed {} (rejected {}, retries_exhausted {})",
+                st.failed.total(),
+                st.failed.rejected,
+                st.failed.retries_exhausted
+            ));
+        }
+        if st.in_flight > 0 {
+            out.push_str(&format!(", still pending {}", st.in_flight));
+        }
+        if let Some(e) = &s.error {
+            out.push_str(&format!(", error: {e}"));
+        }
+        out.push('\n');
+    }
+    out
+}
