@@ -270,16 +270,14 @@ impl Inner {
     /// One transaction for the batch. Runs on a blocking thread.
     fn write(&self, rows: &[(usize, Row)]) -> Result<Written, BatchFailure> {
         let mut guard = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-        if guard.is_none() {
-            tracing::debug!(path = %self.path.display(), "sqlite sink: reopening after close");
-            *guard = Some(open_writer(&self.path, &self.table, &self.config).map_err(BatchFailure::Open)?);
-        }
-        let Some(conn) = guard.as_mut() else {
-            return Err(BatchFailure::Open(SqliteError::sqlite(
-                "opening the connection",
-                rusqlite::Error::InvalidQuery,
-            )));
+        let conn = match guard.take() {
+            Some(conn) => conn,
+            None => {
+                tracing::debug!(path = %self.path.display(), "sqlite sink: reopening after close");
+                open_writer(&self.path, &self.table, &self.config).map_err(BatchFailure::Open)?
+            }
         };
+        let conn = guard.insert(conn);
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(BatchFailure::Sql)?;
