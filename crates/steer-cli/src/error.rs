@@ -61,7 +61,10 @@ impl CliError {
     /// The process exit code for this error.
     pub fn exit_code(&self) -> u8 {
         match self {
-            CliError::Spec(_) | CliError::SinkNotBuilt(_) | CliError::SinkSetup { .. } => exit::SINK,
+            CliError::Spec(_)
+            | CliError::Config(ConfigError::Spec { .. })
+            | CliError::SinkNotBuilt(_)
+            | CliError::SinkSetup { .. } => exit::SINK,
             CliError::Store { .. } => exit::STORE,
             CliError::Call(_) => exit::CALL,
             CliError::Config(_) | CliError::Invalid(_) => exit::CONFIG,
