@@ -186,7 +186,9 @@ impl Resume {
             match self.order.pop_front() {
                 Some(old) => {
                     if self.marks.remove(&old).is_some() {
-                        tracing::warn!("datadog sink: resume marks full; a retried record may be counted twice");
+                        tracing::warn!(
+                            "datadog sink: resume marks full; a retried record may be counted twice"
+                        );
                     }
                 }
                 None => break,
@@ -279,7 +281,11 @@ impl Aggregator {
 
     /// Add a batch: counts into the cells (once per record, whatever the
     /// retries), distribution values into this call's series.
-    pub(crate) fn add_batch(&mut self, batch: &[AgentMetrics], skip: &[bool]) -> (Vec<Touched>, Vec<DistSeries>) {
+    pub(crate) fn add_batch(
+        &mut self,
+        batch: &[AgentMetrics],
+        skip: &[bool],
+    ) -> (Vec<Touched>, Vec<DistSeries>) {
         let newest = batch
             .iter()
             .zip(skip)
@@ -350,13 +356,15 @@ impl Aggregator {
                     continue;
                 }
                 t.dists |= d.bit();
-                let s = dists.entry((d, tags.clone(), bucket)).or_insert_with(|| DistSeries {
-                    dist: d,
-                    tags: tags.clone(),
-                    ts: bucket,
-                    values: Vec::new(),
-                    records: Vec::new(),
-                });
+                let s = dists
+                    .entry((d, tags.clone(), bucket))
+                    .or_insert_with(|| DistSeries {
+                        dist: d,
+                        tags: tags.clone(),
+                        ts: bucket,
+                        values: Vec::new(),
+                        records: Vec::new(),
+                    });
                 // A sampled record stands for `weight` calls.
                 let copies = weight.round().clamp(1.0, 1000.0) as usize;
                 for _ in 0..copies {
@@ -371,16 +379,22 @@ impl Aggregator {
     }
 
     fn evict(&mut self, cutoff: Option<i64>) {
-        loop {
-            let Some((&first, _)) = self.buckets.first_key_value() else { break };
-            if self.buckets.len() <= self.retained && cutoff.is_none_or(|c| first >= c) {
+        while let Some((&first, _)) = self.buckets.first_key_value() {
+            if self.buckets.len() <= self.retained && cutoff.map_or(true, |c| first >= c) {
                 break;
             }
-            let Some((ts, b)) = self.buckets.pop_first() else { break };
+            let Some(b) = self.buckets.remove(&first) else {
+                break;
+            };
+            let ts = first;
             let lost = b.cells.values().filter(|c| c.dirty).count() as u64;
             if lost > 0 {
                 self.counters.lost_points += lost;
-                tracing::error!(bucket = ts, lost, "datadog sink: count points never delivered dropped from the retained window");
+                tracing::error!(
+                    bucket = ts,
+                    lost,
+                    "datadog sink: count points never delivered dropped from the retained window"
+                );
             }
         }
     }
@@ -420,7 +434,10 @@ impl Aggregator {
     }
 
     fn cell_mut(&mut self, key: &CellKey) -> Option<&mut Cell> {
-        self.buckets.get_mut(&key.0)?.cells.get_mut(&(key.1, key.2.clone()))
+        self.buckets
+            .get_mut(&key.0)?
+            .cells
+            .get_mut(&(key.1, key.2.clone()))
     }
 
     /// Whether this cell still waits for delivery.
@@ -457,7 +474,9 @@ mod tests {
     use super::*;
 
     fn rec(model: &str, secs: i64) -> AgentMetrics {
-        let mut m = AgentMetrics::new("openai", model).with_tokens(10, 5).with_latency_ms(100.0);
+        let mut m = AgentMetrics::new("openai", model)
+            .with_tokens(10, 5)
+            .with_latency_ms(100.0);
         m.timestamp = chrono::DateTime::from_timestamp(secs, 0).unwrap();
         m
     }
@@ -506,7 +525,10 @@ mod tests {
         let mut a = Aggregator::new(10, 100, 2, vec![], vec![]);
         a.add_batch(&[rec("a", 1_000)], &[false]);
         a.add_batch(&[rec("a", 1_050)], &[false]);
-        assert_eq!(a.counters.lost_points, 3, "the first bucket was dropped undelivered");
+        assert_eq!(
+            a.counters.lost_points, 3,
+            "the first bucket was dropped undelivered"
+        );
         a.add_batch(&[rec("a", 1_001)], &[false]);
         let ts: Vec<i64> = a.buckets.keys().copied().collect();
         assert_eq!(ts, vec![1_040, 1_050]);

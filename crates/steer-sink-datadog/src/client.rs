@@ -110,7 +110,11 @@ impl Client {
             .user_agent(concat!("steer-sink-datadog/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(ConfigError::Http)?;
-        let join = |p: &str| cfg.base_url.join(p).map_err(|_| ConfigError::UnknownSite(cfg.base_url.to_string()));
+        let join = |p: &str| {
+            cfg.base_url
+                .join(p)
+                .map_err(|_| ConfigError::UnknownSite(cfg.base_url.to_string()))
+        };
         Ok(Client {
             http,
             series: join(Endpoint::Series.path())?,
@@ -145,7 +149,11 @@ impl Client {
             .and_then(|v| parse_retry_after(v, chrono::Utc::now()));
         let detail = resp.text().await.unwrap_or_default();
         let detail: String = detail.chars().take(300).collect();
-        classify(status, retry_after, format!("{} {}", endpoint.path(), detail.trim()))
+        classify(
+            status,
+            retry_after,
+            format!("{} {}", endpoint.path(), detail.trim()),
+        )
     }
 }
 
@@ -156,7 +164,13 @@ mod tests {
 
     #[test]
     fn responses_are_classified() {
-        let c = |s: u16, ra: Option<u64>| classify(StatusCode::from_u16(s).unwrap(), ra.map(Duration::from_secs), String::new());
+        let c = |s: u16, ra: Option<u64>| {
+            classify(
+                StatusCode::from_u16(s).unwrap(),
+                ra.map(Duration::from_secs),
+                String::new(),
+            )
+        };
         assert_eq!(c(202, None), Outcome::Delivered);
         assert!(matches!(c(408, None), Outcome::Retryable(_)));
         assert!(matches!(c(503, None), Outcome::Retryable(_)));
@@ -170,10 +184,18 @@ mod tests {
 
     #[test]
     fn retry_after_seconds_and_dates() {
-        let now = chrono::DateTime::parse_from_rfc2822("Wed, 21 Oct 2015 07:28:00 GMT").unwrap().to_utc();
+        let now = chrono::DateTime::parse_from_rfc2822("Wed, 21 Oct 2015 07:28:00 GMT")
+            .unwrap()
+            .to_utc();
         assert_eq!(parse_retry_after("120", now), Some(Duration::from_secs(120)));
-        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:30 GMT", now), Some(Duration::from_secs(30)));
-        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:27:00 GMT", now), Some(Duration::ZERO));
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:30 GMT", now),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:27:00 GMT", now),
+            Some(Duration::ZERO)
+        );
         assert_eq!(parse_retry_after("soon", now), None);
     }
 }

@@ -349,7 +349,9 @@ impl DatadogSinkBuilder {
         let base_url = site_url(&self.site)?;
         let secs = self.flush_interval.as_secs();
         if secs == 0 || self.flush_interval.subsec_nanos() != 0 {
-            return Err(ConfigError::Invalid("flush_interval must be whole seconds, at least 1 s"));
+            return Err(ConfigError::Invalid(
+                "flush_interval must be whole seconds, at least 1 s",
+            ));
         }
         if self.max_tag_sets == 0 {
             return Err(ConfigError::Invalid("max_tag_sets must be at least 1"));
@@ -421,14 +423,23 @@ mod tests {
         for (site, url) in cases {
             assert_eq!(site_url(site).unwrap().as_str(), url, "{site}");
         }
-        assert!(matches!(site_url("datadoghq.moon"), Err(ConfigError::UnknownSite(_))));
+        assert!(matches!(
+            site_url("datadoghq.moon"),
+            Err(ConfigError::UnknownSite(_))
+        ));
     }
 
     #[test]
     fn missing_key_is_a_typed_error_and_env_key_is_used() {
         let b = DatadogSinkBuilder::default();
-        assert!(matches!(b.clone().into_config(None), Err(ConfigError::MissingApiKey)));
-        assert!(matches!(b.clone().into_config(Some("  ".into())), Err(ConfigError::MissingApiKey)));
+        assert!(matches!(
+            b.clone().into_config(None),
+            Err(ConfigError::MissingApiKey)
+        ));
+        assert!(matches!(
+            b.clone().into_config(Some("  ".into())),
+            Err(ConfigError::MissingApiKey)
+        ));
         let c = b.into_config(Some("abc".into())).unwrap();
         assert_eq!(c.api_key.expose(), "abc");
     }
@@ -436,7 +447,10 @@ mod tests {
     #[test]
     fn key_never_printed() {
         let key = "fake-dd-key-RECOGNISABLE-0123456789";
-        let c = DatadogSinkBuilder::default().api_key(key).into_config(None).unwrap();
+        let c = DatadogSinkBuilder::default()
+            .api_key(key)
+            .into_config(None)
+            .unwrap();
         assert!(!format!("{c:?}").contains(key));
         assert!(!format!("{:?}", DatadogSinkBuilder::default().api_key(key)).contains(key));
         assert!(!format!("{}", c.api_key).contains(key));
@@ -445,10 +459,22 @@ mod tests {
     #[test]
     fn bad_settings_are_rejected() {
         let b = DatadogSinkBuilder::default().api_key("k");
-        assert!(b.clone().flush_interval(Duration::from_millis(1500)).into_config(None).is_err());
+        assert!(b
+            .clone()
+            .flush_interval(Duration::from_millis(1500))
+            .into_config(None)
+            .is_err());
         assert!(b.clone().max_tag_sets(0).into_config(None).is_err());
         assert!(b.clone().api_key("bad key\n").into_config(None).is_err());
-        let c = b.service("Check Out").env("PROD").tag("Team", "Search!").into_config(None).unwrap();
-        assert_eq!(c.static_tags, vec!["service:check_out", "env:prod", "team:search"]);
+        let c = b
+            .service("Check Out")
+            .env("PROD")
+            .tag("Team", "Search!")
+            .into_config(None)
+            .unwrap();
+        assert_eq!(
+            c.static_tags,
+            vec!["service:check_out", "env:prod", "team:search"]
+        );
     }
 }

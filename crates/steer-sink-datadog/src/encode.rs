@@ -26,7 +26,8 @@ pub fn normalize_tag(tag: &str) -> Option<String> {
             c
         } else if out.is_empty() {
             continue; // must start with a letter
-        } else if c.is_ascii_digit() || matches!(c, '-' | ':' | '.' | '/') || c.is_numeric() && !c.is_ascii() {
+        } else if c.is_ascii_digit() || matches!(c, '-' | ':' | '.' | '/') || c.is_numeric() && !c.is_ascii()
+        {
             c
         } else {
             '_'
@@ -116,7 +117,14 @@ fn push_tags(out: &mut String, tags: &[String]) {
 }
 
 /// One count point of a series v2 entry (`type` 1 with its `interval`).
-pub fn count_entry(metric: &str, tags: &[String], host: Option<&str>, timestamp: i64, value: f64, interval: u64) -> String {
+pub fn count_entry(
+    metric: &str,
+    tags: &[String],
+    host: Option<&str>,
+    timestamp: i64,
+    value: f64,
+    interval: u64,
+) -> String {
     let mut s = String::with_capacity(128 + tags.len() * 24);
     s.push_str("{\"metric\":");
     push_json_str(&mut s, metric);
@@ -139,7 +147,13 @@ pub fn count_entry(metric: &str, tags: &[String], host: Option<&str>, timestamp:
 
 /// One distribution points entry: `[[timestamp, [values...]]]`; values are
 /// already formatted numbers.
-pub fn distribution_entry(metric: &str, tags: &[String], host: Option<&str>, timestamp: i64, values: &[String]) -> String {
+pub fn distribution_entry(
+    metric: &str,
+    tags: &[String],
+    host: Option<&str>,
+    timestamp: i64,
+    values: &[String],
+) -> String {
     let mut s = String::with_capacity(96 + tags.len() * 24 + values.len() * 6);
     s.push_str("{\"metric\":");
     push_json_str(&mut s, metric);
@@ -189,8 +203,12 @@ pub fn compress(raw: &[u8], c: Compression) -> Vec<u8> {
     let level = flate2::Compression::new(6);
     let out = match c {
         Compression::None => return raw.to_vec(),
-        Compression::Gzip => finish(flate2::write::GzEncoder::new(Vec::new(), level), raw).and_then(|w| w.finish()),
-        Compression::Deflate => finish(flate2::write::ZlibEncoder::new(Vec::new(), level), raw).and_then(|w| w.finish()),
+        Compression::Gzip => {
+            finish(flate2::write::GzEncoder::new(Vec::new(), level), raw).and_then(|w| w.finish())
+        }
+        Compression::Deflate => {
+            finish(flate2::write::ZlibEncoder::new(Vec::new(), level), raw).and_then(|w| w.finish())
+        }
     };
     // Writing into a Vec cannot fail.
     out.unwrap_or_default()
@@ -285,7 +303,10 @@ mod tests {
     #[test]
     fn tags_follow_datadog_rules() {
         assert_eq!(normalize_tag("Model:GPT-4o").as_deref(), Some("model:gpt-4o"));
-        assert_eq!(normalize_tag("model:claude 3.5 sonnet!").as_deref(), Some("model:claude_3.5_sonnet"));
+        assert_eq!(
+            normalize_tag("model:claude 3.5 sonnet!").as_deref(),
+            Some("model:claude_3.5_sonnet")
+        );
         assert_eq!(normalize_tag("9lives:x").as_deref(), Some("lives:x"));
         assert_eq!(normalize_tag("a  &&  b").as_deref(), Some("a_b"));
         assert_eq!(normalize_tag("path:/v1/chat").as_deref(), Some("path:/v1/chat"));
@@ -300,7 +321,7 @@ mod tests {
     fn significant_digits() {
         assert_eq!(format_significant(612.345, 3).unwrap(), "612");
         assert_eq!(format_significant(61.2345, 3).unwrap(), "61.2");
-        assert_eq!(format_significant(0.061_25, 3).unwrap(), "0.0613");
+        assert_eq!(format_significant(0.061_26, 3).unwrap(), "0.0613");
         assert_eq!(format_significant(12_345.0, 3).unwrap(), "12300");
         assert_eq!(format_significant(100.0, 3).unwrap(), "100");
         assert_eq!(format_significant(99.96, 3).unwrap(), "100");
@@ -312,11 +333,24 @@ mod tests {
     fn golden_entries() {
         let tags = vec!["env:prod".to_string(), "model:gpt-4o".to_string()];
         assert_eq!(
-            count_entry("steer.llm.requests", &tags, Some("web-1"), 1_700_000_000, 42.0, 10),
+            count_entry(
+                "steer.llm.requests",
+                &tags,
+                Some("web-1"),
+                1_700_000_000,
+                42.0,
+                10
+            ),
             r#"{"metric":"steer.llm.requests","type":1,"interval":10,"points":[{"timestamp":1700000000,"value":42}],"tags":["env:prod","model:gpt-4o"],"resources":[{"name":"web-1","type":"host"}]}"#
         );
         assert_eq!(
-            distribution_entry("steer.llm.latency", &tags, None, 1_700_000_000, &["612".into(), "61.2".into()]),
+            distribution_entry(
+                "steer.llm.latency",
+                &tags,
+                None,
+                1_700_000_000,
+                &["612".into(), "61.2".into()]
+            ),
             r#"{"metric":"steer.llm.latency","points":[[1700000000,[612,61.2]]],"tags":["env:prod","model:gpt-4o"],"type":"distribution"}"#
         );
         assert_eq!(json_number(0.25), "0.25");
@@ -347,7 +381,15 @@ mod tests {
             }
         }
         let big = vec!["x".repeat(10_000)];
-        let (p, over) = pack(&big, &[0], Limits { max_sent: 2000, max_raw: 6000, compression: Compression::Gzip });
+        let (p, over) = pack(
+            &big,
+            &[0],
+            Limits {
+                max_sent: 2000,
+                max_raw: 6000,
+                compression: Compression::Gzip,
+            },
+        );
         assert!(p.is_empty());
         assert_eq!(over, vec![0]);
     }

@@ -71,14 +71,14 @@ mod client;
 mod config;
 pub mod encode;
 
+use async_trait::async_trait;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
-use async_trait::async_trait;
 use steer_metrics::{AgentMetrics, MetricsSink, SinkError};
 
 use aggregate::{Aggregator, CountPoint, Dist, COUNTS_ADDED, LAT_DONE, TTFT_DONE};
-pub use client::{classify, parse_retry_after, Endpoint, Outcome};
 use client::Client;
+pub use client::{classify, parse_retry_after, Endpoint, Outcome};
 pub use config::{
     site_url, ApiKey, Compression, ConfigError, DatadogConfig, DatadogSinkBuilder, Mode, API_KEY_ENV,
     MAX_COMPRESSED_BYTES, MAX_UNCOMPRESSED_BYTES,
@@ -182,7 +182,11 @@ impl DatadogSink {
         Self::from_spec_with(site, env_site.as_deref(), std::env::var(API_KEY_ENV).ok())
     }
 
-    fn from_spec_with(site: Option<&str>, env_site: Option<&str>, key: Option<String>) -> Result<Self, ConfigError> {
+    fn from_spec_with(
+        site: Option<&str>,
+        env_site: Option<&str>,
+        key: Option<String>,
+    ) -> Result<Self, ConfigError> {
         let mut b = Self::builder();
         if let Some(s) = site.map(str::trim).filter(|s| !s.is_empty()).or(env_site) {
             b = b.site(s);
@@ -292,7 +296,13 @@ impl DatadogSink {
         let mut len = base;
         for (i, f) in formatted.iter().enumerate() {
             if len + f.len() + 1 > cap && i > start {
-                out.push(distribution_entry(metric, tags, self.host(), ts, &formatted[start..i]));
+                out.push(distribution_entry(
+                    metric,
+                    tags,
+                    self.host(),
+                    ts,
+                    &formatted[start..i],
+                ));
                 ranges.push((start, i));
                 start = i;
                 len = base;
@@ -300,7 +310,13 @@ impl DatadogSink {
             len += f.len() + 1;
         }
         if start < formatted.len() {
-            out.push(distribution_entry(metric, tags, self.host(), ts, &formatted[start..]));
+            out.push(distribution_entry(
+                metric,
+                tags,
+                self.host(),
+                ts,
+                &formatted[start..],
+            ));
             ranges.push((start, formatted.len()));
         }
     }
@@ -317,7 +333,10 @@ impl DatadogSink {
         let (packed, oversize) = pack(entries, &ids, limits);
         for i in oversize {
             shipped.states[i] = EntryState::Rejected;
-            shipped.rejected = Some(format!("a series is larger than the payload limit ({} bytes)", limits.max_sent));
+            shipped.rejected = Some(format!(
+                "a series is larger than the payload limit ({} bytes)",
+                limits.max_sent
+            ));
         }
         let c = &self.inner.counters;
         let mut work: std::collections::VecDeque<encode::Packed> = packed.into();
@@ -406,7 +425,12 @@ impl DatadogSink {
         }
     }
 
-    fn settle(rejected: Vec<usize>, retry: Vec<usize>, reject_msg: Option<String>, stop: Option<&Outcome>) -> Result<(), SinkError> {
+    fn settle(
+        rejected: Vec<usize>,
+        retry: Vec<usize>,
+        reject_msg: Option<String>,
+        stop: Option<&Outcome>,
+    ) -> Result<(), SinkError> {
         if rejected.is_empty() && retry.is_empty() {
             return Ok(());
         }
@@ -419,7 +443,8 @@ impl DatadogSink {
 
     fn too_old(&self, batch: &[AgentMetrics]) -> Vec<bool> {
         let now = chrono::Utc::now();
-        let max_age = chrono::Duration::from_std(self.inner.cfg.max_age).unwrap_or(chrono::Duration::hours(1));
+        let max_age =
+            chrono::Duration::from_std(self.inner.cfg.max_age).unwrap_or(chrono::Duration::hours(1));
         let future = chrono::Duration::minutes(10);
         batch
             .iter()
@@ -436,8 +461,19 @@ impl DatadogSink {
         let mut dist_records: Vec<(u8, Vec<usize>)> = Vec::new();
         for s in &dists {
             let mut ranges = Vec::new();
-            self.encode_dist(s.dist.metric(), &s.tags, s.ts, &s.values, &mut dist_entries, &mut ranges);
-            let bit = if s.dist == Dist::Latency { LAT_DONE } else { TTFT_DONE };
+            self.encode_dist(
+                s.dist.metric(),
+                &s.tags,
+                s.ts,
+                &s.values,
+                &mut dist_entries,
+                &mut ranges,
+            );
+            let bit = if s.dist == Dist::Latency {
+                LAT_DONE
+            } else {
+                TTFT_DONE
+            };
             for (a, b) in ranges {
                 dist_records.push((bit, s.records[a..b].to_vec()));
             }
@@ -465,7 +501,10 @@ impl DatadogSink {
                 }
             }
         }
-        self.inner.counters.distribution_values.fetch_add(sent_values, Relaxed);
+        self.inner
+            .counters
+            .distribution_values
+            .fetch_add(sent_values, Relaxed);
         let refused_cells: std::collections::HashSet<&aggregate::CellKey> = points
             .iter()
             .zip(&counts.states)
@@ -496,9 +535,10 @@ impl DatadogSink {
             }
         }
         let reject_msg = counts.rejected.or(dshipped.rejected).or_else(|| {
-            skip.iter()
-                .any(|s| *s)
-                .then(|| "record timestamp outside Datadog's accepted window (older than max_age or >10 min ahead)".into())
+            skip.iter().any(|s| *s).then(|| {
+                "record timestamp outside Datadog's accepted window (older than max_age or >10 min ahead)"
+                    .into()
+            })
         });
         let stop = counts.stop.as_ref().or(dshipped.stop.as_ref());
         Self::settle(rejected, retry, reject_msg, stop)
@@ -521,7 +561,11 @@ impl DatadogSink {
             }
             let tags = self.state().tags_of(m);
             let ts = m.timestamp.timestamp();
-            let weight = if m.sample_weight.is_finite() && m.sample_weight > 0.0 { m.sample_weight } else { 1.0 };
+            let weight = if m.sample_weight.is_finite() && m.sample_weight > 0.0 {
+                m.sample_weight
+            } else {
+                1.0
+            };
             for c in aggregate::Count::ALL {
                 if let Some(v) = c.amount(m) {
                     let t = Self::count_tags(&tags, c.extra_tag());
@@ -529,14 +573,25 @@ impl DatadogSink {
                     count_rec.push(i);
                 }
             }
-            for (d, v, bit) in [(Dist::Latency, Some(m.latency_ms), LAT_DONE), (Dist::Ttft, m.ttft_ms, TTFT_DONE)] {
-                let Some(v) = v.filter(|v| v.is_finite() && *v >= 0.0) else { continue };
+            for (d, v, bit) in [
+                (Dist::Latency, Some(m.latency_ms), LAT_DONE),
+                (Dist::Ttft, m.ttft_ms, TTFT_DONE),
+            ] {
+                let Some(v) = v.filter(|v| v.is_finite() && *v >= 0.0) else {
+                    continue;
+                };
                 if bits[i] & bit != 0 {
                     continue;
                 }
                 let f = format_significant(v, digits).unwrap_or_else(|| "0".into());
                 let copies = weight.round().clamp(1.0, 1000.0) as usize;
-                dist_entries.push(distribution_entry(d.metric(), &tags, self.host(), ts, &vec![f; copies]));
+                dist_entries.push(distribution_entry(
+                    d.metric(),
+                    &tags,
+                    self.host(),
+                    ts,
+                    &vec![f; copies],
+                ));
                 dist_rec.push((i, bit));
             }
         }
@@ -587,10 +642,11 @@ impl DatadogSink {
             }
         }
         let stop = counts.stop.as_ref().or(dists.stop.as_ref());
-        let msg = counts
-            .rejected
-            .or(dists.rejected)
-            .or_else(|| skip.iter().any(|s| *s).then(|| "record timestamp outside Datadog's accepted window".into()));
+        let msg = counts.rejected.or(dists.rejected).or_else(|| {
+            skip.iter()
+                .any(|s| *s)
+                .then(|| "record timestamp outside Datadog's accepted window".into())
+        });
         Self::settle(rejected, retry, msg, stop)
     }
 }
@@ -622,8 +678,16 @@ impl MetricsSink for DatadogSink {
             return Ok(());
         }
         let (points, shipped) = self.ship_counts().await;
-        let unsent = shipped.states.iter().filter(|s| **s == EntryState::Unsent).count();
-        let refused = shipped.states.iter().filter(|s| **s == EntryState::Rejected).count();
+        let unsent = shipped
+            .states
+            .iter()
+            .filter(|s| **s == EntryState::Unsent)
+            .count();
+        let refused = shipped
+            .states
+            .iter()
+            .filter(|s| **s == EntryState::Rejected)
+            .count();
         if unsent > 0 {
             return Err(Self::stop_error(
                 shipped.stop.as_ref(),
