@@ -223,6 +223,33 @@ impl SqliteStore {
         Ok(u64::try_from(n).unwrap_or(0))
     }
 
+    /// The first and last start times of the matching records, `None` when
+    /// none match.
+    pub fn time_span(&self, filter: &Filter) -> Result<Option<(DateTime<Utc>, DateTime<Utc>)>, SqliteError> {
+        let (where_sql, params) = filter.sql();
+        let sql = format!(
+            "SELECT min(ts), max(ts) FROM \"{}\"{where_sql}",
+            self.table.name()
+        );
+        let conn = self.conn();
+        let (lo, hi): (Option<i64>, Option<i64>) = conn
+            .query_row(&sql, rusqlite::params_from_iter(params), |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .ctx("reading the time span")?;
+        let to_time = |us: i64| {
+            DateTime::from_timestamp_micros(us).ok_or(SqliteError::Decode {
+                row_id: -1,
+                column: "ts",
+                reason: format!("{us} is out of range"),
+            })
+        };
+        match (lo, hi) {
+            (Some(lo), Some(hi)) => Ok(Some((to_time(lo)?, to_time(hi)?))),
+            _ => Ok(None),
+        }
+    }
+
     /// The summary of the matching records (count, error rate, latency and
     /// TTFT distributions, tokens, cost).
     pub fn summary(&self, filter: &Filter) -> Result<Summary, SqliteError> {

@@ -178,6 +178,19 @@ async fn filters_select_the_same_records_as_in_memory() {
     }
     let window = store.summary(&Filter::all().since(since).until(until)).unwrap();
     assert_eq!(window.count, 1000);
+    let micros = |t: chrono::DateTime<chrono::Utc>| t.timestamp_micros();
+    let (first, last) = store
+        .time_span(&Filter::all().since(since).until(until))
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (micros(first), micros(last)),
+        (micros(since), micros(records[1999].timestamp))
+    );
+    assert_eq!(
+        store.time_span(&Filter::all().model("no-such-model")).unwrap(),
+        None
+    );
     let empty = store.summary(&Filter::all().model("no-such-model")).unwrap();
     assert_eq!((empty.count, empty.latency_ms), (0, None));
 }
