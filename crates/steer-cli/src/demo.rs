@@ -211,7 +211,8 @@ pub async fn run(args: DemoArgs, ctx: &Context) -> Result<ExitCode, CliError> {
     bar.finish_and_clear();
     let elapsed = started.elapsed();
 
-    let report = collector.flush_timeout(args.flush_timeout).await;
+    // Deliver what is queued, close every sink, and account for every record.
+    let report = collector.shutdown(args.flush_timeout).await;
     let total = Summary::from_records(&records);
     let groups = breakdown(&records, GroupBy::Model);
     match args.format {
@@ -245,8 +246,7 @@ pub async fn run(args: DemoArgs, ctx: &Context) -> Result<ExitCode, CliError> {
             );
         }
     }
-    let shutdown = collector.shutdown(Duration::from_secs(5)).await;
-    let all_delivered = report.is_complete() && shutdown.sinks.iter().all(|s| s.stats.lost() == 0);
+    let all_delivered = report.is_complete() && report.sinks.iter().all(|s| s.stats.lost() == 0);
     if all_delivered {
         Ok(ExitCode::SUCCESS)
     } else {
