@@ -3,7 +3,7 @@
 # and $SERVICES_DIR).
 #
 # Exports:
-#   STEER_TEST_POSTGRES_URL           superuser, trust auth, database steer_test
+#   STEER_TEST_POSTGRES_URL           superuser, trust auth, database steer_test (sslmode=disable)
 #   STEER_TEST_POSTGRES_PASSWORD_URL  role steer_pw, scram-sha-256 password auth
 #   STEER_TEST_POSTGRES_PASSWORD      that role's password
 #   STEER_TEST_POSTGRES_NOPRIV_URL    role steer_nopriv: may log in, nothing else
@@ -97,10 +97,12 @@ GRANT CONNECT ON DATABASE steer_test TO steer_nopriv;
 SQL
 
   [ "$(id -u)" = 0 ] && owner=postgres
-  export STEER_TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:$port/steer_test"
+  # sslmode=disable: the server offers TLS with a certificate only our test CA
+  # trusts; the TLS test switches to sslmode=require with that CA.
+  export STEER_TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:$port/steer_test?sslmode=disable"
   export STEER_TEST_POSTGRES_PASSWORD="$pw"
-  export STEER_TEST_POSTGRES_PASSWORD_URL="postgres://steer_pw:$pw@127.0.0.1:$port/steer_test"
-  export STEER_TEST_POSTGRES_NOPRIV_URL="postgres://steer_nopriv@127.0.0.1:$port/steer_test"
+  export STEER_TEST_POSTGRES_PASSWORD_URL="postgres://steer_pw:$pw@127.0.0.1:$port/steer_test?sslmode=disable"
+  export STEER_TEST_POSTGRES_NOPRIV_URL="postgres://steer_nopriv@127.0.0.1:$port/steer_test?sslmode=disable"
   export STEER_TEST_PG_CTL="$bin/pg_ctl"
   export STEER_TEST_PG_DATA="$dir/data"
   export STEER_TEST_PG_RUNAS="$owner"

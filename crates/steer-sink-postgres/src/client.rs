@@ -67,7 +67,13 @@ pub struct DbError {
 
 impl DbError {
     pub(crate) fn from_pg(context: &str, e: &tokio_postgres::Error) -> Self {
-        let class = classify(e);
+        #[allow(unused_mut)]
+        let mut class = classify(e);
+        #[cfg(feature = "tls")]
+        if crate::tls::is_certificate_error(e) {
+            // Retrying will not make an untrusted certificate trusted.
+            class = Class::Permanent;
+        }
         let sqlstate = e.code().map(|c| c.code().to_string());
         let mut message = match e.as_db_error() {
             Some(db) => {

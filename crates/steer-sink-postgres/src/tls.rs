@@ -34,3 +34,25 @@ pub(crate) fn connector(extra_ca_pem: &[Vec<u8>]) -> Result<MakeRustlsConnect, C
         .with_no_client_auth();
     Ok(MakeRustlsConnect::new(config))
 }
+
+/// Whether `e` is a failure to verify the server's certificate (a
+/// configuration problem, not a transient one).
+pub(crate) fn is_certificate_error(e: &tokio_postgres::Error) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(err) = cur {
+        let inner = err
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .map(|i| i as &(dyn std::error::Error + 'static));
+        for candidate in [Some(err), inner].into_iter().flatten() {
+            if let Some(r) = candidate.downcast_ref::<rustls::Error>() {
+                return matches!(
+                    r,
+                    rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented
+                );
+            }
+        }
+        cur = err.source();
+    }
+    false
+}
