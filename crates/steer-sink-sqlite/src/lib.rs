@@ -64,7 +64,7 @@ use steer_metrics::{AgentMetrics, MetricsSink, SinkError};
 
 pub use error::SqliteError;
 pub use schema::{APPLICATION_ID, DEFAULT_TABLE, SCHEMA_VERSION};
-pub use store::{Filter, SqliteStore};
+pub use store::{Filter, SqliteStore, TimeSpan};
 
 use encode::Row;
 use error::SqliteResultExt;

@@ -15,6 +15,9 @@ use crate::encode::{self, Reader, SAMPLE_COLUMNS};
 use crate::error::{SqliteError, SqliteResultExt};
 use crate::schema::{self, Table, DEFAULT_TABLE};
 
+/// The start times of the first and the last record of a selection.
+pub type TimeSpan = (DateTime<Utc>, DateTime<Utc>);
+
 /// Which records a query covers. Every condition that is set must hold.
 ///
 /// Times compare at microsecond resolution (what the store keeps): `since`
@@ -225,7 +228,7 @@ impl SqliteStore {
 
     /// The first and last start times of the matching records, `None` when
     /// none match.
-    pub fn time_span(&self, filter: &Filter) -> Result<Option<(DateTime<Utc>, DateTime<Utc>)>, SqliteError> {
+    pub fn time_span(&self, filter: &Filter) -> Result<Option<TimeSpan>, SqliteError> {
         let (where_sql, params) = filter.sql();
         let sql = format!(
             "SELECT min(ts), max(ts) FROM \"{}\"{where_sql}",
