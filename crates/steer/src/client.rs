@@ -417,9 +417,19 @@ impl SteerClient {
 
     /// Where `model` would be sent (see [`crate::routing`]).
     pub fn route(&self, model: &str) -> Result<Route, SteerError> {
-        route_with(model, &self.inner.prices, |p| {
+        let route = route_with(model, &self.inner.prices, |p| {
             self.inner.providers.contains_key(p)
-        })
+        })?;
+        if !route.simulated && !self.inner.providers.contains_key(&route.provider) {
+            return Err(SteerError::UnknownModel {
+                model: model.to_string(),
+                reason: format!(
+                    "the price table names provider `{}`, which is not registered on this client",
+                    route.provider
+                ),
+            });
+        }
+        Ok(route)
     }
 
     /// One request/response call. `request` is a prompt (`&str`, `String`),
@@ -484,8 +494,7 @@ impl SteerClient {
             return Ok(Target::Sim(SimInput::new(req)));
         }
         let Some(provider) = self.inner.providers.get(&route.provider) else {
-            // Routing only yields registered providers; a price-table entry
-            // may name one that is not.
+            // `route()` only yields registered providers.
             return Err(AttemptError::new(
                 FailureKind::Api,
                 ErrorClass::InvalidRequest,
@@ -542,7 +551,7 @@ impl SteerClient {
             Target::Http { provider, body } => {
                 let inner = &*self.inner;
                 let once = async {
-                    let resp = send(inner, provider, body).await?;
+                    let resp = send(inner, provider, body, t).await?;
                     let bytes = read_limited(resp, inner.max_response_bytes, t).await?;
                     match provider.dialect {
                         Dialect::OpenAi => openai::parse(&bytes),
@@ -584,7 +593,12 @@ async fn sleep(d: Duration) {
 }
 
 /// Send a request; a non-2xx answer becomes a classified error.
-async fn send(inner: &Inner, p: &HttpProvider, body: &[u8]) -> Result<reqwest::Response, AttemptError> {
+async fn send(
+    inner: &Inner,
+    p: &HttpProvider,
+    body: &[u8],
+    timeout: Duration,
+) -> Result<reqwest::Response, AttemptError> {
     let mut rb = inner
         .http
         .post(p.url())
@@ -623,7 +637,7 @@ async fn send(inner: &Inner, p: &HttpProvider, body: &[u8]) -> Result<reqwest::R
     let resp = rb
         .send()
         .await
-        .map_err(|e| AttemptError::from_reqwest(&e, inner.timeout))?;
+        .map_err(|e| AttemptError::from_reqwest(&e, timeout))?;
     let status = resp.status();
     if status.is_success() {
         return Ok(resp);
@@ -714,7 +728,7 @@ impl Call {
         };
         let start = Instant::now();
         let per_attempt = req.timeout.unwrap_or(inner.timeout);
-        let deadline = start + inner.retry.total_deadline;
+        let deadline = start + req.deadline.unwrap_or(inner.retry.total_deadline);
         Call {
             inner,
             record: Some(m),
@@ -963,7 +977,7 @@ impl StreamState {
                 SimOutcome::Answer(deltas, completion) => Ok(AttemptStream::Sim { deltas, completion }),
             },
             Target::Http { provider, body } => {
-                let resp = tokio::time::timeout(t, send(&inner, provider, body))
+                let resp = tokio::time::timeout(t, send(&inner, provider, body, t))
                     .await
                     .unwrap_or_else(|_| Err(AttemptError::timeout(t)))?;
                 let decoder: Box<dyn Decoder> = match provider.dialect {

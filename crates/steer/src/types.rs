@@ -157,6 +157,9 @@ pub struct Request {
     pub tags: BTreeMap<String, String>,
     /// Time budget per attempt (default: the client's timeout).
     pub timeout: Option<Duration>,
+    /// Time budget for the whole call, retries and backoff included
+    /// (default: [`RetryConfig::total_deadline`](crate::RetryConfig)).
+    pub deadline: Option<Duration>,
 }
 
 impl Request {
@@ -239,9 +242,14 @@ impl Request {
         self.tags.insert(key.into(), value.into());
         self
     }
-    /// Set the per-attempt timeout.
+    /// Set the per-attempt timeout (for streams also the longest wait for the next piece).
     pub fn timeout(mut self, t: Duration) -> Self {
         self.timeout = Some(t);
+        self
+    }
+    /// Bound the whole call, retries and backoff included.
+    pub fn deadline(mut self, d: Duration) -> Self {
+        self.deadline = Some(d);
         self
     }
 

@@ -579,3 +579,81 @@ async fn concurrent_calls_one_record_each() {
     ids.sort();
     assert_eq!(recorded, ids, "exactly one record per call, no duplicates");
 }
+
+#[tokio::test]
+async fn request_deadline_bounds_retries() {
+    let client = SteerClient::builder()
+        .ignore_env()
+        .sim(
+            SimConfig::default()
+                .seed(3)
+                .latency_scale(1.0)
+                .latency(Duration::from_millis(1), 0.0)
+                .ttft(Duration::from_millis(1))
+                .rate_limit_rate(1.0)
+                .retry_after(Duration::from_millis(300)),
+        )
+        .retry(common::fast_retry().max_retries(10))
+        .build()
+        .unwrap();
+    let t = Instant::now();
+    let err = client
+        .generate(
+            Request::prompt("Hi").deadline(Duration::from_millis(700)),
+            "sim/gpt-4o",
+        )
+        .await
+        .unwrap_err();
+    assert!(t.elapsed() < Duration::from_millis(1500), "{:?}", t.elapsed());
+    let m = err.metrics().unwrap();
+    assert_eq!(m.error_class, Some(ErrorClass::RateLimit));
+    assert!(
+        (1..=2).contains(&m.retries),
+        "300 ms hints fit 1-2 times in 700 ms: {}",
+        m.retries
+    );
+}
+
+#[test]
+fn client_streams_and_futures_are_send_and_sync() {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>(_: &T) {}
+    send_sync::<SteerClient>();
+    send_sync::<SteerError>();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let client = SteerClient::builder()
+            .ignore_env()
+            .sim(SimConfig::instant())
+            .build()
+            .unwrap();
+        let g = client.generate("x", "sim/gpt-4o");
+        send(&g);
+        drop(g);
+        let s = client.stream("x", "sim/gpt-4o").await.unwrap();
+        send(&s);
+    });
+}
+
+#[tokio::test]
+async fn a_price_table_provider_that_is_not_registered_is_an_unknown_model() {
+    let mut prices = steer::pricing::PriceTable::builtin();
+    prices.merge(
+        steer::pricing::PriceTable::from_toml_str(
+            "[models.\"house\"]\nprovider = \"vllm\"\ninput = 1.0\noutput = 1.0\n",
+        )
+        .unwrap(),
+    );
+    let client = SteerClient::builder()
+        .ignore_env()
+        .prices(prices)
+        .build()
+        .unwrap();
+    let r = client.generate("x", "house").await;
+    assert!(matches!(r, Err(SteerError::UnknownModel { .. })), "{r:?}");
+    let r = client.generate("x", "sim/house").await.unwrap();
+    assert_eq!(r.metrics.provider, "vllm");
+}
