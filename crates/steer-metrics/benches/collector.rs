@@ -36,14 +36,19 @@ fn template() -> AgentMetrics {
 }
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap()
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 fn record_path(c: &mut Criterion) {
     let rt = runtime();
     let m = template();
     let mut g = c.benchmark_group("record");
-    g.measurement_time(Duration::from_secs(4)).warm_up_time(Duration::from_secs(1));
+    g.measurement_time(Duration::from_secs(4))
+        .warm_up_time(Duration::from_secs(1));
 
     // Baseline: four bounded tokio mpsc channels drained by tasks.
     let senders: Vec<tokio::sync::mpsc::Sender<Arc<AgentMetrics>>> = (0..4)
@@ -69,7 +74,10 @@ fn record_path(c: &mut Criterion) {
     let collector = rt.block_on(async {
         let mut b = MetricsCollector::builder();
         for name in ["a", "b", "c", "d"] {
-            b = b.sink_with_options(Noop(name), SinkOptions::default().queue_capacity(10_000).batch_size(500));
+            b = b.sink_with_options(
+                Noop(name),
+                SinkOptions::default().queue_capacity(10_000).batch_size(500),
+            );
         }
         b.build().unwrap()
     });
@@ -89,7 +97,9 @@ fn throughput(c: &mut Criterion) {
     let m = template();
     const N: u64 = 200_000;
     let mut g = c.benchmark_group("throughput");
-    g.throughput(Throughput::Elements(N)).sample_size(10).measurement_time(Duration::from_secs(8));
+    g.throughput(Throughput::Elements(N))
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(8));
     g.bench_function("noop_sink", |b| {
         b.iter_custom(|iters| {
             let mut total = Duration::ZERO;

@@ -50,7 +50,9 @@ impl MetricsSink for WebhookSink {
                 Err(SinkError::throttled(after, "webhook throttled"))
             }
             408 | 500..=599 => Err(SinkError::retryable(format!("webhook answered {status}"))),
-            _ => Err(SinkError::permanent(format!("webhook refused the batch: {status}"))),
+            _ => Err(SinkError::permanent(format!(
+                "webhook refused the batch: {status}"
+            ))),
         }
     }
 }
@@ -62,18 +64,30 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // A webhook that is down, then throttles, then accepts.
     let server = MockServer::start().await;
-    Mock::given(method("POST")).respond_with(ResponseTemplate::new(503)).up_to_n_times(1).mount(&server).await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(503))
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
     Mock::given(method("POST"))
         .respond_with(ResponseTemplate::new(429).insert_header("retry-after", "1"))
         .up_to_n_times(1)
         .mount(&server)
         .await;
-    Mock::given(method("POST")).respond_with(ResponseTemplate::new(200)).mount(&server).await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&server)
+        .await;
 
     let collector = MetricsCollector::builder()
         .sink_with_options(
-            WebhookSink { client: reqwest::Client::new(), url: format!("{}/llm", server.uri()) },
-            SinkOptions::default().batch_size(200).linger(Duration::from_millis(50)),
+            WebhookSink {
+                client: reqwest::Client::new(),
+                url: format!("{}/llm", server.uri()),
+            },
+            SinkOptions::default()
+                .batch_size(200)
+                .linger(Duration::from_millis(50)),
         )
         .build()?;
 

@@ -337,7 +337,7 @@ impl MetricsCollector {
         CollectorStats {
             recorded: self.inner.recorded.load(Relaxed),
             sampled_out: self.inner.sampled_out.load(Relaxed),
-            sinks: self.inner.sinks.iter().map(|s| sink_stats(s)).collect(),
+            sinks: self.inner.sinks.iter().map(sink_stats).collect(),
         }
     }
 
@@ -447,9 +447,9 @@ fn sink_stats(s: &SinkHandle) -> crate::stats::SinkStats {
 }
 
 /// Join futures concurrently without pulling in the `futures` crate.
-async fn futures_join_all<F: std::future::Future>(futs: impl Iterator<Item = F>) -> Vec<F::Output>
+async fn futures_join_all<F>(futs: impl Iterator<Item = F>) -> Vec<F::Output>
 where
-    F: Send + 'static,
+    F: std::future::Future + Send + 'static,
     F::Output: Send + 'static,
 {
     let handles: Vec<_> = futs.map(tokio::spawn).collect();

@@ -84,10 +84,10 @@ impl Filter {
     /// Whether `m` matches, with the store's microsecond resolution.
     pub fn matches(&self, m: &AgentMetrics) -> bool {
         let ts = m.timestamp.timestamp_micros();
-        self.since.map_or(true, |t| ts >= t.timestamp_micros())
-            && self.until.map_or(true, |t| ts < t.timestamp_micros())
-            && self.model.as_ref().map_or(true, |x| &m.model == x)
-            && self.provider.as_ref().map_or(true, |p| &m.provider == p)
+        self.since.is_none_or(|t| ts >= t.timestamp_micros())
+            && self.until.is_none_or(|t| ts < t.timestamp_micros())
+            && self.model.as_ref().is_none_or(|x| &m.model == x)
+            && self.provider.as_ref().is_none_or(|p| &m.provider == p)
     }
 
     /// ` WHERE ...` (or empty) and its parameters.
