@@ -454,12 +454,18 @@ impl DatadogSink {
 
     async fn record_aggregate(&self, batch: &[AgentMetrics]) -> Result<(), SinkError> {
         let skip = self.too_old(batch);
-        let (touched, dists) = self.state().add_batch(batch, &skip);
+        let (touched, mut dists) = self.state().add_batch(batch, &skip);
 
         // Distribution entries and, per entry, the records it carries.
         let mut dist_entries = Vec::new();
         let mut dist_records: Vec<(u8, Vec<usize>)> = Vec::new();
-        for s in &dists {
+        for s in &mut dists {
+            // Order does not matter to a distribution; sorted values
+            // compress several times better.
+            let mut order: Vec<usize> = (0..s.values.len()).collect();
+            order.sort_by(|&a, &b| s.values[a].total_cmp(&s.values[b]));
+            s.values = order.iter().map(|&i| s.values[i]).collect();
+            s.records = order.iter().map(|&i| s.records[i]).collect();
             let mut ranges = Vec::new();
             self.encode_dist(
                 s.dist.metric(),
