@@ -79,11 +79,17 @@ pub enum EncodeError {
 /// see also [`normalize_key`]).
 pub fn normalize_name(s: &str) -> Cow<'_, str> {
     let b = s.as_bytes();
-    let needs = b.iter().enumerate().any(|(i, &c)| {
-        c == b'\n'
-            || c == b'\r'
-            || (c == b'\\' && matches!(b.get(i + 1), None | Some(b' ' | b',' | b'=' | b'"' | b'\n' | b'\r')))
-    });
+    // Branch-free scan first (vectorises); the exact check only when a
+    // backslash or line break is present.
+    let suspect = b
+        .iter()
+        .fold(false, |acc, &c| acc | (c == b'\\') | (c == b'\n') | (c == b'\r'));
+    let needs = suspect
+        && b.iter().enumerate().any(|(i, &c)| {
+            c == b'\n'
+                || c == b'\r'
+                || (c == b'\\' && matches!(b.get(i + 1), None | Some(b' ' | b',' | b'=' | b'"' | b'\n' | b'\r')))
+        });
     if !needs {
         return Cow::Borrowed(s);
     }
@@ -139,7 +145,10 @@ fn trim_leading_blanks(n: Cow<'_, str>) -> Cow<'_, str> {
 #[inline]
 fn push_escaped(out: &mut Vec<u8>, s: &str, eq: bool) {
     let b = s.as_bytes();
-    if !b.iter().any(|&c| c == b',' || c == b' ' || (eq && c == b'=')) {
+    let special = b
+        .iter()
+        .fold(false, |acc, &c| acc | (c == b',') | (c == b' ') | (eq & (c == b'=')));
+    if !special {
         out.extend_from_slice(b);
         return;
     }
@@ -157,7 +166,7 @@ fn push_string_value(out: &mut Vec<u8>, s: &str) {
     let s = truncate_at_char_boundary(s, MAX_STRING_FIELD_BYTES);
     out.push(b'"');
     let b = s.as_bytes();
-    if !b.iter().any(|&c| c == b'"' || c == b'\\') {
+    if !b.iter().fold(false, |acc, &c| acc | (c == b'"') | (c == b'\\')) {
         out.extend_from_slice(b);
     } else {
         for &c in b {
@@ -182,20 +191,13 @@ pub(crate) fn truncate_at_char_boundary(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
-/// A field value.
-enum Value<'a> {
-    Float(f64),
-    Int(i64),
-    Str(Cow<'a, str>),
-}
-
 /// A record's timestamp in `precision` units, or an error when the server
 /// cannot store it.
 pub fn timestamp(m: &AgentMetrics, precision: Precision) -> Result<i64, EncodeError> {
     let ts = &m.timestamp;
     let nanos = i128::from(ts.timestamp()) * 1_000_000_000 + i128::from(ts.timestamp_subsec_nanos());
     let unit = precision.nanos_per_unit();
-    let t = nanos.div_euclid(unit);
+    let t = if unit == 1 { nanos } else { nanos.div_euclid(unit) };
     let back = t * unit;
     if !(MIN_NANOS..=MAX_NANOS).contains(&back) {
         return Err(EncodeError::TimestampOutOfRange(ts.to_rfc3339()));
@@ -279,62 +281,184 @@ impl Encoder {
 
     /// Encode one record as a line (without the trailing newline) appended
     /// to `out`. On error nothing is appended.
+    ///
+    /// Fields come in a fixed order: the numbers, then text attributes
+    /// placed as fields (in key order), then user tags placed as fields.
+    /// Tags are sorted by key, as the server prefers.
     pub fn encode(&self, m: &AgentMetrics, out: &mut Vec<u8>) -> Result<(), EncodeError> {
         let ts = timestamp(m, self.precision)?;
         let start = out.len();
         out.extend_from_slice(&self.measurement);
 
-        // Tags: (key as stored, value as stored), first one wins per key.
-        let mut tags: Vec<(Cow<'_, str>, Cow<'_, str>)> = Vec::with_capacity(8 + m.tags.len());
-        let mut fields: Vec<(Cow<'_, str>, Value<'_>)> = Vec::with_capacity(24);
-        self.collect(m, &mut tags, &mut fields);
-
-        tags.retain(|(k, v)| !k.is_empty() && !v.is_empty());
-        // Stable sort keeps the first-pushed of equal keys first; the server
-        // prefers tags sorted by key.
-        tags.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-        tags.dedup_by(|later, first| later.0 == first.0);
-        for (k, v) in &tags {
-            out.push(b',');
-            push_escaped(out, k, true);
-            out.push(b'=');
-            push_escaped(out, v, true);
-        }
-
-        out.push(b' ');
-        let fields_start = out.len();
-        let mut seen_keys: Vec<&str> = Vec::new();
-        for (k, v) in &fields {
-            if k.is_empty() {
-                continue;
+        let mut id_buf = [0u8; 36];
+        let id: &str = if self.placement(Attribute::RequestId) == Placement::Omit {
+            ""
+        } else {
+            m.request_id.hyphenated().encode_lower(&mut id_buf)
+        };
+        let tools = (self.placement(Attribute::ToolsUsed) != Placement::Omit && !m.tools_used.is_empty())
+            .then(|| m.tools_used.join(","));
+        let text = |attr: Attribute| -> Option<&str> {
+            match attr {
+                Attribute::AgentRuntime => m.agent_runtime.as_deref(),
+                Attribute::ErrorClass => m.error_class.map(|c| c.as_str()),
+                Attribute::ErrorMessage => m.error_message.as_deref(),
+                Attribute::Method => Some(m.method.as_str()),
+                Attribute::Model => Some(&m.model),
+                Attribute::Provider => Some(&m.provider),
+                Attribute::RequestId => Some(id),
+                Attribute::ResponseModel => m.response_model.as_deref(),
+                Attribute::Status => Some(m.status()),
+                Attribute::ToolsUsed => tools.as_deref(),
+                Attribute::TraceId => m.trace_id.as_deref(),
+                _ => None,
             }
-            if let Value::Float(f) = v {
-                if !f.is_finite() {
+        };
+        let user = self.placement(Attribute::UserTags);
+
+        // Tags.
+        let simple_user_keys = self.user_tag_prefix.is_empty()
+            && m.tags
+                .keys()
+                .all(|k| matches!(normalize_key(k), Cow::Borrowed(n) if n.len() == k.len()));
+        if user == Placement::Tag && !m.tags.is_empty() && simple_user_keys {
+            // Fast path: user keys are written as they are, so the map's
+            // order is key order: merge with the (sorted) built-ins.
+            let mut users = m.tags.iter().filter(|(k, _)| !k.is_empty() && !Attribute::is_builtin_key(k)).peekable();
+            let write = |out: &mut Vec<u8>, k: &str, v: &str, builtin: bool| {
+                let v = normalize_name(v);
+                if !v.is_empty() {
+                    out.push(b',');
+                    if builtin {
+                        out.extend_from_slice(k.as_bytes());
+                    } else {
+                        push_escaped(out, k, true);
+                    }
+                    out.push(b'=');
+                    push_escaped(out, &v, true);
+                }
+            };
+            for attr in TEXT_BY_KEY {
+                if self.placement(attr) != Placement::Tag {
                     continue;
                 }
+                let Some(v) = text(attr) else { continue };
+                while let Some((uk, uv)) = users.next_if(|(uk, _)| uk.as_bytes() < attr.key().as_bytes()) {
+                    write(out, uk, uv, false);
+                }
+                write(out, attr.key(), v, true);
             }
-            if seen_keys.contains(&&**k) {
-                continue;
+            for (uk, uv) in users {
+                write(out, uk, uv, false);
             }
-            seen_keys.push(k);
-            if out.len() > fields_start {
+        } else if user == Placement::Tag && !m.tags.is_empty() {
+            let mut tags: Vec<(Cow<'_, str>, Cow<'_, str>)> = Vec::with_capacity(TEXT_BY_KEY.len() + m.tags.len());
+            for attr in TEXT_BY_KEY {
+                if self.placement(attr) == Placement::Tag {
+                    if let Some(v) = text(attr) {
+                        tags.push((Cow::Borrowed(attr.key()), normalize_name(v)));
+                    }
+                }
+            }
+            for (k, v) in &m.tags {
+                let key = self.user_key(k);
+                if !Attribute::is_builtin_key(&key) {
+                    tags.push((key, normalize_name(v)));
+                }
+            }
+            tags.retain(|(k, v)| !k.is_empty() && !v.is_empty());
+            // Stable: of equal keys the first pushed stays first (built-ins
+            // before user tags, user tags in key order).
+            tags.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+            tags.dedup_by(|later, first| later.0 == first.0);
+            for (k, v) in &tags {
                 out.push(b',');
+                push_escaped(out, k, true);
+                out.push(b'=');
+                push_escaped(out, v, true);
             }
-            push_escaped(out, k, true);
-            out.push(b'=');
-            match v {
-                Value::Float(f) => {
-                    let mut b = ryu::Buffer::new();
-                    out.extend_from_slice(b.format_finite(*f).as_bytes());
+        } else {
+            // Built-in keys are plain ASCII, already in key order.
+            for attr in TEXT_BY_KEY {
+                if self.placement(attr) == Placement::Tag {
+                    if let Some(v) = text(attr) {
+                        let v = normalize_name(v);
+                        if !v.is_empty() {
+                            out.push(b',');
+                            out.extend_from_slice(attr.key().as_bytes());
+                            out.push(b'=');
+                            push_escaped(out, &v, true);
+                        }
+                    }
                 }
-                Value::Int(i) => {
-                    let mut b = itoa::Buffer::new();
-                    out.extend_from_slice(b.format(*i).as_bytes());
-                    out.push(b'i');
-                }
-                Value::Str(s) => push_string_value(out, s),
             }
         }
+
+        // Fields.
+        out.push(b' ');
+        let fields_start = out.len();
+        let mut w = FieldWriter { out, start: fields_start };
+        let p = |a: Attribute| self.placement(a) == Placement::Field;
+        if p(Attribute::LatencyMs) {
+            w.float(Attribute::LatencyMs, m.latency_ms);
+        }
+        if let (true, Some(v)) = (p(Attribute::TtftMs), m.ttft_ms) {
+            w.float(Attribute::TtftMs, v);
+        }
+        if p(Attribute::InputTokens) {
+            w.int(Attribute::InputTokens, int(m.input_tokens));
+        }
+        if p(Attribute::OutputTokens) {
+            w.int(Attribute::OutputTokens, int(m.output_tokens));
+        }
+        if p(Attribute::TotalTokens) {
+            w.int(Attribute::TotalTokens, int(m.total_tokens()));
+        }
+        if p(Attribute::CachedTokens) {
+            w.int(Attribute::CachedTokens, int(m.cached_tokens));
+        }
+        if let (true, Some(v)) = (p(Attribute::CacheWriteTokens), m.cache_write_tokens) {
+            w.int(Attribute::CacheWriteTokens, int(v));
+        }
+        if let (true, Some(v)) = (p(Attribute::ReasoningTokens), m.reasoning_tokens) {
+            w.int(Attribute::ReasoningTokens, int(v));
+        }
+        if let (true, Some(v)) = (p(Attribute::CostUsd), m.cost_usd) {
+            w.float(Attribute::CostUsd, v);
+        }
+        if p(Attribute::Retries) {
+            w.int(Attribute::Retries, i64::from(m.retries));
+        }
+        if p(Attribute::ToolsInvoked) {
+            w.int(Attribute::ToolsInvoked, i64::from(m.tools_invoked));
+        }
+        if p(Attribute::AgentLoopIters) {
+            w.int(Attribute::AgentLoopIters, i64::from(m.agent_loop_iters));
+        }
+        if p(Attribute::SampleWeight) {
+            w.float(Attribute::SampleWeight, m.sample_weight);
+        }
+        for attr in TEXT_BY_KEY {
+            if p(attr) {
+                if let Some(v) = text(attr) {
+                    w.string(attr.key(), v);
+                }
+            }
+        }
+        if user == Placement::Field && !m.tags.is_empty() {
+            let mut seen: Vec<Cow<'_, str>> = Vec::with_capacity(m.tags.len());
+            for (k, v) in &m.tags {
+                let key = self.user_key(k);
+                if key.is_empty() || Attribute::is_builtin_key(&key) || seen.contains(&key) {
+                    continue;
+                }
+                let mut escaped = Vec::with_capacity(key.len());
+                push_escaped(&mut escaped, &key, true);
+                w.string_escaped_key(&escaped, v);
+                seen.push(key);
+            }
+        }
+
         if out.len() == fields_start {
             out.truncate(start);
             return Err(EncodeError::NoFields);
@@ -345,6 +469,15 @@ impl Encoder {
         Ok(())
     }
 
+    /// The key a user tag is written under.
+    fn user_key<'a>(&self, k: &'a str) -> Cow<'a, str> {
+        if self.user_tag_prefix.is_empty() {
+            normalize_key(k)
+        } else {
+            Cow::Owned(normalize_key(&format!("{}{k}", self.user_tag_prefix)).into_owned())
+        }
+    }
+
     /// Encode one record as a `String` line (convenience for tests and tools).
     pub fn encode_line(&self, m: &AgentMetrics) -> Result<String, EncodeError> {
         let mut out = Vec::with_capacity(256);
@@ -352,115 +485,73 @@ impl Encoder {
         // Only valid UTF-8 (the inputs) and ASCII were written.
         Ok(String::from_utf8_lossy(&out).into_owned())
     }
-
-    fn collect<'a>(
-        &'a self,
-        m: &'a AgentMetrics,
-        tags: &mut Vec<(Cow<'a, str>, Cow<'a, str>)>,
-        fields: &mut Vec<(Cow<'a, str>, Value<'a>)>,
-    ) {
-        let mut text = |attr: Attribute, value: Option<&'a str>| {
-            let Some(v) = value else { return };
-            match self.placement[attr as usize] {
-                Placement::Tag => tags.push((Cow::Borrowed(attr.key()), normalize_name(v))),
-                Placement::Field => fields.push((Cow::Borrowed(attr.key()), Value::Str(Cow::Borrowed(v)))),
-                Placement::Omit => {}
-            }
-        };
-        text(Attribute::Model, Some(&m.model));
-        text(Attribute::Provider, Some(&m.provider));
-        text(Attribute::Method, Some(m.method.as_str()));
-        text(Attribute::Status, Some(m.status()));
-        text(Attribute::ErrorClass, m.error_class.map(|c| c.as_str()));
-        text(Attribute::ResponseModel, m.response_model.as_deref());
-        text(Attribute::AgentRuntime, m.agent_runtime.as_deref());
-        text(Attribute::TraceId, m.trace_id.as_deref());
-        text(Attribute::ErrorMessage, m.error_message.as_deref());
-
-        // User tags: skipped when their key collides with a built-in name.
-        let user = self.placement[Attribute::UserTags as usize];
-        if user != Placement::Omit {
-            for (k, v) in &m.tags {
-                let key: Cow<'a, str> = if self.user_tag_prefix.is_empty() {
-                    normalize_key(k)
-                } else {
-                    Cow::Owned(normalize_key(&format!("{}{k}", self.user_tag_prefix)).into_owned())
-                };
-                if Attribute::is_builtin_key(&key) {
-                    continue;
-                }
-                match user {
-                    Placement::Tag => tags.push((key, normalize_name(v))),
-                    Placement::Field => fields.push((key, Value::Str(Cow::Borrowed(v)))),
-                    Placement::Omit => {}
-                }
-            }
-        }
-
-        let mut num = |attr: Attribute, v: Option<Value<'a>>| {
-            if let Some(v) = v {
-                if self.placement[attr as usize] == Placement::Field {
-                    fields.push((Cow::Borrowed(attr.key()), v));
-                }
-            }
-        };
-        num(Attribute::LatencyMs, Some(Value::Float(m.latency_ms)));
-        num(Attribute::TtftMs, m.ttft_ms.map(Value::Float));
-        num(Attribute::InputTokens, Some(Value::Int(int(m.input_tokens))));
-        num(Attribute::OutputTokens, Some(Value::Int(int(m.output_tokens))));
-        num(Attribute::TotalTokens, Some(Value::Int(int(m.total_tokens()))));
-        num(Attribute::CachedTokens, Some(Value::Int(int(m.cached_tokens))));
-        num(
-            Attribute::CacheWriteTokens,
-            m.cache_write_tokens.map(|v| Value::Int(int(v))),
-        );
-        num(
-            Attribute::ReasoningTokens,
-            m.reasoning_tokens.map(|v| Value::Int(int(v))),
-        );
-        num(Attribute::CostUsd, m.cost_usd.map(Value::Float));
-        num(Attribute::Retries, Some(Value::Int(i64::from(m.retries))));
-        num(Attribute::ToolsInvoked, Some(Value::Int(i64::from(m.tools_invoked))));
-        num(
-            Attribute::AgentLoopIters,
-            Some(Value::Int(i64::from(m.agent_loop_iters))),
-        );
-        num(Attribute::SampleWeight, Some(Value::Float(m.sample_weight)));
-
-        // Strings that need building last (they borrow nothing).
-        let id_place = self.placement[Attribute::RequestId as usize];
-        let tools_place = self.placement[Attribute::ToolsUsed as usize];
-        if id_place != Placement::Omit {
-            let id = Cow::Owned(m.request_id.hyphenated().to_string());
-            push_owned(tags, fields, Attribute::RequestId, id_place, id);
-        }
-        if tools_place != Placement::Omit && !m.tools_used.is_empty() {
-            push_owned(
-                tags,
-                fields,
-                Attribute::ToolsUsed,
-                tools_place,
-                Cow::Owned(m.tools_used.join(",")),
-            );
-        }
-    }
 }
 
-/// Push an owned string attribute (its value is built per record).
-fn push_owned<'a>(
-    tags: &mut Vec<(Cow<'a, str>, Cow<'a, str>)>,
-    fields: &mut Vec<(Cow<'a, str>, Value<'a>)>,
-    attr: Attribute,
-    place: Placement,
-    value: Cow<'a, str>,
-) {
-    match place {
-        Placement::Tag => {
-            let v = Cow::Owned(normalize_name(&value).into_owned());
-            tags.push((Cow::Borrowed(attr.key()), v));
+/// The text attributes, in key order.
+const TEXT_BY_KEY: [Attribute; 11] = [
+    Attribute::AgentRuntime,
+    Attribute::ErrorClass,
+    Attribute::ErrorMessage,
+    Attribute::Method,
+    Attribute::Model,
+    Attribute::Provider,
+    Attribute::RequestId,
+    Attribute::ResponseModel,
+    Attribute::Status,
+    Attribute::ToolsUsed,
+    Attribute::TraceId,
+];
+
+/// Appends `key=value` pairs separated by commas.
+struct FieldWriter<'o> {
+    out: &'o mut Vec<u8>,
+    start: usize,
+}
+
+impl FieldWriter<'_> {
+    #[inline]
+    fn key(&mut self, key: &[u8]) {
+        if self.out.len() > self.start {
+            self.out.push(b',');
         }
-        Placement::Field => fields.push((Cow::Borrowed(attr.key()), Value::Str(value))),
-        Placement::Omit => {}
+        self.out.extend_from_slice(key);
+        self.out.push(b'=');
+    }
+
+    #[inline]
+    fn float(&mut self, attr: Attribute, v: f64) {
+        if v.is_finite() {
+            self.key(attr.key().as_bytes());
+            // Integral values (weights, whole milliseconds) need no float
+            // formatting: a number without `i` is a float to the server.
+            if v.fract() == 0.0 && v.abs() < 9.0e15 {
+                let mut b = itoa::Buffer::new();
+                self.out.extend_from_slice(b.format(v as i64).as_bytes());
+            } else {
+                let mut b = zmij::Buffer::new();
+                self.out.extend_from_slice(b.format_finite(v).as_bytes());
+            }
+        }
+    }
+
+    #[inline]
+    fn int(&mut self, attr: Attribute, v: i64) {
+        self.key(attr.key().as_bytes());
+        let mut b = itoa::Buffer::new();
+        self.out.extend_from_slice(b.format(v).as_bytes());
+        self.out.push(b'i');
+    }
+
+    #[inline]
+    fn string(&mut self, key: &str, v: &str) {
+        self.key(key.as_bytes());
+        push_string_value(self.out, v);
+    }
+
+    #[inline]
+    fn string_escaped_key(&mut self, key: &[u8], v: &str) {
+        self.key(key);
+        push_string_value(self.out, v);
     }
 }
 
@@ -548,7 +639,7 @@ mod tests {
             e.encode_line(&base()).unwrap(),
             "llm_request,method=generate,model=gpt-4o-mini,provider=openai,status=success \
              latency_ms=812.5,input_tokens=1200i,output_tokens=300i,total_tokens=1500i,cached_tokens=0i,\
-             retries=0i,tools_invoked=0i,agent_loop_iters=0i,sample_weight=1.0,\
+             retries=0i,tools_invoked=0i,agent_loop_iters=0i,sample_weight=1,\
              request_id=\"0190b1c2-0000-7000-8000-000000000001\" 1700000000123456789"
         );
     }
@@ -575,12 +666,12 @@ mod tests {
         assert_eq!(
             e.encode_line(&m).unwrap(),
             "llm_request,error_class=rate_limit,method=stream,model=gpt-4o-mini,provider=openai,status=error,team=search \
-             response_model=\"gpt-4o-mini-2024-07-18\",agent_runtime=\"loop\",trace_id=\"t1\",\
-             error_message=\"too \\\"many\\\" \\\\ requests\nslow down\",latency_ms=812.5,ttft_ms=120.0,\
-             input_tokens=1200i,output_tokens=300i,total_tokens=1500i,cached_tokens=1000i,\
-             cache_write_tokens=10i,reasoning_tokens=5i,cost_usd=0.0123,retries=2i,tools_invoked=2i,\
-             agent_loop_iters=3i,sample_weight=4.0,request_id=\"0190b1c2-0000-7000-8000-000000000001\",\
-             tools_used=\"search,calc\" 1700000000123"
+             latency_ms=812.5,ttft_ms=120,input_tokens=1200i,output_tokens=300i,total_tokens=1500i,\
+             cached_tokens=1000i,cache_write_tokens=10i,reasoning_tokens=5i,cost_usd=0.0123,retries=2i,\
+             tools_invoked=2i,agent_loop_iters=3i,sample_weight=4,agent_runtime=\"loop\",\
+             error_message=\"too \\\"many\\\" \\\\ requests\nslow down\",\
+             request_id=\"0190b1c2-0000-7000-8000-000000000001\",response_model=\"gpt-4o-mini-2024-07-18\",\
+             tools_used=\"search,calc\",trace_id=\"t1\" 1700000000123"
         );
     }
 
@@ -642,7 +733,7 @@ mod tests {
         assert!(!line.contains("latency_ms"), "{line}");
         assert!(!line.contains("ttft_ms"), "{line}");
         assert!(!line.contains("cost_usd"), "{line}");
-        assert!(line.contains("sample_weight=1e300"), "{line}");
+        assert!(line.contains("sample_weight=1e+300"), "{line}");
         assert!(line.contains("input_tokens=9223372036854775807i"), "{line}");
         assert!(line.contains("total_tokens=9223372036854775807i"), "{line}");
         assert!(!line.contains("NaN") && !line.contains("inf"), "{line}");
@@ -664,7 +755,7 @@ mod tests {
         assert_eq!(out, b"keep");
         m.latency_ms = 1.0;
         e.encode(&m, &mut out).unwrap();
-        assert!(out.ends_with(b" latency_ms=1.0 1700000000123456789"));
+        assert!(out.ends_with(b" latency_ms=1 1700000000123456789"));
     }
 
     #[test]

@@ -204,6 +204,9 @@ async fn non_finite_values_and_out_of_range_timestamps_fail_alone() {
     let mut nan = full_record();
     nan.latency_ms = f64::NAN;
     nan.cost_usd = Some(f64::INFINITY);
+    // Extremes that are finite are written exactly.
+    nan.sample_weight = 1e300;
+    nan.ttft_ms = Some(5e-324);
     let mut far = full_record();
     far.timestamp = chrono::Utc.with_ymd_and_hms(2300, 1, 1, 0, 0, 0).unwrap();
     let ok = AgentMetrics::new("openai", "gpt-4o");
