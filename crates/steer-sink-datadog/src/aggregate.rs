@@ -380,7 +380,7 @@ impl Aggregator {
 
     fn evict(&mut self, cutoff: Option<i64>) {
         while let Some((&first, _)) = self.buckets.first_key_value() {
-            if self.buckets.len() <= self.retained && cutoff.map_or(true, |c| first >= c) {
+            if self.buckets.len() <= self.retained && !matches!(cutoff, Some(c) if first < c) {
                 break;
             }
             let Some(b) = self.buckets.remove(&first) else {
