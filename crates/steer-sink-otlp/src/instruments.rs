@@ -1,0 +1,409 @@
+//! The instruments: names, units, bucket boundaries and attributes (the
+//! OpenTelemetry GenAI semantic conventions), and how one
+//! [`AgentMetrics`] record becomes observations.
+//!
+//! | instrument | kind | unit | recorded |
+//! |---|---|---|---|
+//! | `gen_ai.client.operation.duration` | histogram (f64) | `s` | every call, failures included |
+//! | `gen_ai.client.token.usage` | histogram (u64) | `{token}` | per `gen_ai.token.type` (`input`, `output`): every successful call; a failed call only for a non-zero count |
+//! | `gen_ai.client.operation.time_to_first_chunk` | histogram (f64) | `s` | streamed calls that have a TTFT |
+//! | `steer.llm.requests` | counter (f64) | `{request}` | every call |
+//! | `steer.llm.errors` | counter (f64) | `{error}` | failed calls |
+//! | `steer.llm.cost` | counter (f64) | `USD` | calls with a known cost |
+//!
+//! Attributes: `gen_ai.operation.name` (`chat`), `gen_ai.provider.name`,
+//! `gen_ai.request.model`, `gen_ai.response.model` (when the provider
+//! reported one), `error.type` (the [`ErrorClass`](steer_metrics::ErrorClass)
+//! snake_case name, failures only) and `server.address` (when configured).
+//!
+//! **Sample weights.** A record with `sample_weight` *w* stands for *w*
+//! calls: counters add *w* exactly; histograms record the observation
+//! `round(w)` times (at least once, at most [`MAX_REPEAT`] times), so for
+//! integer weights a histogram's count equals the request counter.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Mutex;
+
+use opentelemetry::metrics::{Counter, Histogram, Meter};
+use opentelemetry::KeyValue;
+use steer_metrics::AgentMetrics;
+
+/// `gen_ai.client.operation.duration`.
+pub const DURATION: &str = "gen_ai.client.operation.duration";
+/// `gen_ai.client.token.usage`.
+pub const TOKEN_USAGE: &str = "gen_ai.client.token.usage";
+/// `gen_ai.client.operation.time_to_first_chunk`.
+pub const TIME_TO_FIRST_CHUNK: &str = "gen_ai.client.operation.time_to_first_chunk";
+/// `steer.llm.requests`.
+pub const REQUESTS: &str = "steer.llm.requests";
+/// `steer.llm.errors`.
+pub const ERRORS: &str = "steer.llm.errors";
+/// `steer.llm.cost`.
+pub const COST: &str = "steer.llm.cost";
+
+/// The semantic conventions' recommended boundaries for
+/// `gen_ai.client.operation.duration` (seconds).
+pub const DURATION_BUCKETS: [f64; 14] = [
+    0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92,
+];
+
+/// The semantic conventions' recommended boundaries for
+/// `gen_ai.client.token.usage`.
+pub const TOKEN_BUCKETS: [f64; 14] = [
+    1.0, 4.0, 16.0, 64.0, 256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0, 4194304.0,
+    16777216.0, 67108864.0,
+];
+
+/// Boundaries for `gen_ai.client.operation.time_to_first_chunk` (seconds):
+/// those the conventions recommend for the server-side time to first token.
+pub const TTFC_BUCKETS: [f64; 16] = [
+    0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+];
+
+/// Attribute keys.
+pub mod attr {
+    /// `gen_ai.operation.name` (always `chat`).
+    pub const OPERATION_NAME: &str = "gen_ai.operation.name";
+    /// `gen_ai.provider.name`.
+    pub const PROVIDER_NAME: &str = "gen_ai.provider.name";
+    /// `gen_ai.request.model`.
+    pub const REQUEST_MODEL: &str = "gen_ai.request.model";
+    /// `gen_ai.response.model`.
+    pub const RESPONSE_MODEL: &str = "gen_ai.response.model";
+    /// `error.type`.
+    pub const ERROR_TYPE: &str = "error.type";
+    /// `server.address`.
+    pub const SERVER_ADDRESS: &str = "server.address";
+    /// `gen_ai.token.type` (`input` | `output`).
+    pub const TOKEN_TYPE: &str = "gen_ai.token.type";
+}
+
+/// The value of `gen_ai.operation.name`.
+pub const OPERATION_CHAT: &str = "chat";
+
+/// The model name used for series beyond the cardinality cap.
+pub const OTHER: &str = "other";
+
+/// Longest attribute value kept, in bytes (longer ones are cut at a
+/// character boundary).
+pub const MAX_VALUE_LEN: usize = 256;
+
+/// Most times one record's observation is repeated for its sample weight.
+pub const MAX_REPEAT: u32 = 10_000;
+
+/// The `gen_ai.provider.name` for a steer provider name: the conventions'
+/// well-known value where it differs (`xai` → `x_ai`), else the name itself.
+pub fn provider_name(provider: &str) -> &str {
+    match provider {
+        "xai" => "x_ai",
+        other => other,
+    }
+}
+
+/// An attribute value as exported: any UTF-8 is valid in OTLP, so the
+/// value is kept verbatim, only cut to [`MAX_VALUE_LEN`] bytes at a
+/// character boundary.
+pub fn attribute_value(s: &str) -> String {
+    truncate(s, MAX_VALUE_LEN).to_string()
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// How many times a histogram records an observation of a record with
+/// this weight: `round(w)`, at least 1, at most [`MAX_REPEAT`].
+pub fn repeat_count(weight: f64) -> u32 {
+    if !weight.is_finite() || weight <= 1.0 {
+        return 1;
+    }
+    let r = weight.round();
+    if r >= f64::from(MAX_REPEAT) {
+        MAX_REPEAT
+    } else {
+        // In 1..MAX_REPEAT: exact.
+        r as u32
+    }
+}
+
+/// What a counter adds for a record with this weight: `w` when finite and
+/// positive, else 1.
+pub fn counter_weight(weight: f64) -> f64 {
+    if weight.is_finite() && weight > 0.0 {
+        weight
+    } else {
+        1.0
+    }
+}
+
+/// Milliseconds to seconds, `None` for negative or non-finite values.
+pub fn seconds(ms: f64) -> Option<f64> {
+    (ms.is_finite() && ms >= 0.0).then_some(ms / 1000.0)
+}
+
+/// The attributes common to every instrument for one record (`model` is
+/// the request model after the cardinality cap).
+pub fn common_attributes(m: &AgentMetrics, folded: bool, server_address: Option<&str>) -> Vec<KeyValue> {
+    let mut a = Vec::with_capacity(6);
+    a.push(KeyValue::new(attr::OPERATION_NAME, OPERATION_CHAT));
+    a.push(KeyValue::new(
+        attr::PROVIDER_NAME,
+        attribute_value(provider_name(&m.provider)),
+    ));
+    if folded {
+        a.push(KeyValue::new(attr::REQUEST_MODEL, OTHER));
+        if m.response_model.is_some() {
+            a.push(KeyValue::new(attr::RESPONSE_MODEL, OTHER));
+        }
+    } else {
+        a.push(KeyValue::new(attr::REQUEST_MODEL, attribute_value(&m.model)));
+        if let Some(r) = &m.response_model {
+            a.push(KeyValue::new(attr::RESPONSE_MODEL, attribute_value(r)));
+        }
+    }
+    if let Some(c) = m.error_class {
+        a.push(KeyValue::new(attr::ERROR_TYPE, c.as_str()));
+    }
+    if let Some(s) = server_address {
+        a.push(KeyValue::new(attr::SERVER_ADDRESS, attribute_value(s)));
+    }
+    a
+}
+
+/// Caps the number of distinct (provider, request model, response model)
+/// series; records beyond the cap are folded into model `other`.
+#[derive(Debug)]
+pub struct SeriesCap {
+    max: usize,
+    seen: Mutex<HashSet<(String, String, Option<String>)>>,
+    folded: AtomicU64,
+}
+
+impl SeriesCap {
+    /// At most `max` distinct model series (0 folds everything).
+    pub fn new(max: usize) -> Self {
+        SeriesCap {
+            max,
+            seen: Mutex::new(HashSet::new()),
+            folded: AtomicU64::new(0),
+        }
+    }
+
+    /// Whether this record's model must be folded into `other`.
+    pub fn fold(&self, m: &AgentMetrics) -> bool {
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        let key = (m.provider.clone(), m.model.clone(), m.response_model.clone());
+        if seen.contains(&key) {
+            return false;
+        }
+        if seen.len() < self.max {
+            seen.insert(key);
+            return false;
+        }
+        self.folded.fetch_add(1, Relaxed);
+        true
+    }
+
+    /// Records folded so far.
+    pub fn folded(&self) -> u64 {
+        self.folded.load(Relaxed)
+    }
+}
+
+/// The instruments of one meter.
+#[derive(Debug, Clone)]
+pub struct Instruments {
+    duration: Histogram<f64>,
+    tokens: Histogram<u64>,
+    ttfc: Histogram<f64>,
+    requests: Counter<f64>,
+    errors: Counter<f64>,
+    cost: Counter<f64>,
+}
+
+impl Instruments {
+    /// Create the instruments on `meter` with the boundaries above.
+    pub fn new(meter: &Meter) -> Self {
+        Instruments {
+            duration: meter
+                .f64_histogram(DURATION)
+                .with_unit("s")
+                .with_description("Duration of GenAI operations, retries included")
+                .with_boundaries(DURATION_BUCKETS.to_vec())
+                .build(),
+            tokens: meter
+                .u64_histogram(TOKEN_USAGE)
+                .with_unit("{token}")
+                .with_description("Number of input and output tokens used per call")
+                .with_boundaries(TOKEN_BUCKETS.to_vec())
+                .build(),
+            ttfc: meter
+                .f64_histogram(TIME_TO_FIRST_CHUNK)
+                .with_unit("s")
+                .with_description("Time from the request to the first chunk of a streamed response")
+                .with_boundaries(TTFC_BUCKETS.to_vec())
+                .build(),
+            requests: meter
+                .f64_counter(REQUESTS)
+                .with_unit("{request}")
+                .with_description("LLM calls (sample weights applied)")
+                .build(),
+            errors: meter
+                .f64_counter(ERRORS)
+                .with_unit("{error}")
+                .with_description("Failed LLM calls (sample weights applied)")
+                .build(),
+            cost: meter
+                .f64_counter(COST)
+                .with_unit("USD")
+                .with_description("Cost of LLM calls whose price is known, in US dollars")
+                .build(),
+        }
+    }
+
+    /// Record one record. Returns the number of values that were skipped
+    /// because they were negative or not finite.
+    pub fn record(&self, m: &AgentMetrics, folded: bool, server_address: Option<&str>) -> u64 {
+        let attrs = common_attributes(m, folded, server_address);
+        let repeat = repeat_count(m.sample_weight);
+        let w = counter_weight(m.sample_weight);
+        let mut invalid = 0;
+
+        self.requests.add(w, &attrs);
+        if m.is_error() {
+            self.errors.add(w, &attrs);
+        }
+        match seconds(m.latency_ms) {
+            Some(s) => (0..repeat).for_each(|_| self.duration.record(s, &attrs)),
+            None => invalid += 1,
+        }
+        if let Some(t) = m.ttft_ms {
+            match seconds(t) {
+                Some(s) => (0..repeat).for_each(|_| self.ttfc.record(s, &attrs)),
+                None => invalid += 1,
+            }
+        }
+        match m.cost_usd {
+            Some(c) if c.is_finite() && c >= 0.0 => self.cost.add(c * w, &attrs),
+            Some(_) => invalid += 1,
+            None => {}
+        }
+        for (kind, n) in [("input", m.input_tokens), ("output", m.output_tokens)] {
+            if m.is_error() && n == 0 {
+                continue;
+            }
+            let mut a = attrs.clone();
+            a.push(KeyValue::new(attr::TOKEN_TYPE, kind));
+            (0..repeat).for_each(|_| self.tokens.record(n, &a));
+        }
+        invalid
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use steer_metrics::ErrorClass;
+
+    fn get<'a>(attrs: &'a [KeyValue], key: &str) -> Option<String> {
+        attrs
+            .iter()
+            .find(|kv| kv.key.as_str() == key)
+            .map(|kv| kv.value.as_str().into_owned())
+    }
+
+    #[test]
+    fn buckets_are_the_recommended_ones_and_ascending() {
+        assert_eq!(DURATION_BUCKETS[0], 0.01);
+        assert_eq!(DURATION_BUCKETS[13], 81.92);
+        for w in DURATION_BUCKETS.windows(2) {
+            assert!((w[1] / w[0] - 2.0).abs() < 1e-9);
+        }
+        for (i, b) in TOKEN_BUCKETS.iter().enumerate() {
+            assert_eq!(*b, 4f64.powi(i as i32));
+        }
+        assert!(TTFC_BUCKETS.windows(2).all(|w| w[0] < w[1]));
+    }
+
+    #[test]
+    fn attributes_of_a_success_and_a_failure() {
+        let mut m = AgentMetrics::new("xai", "grok-4");
+        m.response_model = Some("grok-4-0709".into());
+        let a = common_attributes(&m, false, Some("api.x.ai"));
+        assert_eq!(get(&a, attr::OPERATION_NAME).as_deref(), Some("chat"));
+        assert_eq!(get(&a, attr::PROVIDER_NAME).as_deref(), Some("x_ai"));
+        assert_eq!(get(&a, attr::REQUEST_MODEL).as_deref(), Some("grok-4"));
+        assert_eq!(get(&a, attr::RESPONSE_MODEL).as_deref(), Some("grok-4-0709"));
+        assert_eq!(get(&a, attr::SERVER_ADDRESS).as_deref(), Some("api.x.ai"));
+        assert_eq!(get(&a, attr::ERROR_TYPE), None, "error.type only on failures");
+
+        let f = AgentMetrics::new("openai", "gpt-4o").with_error(ErrorClass::PermissionDenied);
+        let a = common_attributes(&f, false, None);
+        assert_eq!(get(&a, attr::ERROR_TYPE).as_deref(), Some("permission_denied"));
+        assert_eq!(get(&a, attr::RESPONSE_MODEL), None);
+        assert_eq!(get(&a, attr::SERVER_ADDRESS), None);
+
+        let a = common_attributes(&m, true, None);
+        assert_eq!(get(&a, attr::REQUEST_MODEL).as_deref(), Some("other"));
+        assert_eq!(get(&a, attr::RESPONSE_MODEL).as_deref(), Some("other"));
+    }
+
+    #[test]
+    fn weights() {
+        assert_eq!(repeat_count(1.0), 1);
+        assert_eq!(repeat_count(4.0), 4);
+        assert_eq!(repeat_count(2.4), 2);
+        assert_eq!(repeat_count(0.5), 1);
+        assert_eq!(repeat_count(f64::NAN), 1);
+        assert_eq!(repeat_count(1e12), MAX_REPEAT);
+        assert_eq!(counter_weight(2.5), 2.5);
+        assert_eq!(counter_weight(-1.0), 1.0);
+        assert_eq!(counter_weight(f64::INFINITY), 1.0);
+        assert_eq!(seconds(1500.0), Some(1.5));
+        assert_eq!(seconds(-1.0), None);
+        assert_eq!(seconds(f64::NAN), None);
+    }
+
+    #[test]
+    fn cap_folds_new_series_beyond_the_limit_only() {
+        let cap = SeriesCap::new(2);
+        let a = AgentMetrics::new("openai", "a");
+        let b = AgentMetrics::new("openai", "b");
+        let c = AgentMetrics::new("openai", "c");
+        assert!(!cap.fold(&a));
+        assert!(!cap.fold(&b));
+        assert!(cap.fold(&c));
+        assert!(!cap.fold(&a), "known series stay");
+        assert!(cap.fold(&c));
+        assert_eq!(cap.folded(), 2);
+    }
+
+    #[test]
+    fn long_values_are_cut_at_a_char_boundary() {
+        let s = "é".repeat(200); // 400 bytes
+        let v = attribute_value(&s);
+        assert!(v.len() <= MAX_VALUE_LEN && v.len() >= MAX_VALUE_LEN - 1);
+        assert!(s.starts_with(&v));
+    }
+
+    proptest! {
+        #[test]
+        fn any_value_is_kept_verbatim_up_to_the_limit(s in any::<String>()) {
+            let v = attribute_value(&s);
+            prop_assert!(s.starts_with(&v));
+            prop_assert!(v.len() <= MAX_VALUE_LEN);
+            if s.len() <= MAX_VALUE_LEN {
+                prop_assert_eq!(v, s);
+            }
+        }
+    }
+}
