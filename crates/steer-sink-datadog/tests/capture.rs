@@ -220,7 +220,7 @@ fn expected_values(records: &[AgentMetrics], f: impl Fn(&AgentMetrics) -> Option
     let mut v: Vec<f64> = records
         .iter()
         .filter_map(|m| f(m).map(|x| (x, m.sample_weight.round() as usize)))
-        .flat_map(|(x, w)| std::iter::repeat(x).take(w))
+        .flat_map(|(x, w)| std::iter::repeat_n(x, w))
         .collect();
     v.sort_by(f64::total_cmp);
     v
