@@ -728,7 +728,11 @@ impl Call {
         };
         let start = Instant::now();
         let per_attempt = req.timeout.unwrap_or(inner.timeout);
-        let deadline = start + req.deadline.unwrap_or(inner.retry.total_deadline);
+        let budget = req.deadline.unwrap_or(inner.retry.total_deadline);
+        // A user may pass Duration::MAX for "no deadline".
+        let deadline = start
+            .checked_add(budget)
+            .unwrap_or_else(|| start + Duration::from_secs(100 * 365 * 86_400));
         Call {
             inner,
             record: Some(m),
@@ -760,7 +764,10 @@ impl Call {
             return None;
         }
         let wait = r.backoff(self.retries + 1, e.retry_after);
-        (Instant::now() + wait < self.deadline).then_some(wait)
+        Instant::now()
+            .checked_add(wait)
+            .is_some_and(|t| t < self.deadline)
+            .then_some(wait)
     }
 
     async fn backoff(&mut self, wait: Duration, e: &AttemptError) {

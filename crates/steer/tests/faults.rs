@@ -657,3 +657,36 @@ async fn a_price_table_provider_that_is_not_registered_is_an_unknown_model() {
     let r = client.generate("x", "sim/house").await.unwrap();
     assert_eq!(r.metrics.provider, "vllm");
 }
+
+#[tokio::test]
+async fn extreme_settings_do_not_panic() {
+    let client = SteerClient::builder()
+        .ignore_env()
+        .sim(
+            SimConfig::default()
+                .seed(1)
+                .latency_scale(f64::MAX)
+                .latency(Duration::ZERO, f64::MAX)
+                .rate_limit_rate(1.0),
+        )
+        .retry(
+            RetryConfig::default()
+                .max_retries(u32::MAX)
+                .total_deadline(Duration::MAX),
+        )
+        .build()
+        .unwrap();
+    // A huge retry hint under an unbounded deadline: the call is cut by the
+    // caller; nothing may panic on the way.
+    let r = tokio::time::timeout(
+        Duration::from_millis(200),
+        client.generate(
+            Request::prompt("x")
+                .deadline(Duration::MAX)
+                .timeout(Duration::MAX),
+            "sim/gpt-4o",
+        ),
+    )
+    .await;
+    assert!(r.is_err() || r.unwrap().is_err());
+}

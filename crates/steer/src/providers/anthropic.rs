@@ -133,7 +133,7 @@ impl RawUsage {
     fn normalise(self) -> Usage {
         let write = self.cache_write.unwrap_or(0);
         Usage {
-            input_tokens: self.input + self.cache_read + write,
+            input_tokens: self.input.saturating_add(self.cache_read).saturating_add(write),
             output_tokens: self.output,
             cached_tokens: self.cache_read,
             cache_write_tokens: self.cache_write,

@@ -137,3 +137,64 @@ pub(crate) fn embedded_error(v: &Value) -> Option<AttemptError> {
         m.or_else(|| err.as_str().map(str::to_string)),
     ))
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn run(d: &mut dyn Decoder, events: &[(Option<String>, String)]) {
+        for (event, data) in events {
+            let _ = d.on_event(SseEvent {
+                event: event.clone(),
+                data: data.clone(),
+                id: None,
+            });
+        }
+    }
+
+    proptest! {
+        /// Decoders never panic, whatever the provider sends.
+        #[test]
+        fn decoders_never_panic(events in proptest::collection::vec(
+            (proptest::option::of("[a-z_]{0,20}"),
+             prop_oneof![
+                 ".{0,40}",
+                 // Plausible JSON shapes with random values.
+                 "\\{\"type\":\"(message_start|content_block_start|content_block_delta|message_delta|error|message_stop)\",\"index\":[0-9]{1,3},\"delta\":\\{\"type\":\"(text_delta|input_json_delta)\",\"text\":\"[a-z]{0,5}\"\\}\\}",
+                 "\\{\"choices\":\\[\\{\"index\":[0-9]{1,20},\"delta\":\\{\"content\":(null|\"x\"|3),\"tool_calls\":\\[\\{\"index\":[0-9]{1,3}\\}\\]\\}\\}\\],\"usage\":(null|\\{\"prompt_tokens\":[0-9]{1,20}\\})\\}",
+                 Just("[DONE]".to_string()),
+             ]),
+            0..12,
+        )) {
+            let mut a = anthropic::StreamDecoder::default();
+            run(&mut a, &events);
+            let _ = Box::new(a).finish();
+            let mut o = openai::StreamDecoder::default();
+            run(&mut o, &events);
+            let _ = Box::new(o).finish();
+        }
+
+        #[test]
+        fn response_parsers_never_panic(body in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let _ = openai::parse(&body);
+            let _ = anthropic::parse(&body);
+            let _ = crate::error::parse_error_body(&body);
+        }
+    }
+
+    #[test]
+    fn huge_token_counts_saturate_instead_of_overflowing() {
+        let u = openai::usage(
+            &serde_json::json!({"prompt_tokens": u64::MAX, "completion_tokens": u64::MAX,
+            "total_tokens": 1, "completion_tokens_details": {"reasoning_tokens": u64::MAX}}),
+        );
+        assert_eq!(u.input_tokens, u64::MAX);
+        let u = anthropic::usage(
+            &serde_json::json!({"input_tokens": u64::MAX, "cache_read_input_tokens": u64::MAX,
+            "cache_creation_input_tokens": u64::MAX, "output_tokens": 1}),
+        );
+        assert_eq!(u.input_tokens, u64::MAX);
+    }
+}

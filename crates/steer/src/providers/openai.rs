@@ -91,10 +91,11 @@ pub(crate) fn usage(u: &Value) -> Usage {
         .get("completion_tokens_details")
         .and_then(|d| opt_u64_at(d, "reasoning_tokens"));
     let r = reasoning.unwrap_or(0);
-    let excluded = r > 0 && opt_u64_at(u, "total_tokens") == Some(prompt + completion + r);
+    let excluded = r > 0
+        && opt_u64_at(u, "total_tokens") == prompt.checked_add(completion).and_then(|x| x.checked_add(r));
     Usage {
         input_tokens: prompt,
-        output_tokens: completion + if excluded { r } else { 0 },
+        output_tokens: completion.saturating_add(if excluded { r } else { 0 }),
         cached_tokens: cached.min(prompt),
         cache_write_tokens: None,
         reasoning_tokens: reasoning,

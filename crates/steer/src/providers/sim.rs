@@ -292,7 +292,10 @@ impl Sim {
             let mut e = AttemptError::new(FailureKind::Api, ErrorClass::RateLimit, "simulated rate limit");
             e.status = Some(429);
             e.provider_code = Some("rate_limit_exceeded".into());
-            e.retry_after = Some(c.retry_after.mul_f64(c.latency_scale));
+            e.retry_after = Some(
+                Duration::try_from_secs_f64(c.retry_after.as_secs_f64() * c.latency_scale)
+                    .unwrap_or(Duration::from_secs(3600)),
+            );
             return SimOutcome::Fail(ttft, e);
         }
         if roll < c.rate_limit_rate + c.timeout_rate {
@@ -311,14 +314,15 @@ impl Sim {
 
         let input_tokens = match c.input_tokens {
             Some(r) => Self::range(rng, r),
-            None => (input.prompt_chars / 4).max(1) + 8,
+            None => (input.prompt_chars / 4).max(1).saturating_add(8),
         };
         let mut output_tokens = Self::range(rng, c.output_tokens).max(1);
         if let Some(m) = input.max_tokens {
             output_tokens = output_tokens.min(u64::from(m).max(1));
         }
         let cached_tokens = if rng.f64() < c.cache_hit_rate {
-            input_tokens * rng.u64(50..=90) / 100
+            u64::try_from(u128::from(input_tokens) * u128::from(rng.u64(50..=90)) / 100)
+                .unwrap_or(input_tokens)
         } else {
             0
         };
