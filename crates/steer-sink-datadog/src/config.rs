@@ -93,6 +93,24 @@ pub fn site_url(site: &str) -> Result<Url, ConfigError> {
     Url::parse(&format!("https://{host}/")).map_err(|_| ConfigError::UnknownSite(site.to_string()))
 }
 
+/// The host name to report when none is configured.
+fn detect_host() -> Option<String> {
+    let from_env = |k: &str| {
+        std::env::var(k)
+            .ok()
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+    };
+    from_env("DD_HOSTNAME")
+        .or_else(|| from_env("HOSTNAME"))
+        .or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        })
+}
+
 /// Body compression. Datadog accepts gzip and deflate on both endpoints used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Compression {
@@ -232,9 +250,18 @@ impl DatadogSinkBuilder {
         self
     }
 
-    /// The host the metrics are attributed to (default: none).
+    /// The host the metrics are attributed to. Default: `DD_HOSTNAME`,
+    /// else `HOSTNAME`, else the system host name (Linux), else none.
+    /// Each process should report under its own identity: see the crate
+    /// docs on why two writers of the same series overwrite each other.
     pub fn host(mut self, host: impl Into<String>) -> Self {
         self.host = Some(host.into());
+        self
+    }
+
+    /// Send no host (series are then identified by their tags alone).
+    pub fn no_host(mut self) -> Self {
+        self.host = Some(String::new());
         self
     }
 
@@ -374,10 +401,15 @@ impl DatadogSinkBuilder {
             .iter()
             .filter_map(|t| crate::encode::normalize_tag(t))
             .collect();
+        let host = match self.host {
+            Some(h) if h.is_empty() => None,
+            Some(h) => Some(h),
+            None => detect_host(),
+        };
         Ok(DatadogConfig {
             base_url,
             api_key,
-            host: self.host,
+            host,
             static_tags,
             record_tags: self.record_tags,
             flush_interval: self.flush_interval,
@@ -454,6 +486,16 @@ mod tests {
         assert!(!format!("{c:?}").contains(key));
         assert!(!format!("{:?}", DatadogSinkBuilder::default().api_key(key)).contains(key));
         assert!(!format!("{}", c.api_key).contains(key));
+    }
+
+    #[test]
+    fn host_is_configurable_or_omitted() {
+        let b = DatadogSinkBuilder::default().api_key("k");
+        assert_eq!(
+            b.clone().host("web-1").into_config(None).unwrap().host.as_deref(),
+            Some("web-1")
+        );
+        assert_eq!(b.no_host().into_config(None).unwrap().host, None);
     }
 
     #[test]
