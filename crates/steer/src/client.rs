@@ -800,7 +800,7 @@ impl Call {
         std::iter::once(self.route.model.as_str())
             .chain(response_model)
             .filter_map(|name| prices.get(name))
-            .find(|p| p.provider.as_deref().map_or(true, |pp| pp == provider))
+            .find(|p| p.provider.as_deref().is_none_or(|pp| pp == provider))
             .map(|p| p.cost(usage))
     }
 
