@@ -155,14 +155,74 @@ pub(crate) fn pool(s: &ConnSettings) -> Result<Pool, ConfigError> {
         .map_err(|e| ConfigError::Pool(e.to_string()))
 }
 
+/// How [`write_rows`] wrote a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WritePath {
+    /// Binary COPY straight into the table (no row was already there).
+    Direct,
+    /// COPY into the staging table, then `INSERT ... ON CONFLICT DO NOTHING`.
+    Deduplicated,
+}
+
 /// Write rows exactly once by `request_id`, in one transaction.
 ///
-/// Rows are sent with binary COPY into a per-session temporary staging
-/// table, then moved with `INSERT ... SELECT ... ON CONFLICT (request_id)
-/// DO NOTHING`, so a batch that is sent again (after a timeout or a lost
-/// connection whose commit did in fact happen) adds nothing. Returns the
-/// number of rows newly inserted.
+/// Normally the rows go with one binary COPY straight into the table: the
+/// primary key on `request_id` makes the COPY fail as a whole (unique
+/// violation) if any row is already stored. Then, or straight away when
+/// `expect_duplicates` (the batch is a retry), the rows go with binary
+/// COPY into a per-session temporary staging table and are moved with
+/// `INSERT ... SELECT ... ON CONFLICT (request_id) DO NOTHING`, so a batch
+/// sent again (after a timeout or a lost connection whose commit did in
+/// fact happen) adds nothing. Returns the number of rows newly inserted
+/// and the path taken.
 pub(crate) async fn write_rows(
+    client: &mut tokio_postgres::Client,
+    t: &TableRef,
+    rows: &[(usize, Row<'_>)],
+    expect_duplicates: bool,
+) -> Result<(u64, WritePath), tokio_postgres::Error> {
+    if !expect_duplicates {
+        match copy_direct(client, t, rows).await {
+            Ok(n) => return Ok((n, WritePath::Direct)),
+            Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+                tracing::debug!(table = %t.qualified(), "batch holds rows already stored; de-duplicating");
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok((copy_dedup(client, t, rows).await?, WritePath::Deduplicated))
+}
+
+async fn copy_rows(
+    tx: &tokio_postgres::Transaction<'_>,
+    into: &str,
+    rows: &[(usize, Row<'_>)],
+) -> Result<u64, tokio_postgres::Error> {
+    let copy = tx
+        .copy_in(&format!(
+            "COPY {into} ({}) FROM STDIN (FORMAT binary)",
+            encode::column_list()
+        ))
+        .await?;
+    let mut writer = pin!(BinaryCopyInWriter::new(copy, &encode::column_types()));
+    for (_, row) in rows {
+        writer.as_mut().write(&row.values()).await?;
+    }
+    writer.finish().await
+}
+
+async fn copy_direct(
+    client: &mut tokio_postgres::Client,
+    t: &TableRef,
+    rows: &[(usize, Row<'_>)],
+) -> Result<u64, tokio_postgres::Error> {
+    let tx = client.transaction().await?;
+    let n = copy_rows(&tx, &t.qualified(), rows).await?;
+    tx.commit().await?;
+    Ok(n)
+}
+
+async fn copy_dedup(
     client: &mut tokio_postgres::Client,
     t: &TableRef,
     rows: &[(usize, Row<'_>)],
@@ -175,14 +235,7 @@ pub(crate) async fn write_rows(
         target = t.qualified()
     ))
     .await?;
-    let copy = tx
-        .copy_in(&format!("COPY {staging} ({columns}) FROM STDIN (FORMAT binary)"))
-        .await?;
-    let mut writer = pin!(BinaryCopyInWriter::new(copy, &encode::column_types()));
-    for (_, row) in rows {
-        writer.as_mut().write(&row.values()).await?;
-    }
-    writer.finish().await?;
+    copy_rows(&tx, &staging, rows).await?;
     let inserted = tx
         .execute(
             &format!(
@@ -198,6 +251,7 @@ pub(crate) async fn write_rows(
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]

@@ -288,6 +288,7 @@ pub const MAX_TABLE_NAME: usize = schema::MAX_TABLE_NAME;
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]

@@ -164,7 +164,7 @@ pub fn validate(m: &AgentMetrics) -> Result<(), Invalid> {
     }
     finite("sample_weight", m.sample_weight)?;
     let us = (m.timestamp - pg_epoch()).num_microseconds();
-    if us.is_none_or(|us| us < PG_MIN_TIMESTAMP_US) {
+    if !matches!(us, Some(us) if us >= PG_MIN_TIMESTAMP_US) {
         return Err(Invalid {
             field: "timestamp",
             problem: Problem::TimestampOutOfRange,
@@ -271,9 +271,12 @@ impl<'a> Row<'a> {
     }
 }
 
+/// Rows of a batch with their indices in the batch.
+pub type IndexedRows<'a> = Vec<(usize, Row<'a>)>;
+
 /// Split a batch into convertible rows (with their indices) and rejected
 /// records (index, reason).
-pub fn rows(batch: &[AgentMetrics]) -> (Vec<(usize, Row<'_>)>, Vec<(usize, Invalid)>) {
+pub fn rows(batch: &[AgentMetrics]) -> (IndexedRows<'_>, Vec<(usize, Invalid)>) {
     let mut good = Vec::with_capacity(batch.len());
     let mut bad = Vec::new();
     for (i, m) in batch.iter().enumerate() {

@@ -67,6 +67,9 @@ pub struct PostgresSink {
     settings: ConnSettings,
     migrate: bool,
     migrated: AtomicBool,
+    /// The last write failed transiently: the next batch may be a retry of
+    /// rows that were in fact committed, so de-duplicate it directly.
+    suspect_duplicates: AtomicBool,
 }
 
 impl fmt::Debug for PostgresSink {
@@ -98,6 +101,7 @@ impl PostgresSink {
             settings,
             migrate,
             migrated: AtomicBool::new(false),
+            suspect_duplicates: AtomicBool::new(false),
         })
     }
 
@@ -130,9 +134,16 @@ impl PostgresSink {
                 .map_err(|e| DbError::from_pg("migrating the schema", &e))?;
             self.migrated.store(true, Ordering::Release);
         }
-        match client::write_rows(&mut c, &self.settings.table, rows).await {
-            Ok(n) => Ok(n),
+        let suspect = self.suspect_duplicates.load(Ordering::Relaxed);
+        match client::write_rows(&mut c, &self.settings.table, rows, suspect).await {
+            Ok((n, _path)) => {
+                self.suspect_duplicates.store(false, Ordering::Relaxed);
+                Ok(n)
+            }
             Err(e) => {
+                if client::classify(&e) == Class::Retryable {
+                    self.suspect_duplicates.store(true, Ordering::Relaxed);
+                }
                 if e.code().is_none() {
                     // The connection may be half-way through a COPY or dead:
                     // never hand it back to the pool.

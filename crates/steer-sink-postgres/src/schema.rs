@@ -261,6 +261,7 @@ pub(crate) async fn current_version(
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]
