@@ -78,7 +78,10 @@ fn encoder_rate(records: &[AgentMetrics]) {
             points as f64 / (b - a).as_secs_f64() / 1e6,
             points as f64 / wall.as_secs_f64() / 1e6
         ),
-        _ => println!("encoder: {:.2} M points/s wall", points as f64 / wall.as_secs_f64() / 1e6),
+        _ => println!(
+            "encoder: {:.2} M points/s wall",
+            points as f64 / wall.as_secs_f64() / 1e6
+        ),
     }
 }
 
@@ -87,7 +90,12 @@ async fn query(http: &reqwest::Client, url: &str, db: Option<&str>, q: &str) -> 
     if let Some(db) = db {
         form.push(("db", db));
     }
-    let r = http.post(format!("{url}/query")).form(&form).send().await.unwrap();
+    let r = http
+        .post(format!("{url}/query"))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
     assert!(r.status().is_success(), "{q}: {}", r.status());
     r.json().await.unwrap()
 }
@@ -107,7 +115,10 @@ async fn baseline(http: &reqwest::Client, a: &Args, db: &str, bodies: &[Vec<u8>]
             use std::io::Write;
             let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
             enc.write_all(b).unwrap();
-            req = http.post(&url).header("Content-Encoding", "gzip").body(enc.finish().unwrap());
+            req = http
+                .post(&url)
+                .header("Content-Encoding", "gzip")
+                .body(enc.finish().unwrap());
         }
         let r = req.send().await.unwrap();
         assert_eq!(r.status().as_u16(), 204);
@@ -196,8 +207,15 @@ async fn main() {
             let ts = through_sink(&a, &db_sink, &records).await;
             (baseline(&http, &a, &db_base, &bodies).await, ts)
         };
-        let (nb, ns) = (count(&http, &a.url, &db_base).await, count(&http, &a.url, &db_sink).await);
-        assert_eq!((nb, ns), (a.records as u64, a.records as u64), "every point stored once");
+        let (nb, ns) = (
+            count(&http, &a.url, &db_base).await,
+            count(&http, &a.url, &db_sink).await,
+        );
+        assert_eq!(
+            (nb, ns),
+            (a.records as u64, a.records as u64),
+            "every point stored once"
+        );
         for db in [&db_base, &db_sink] {
             query(&http, &a.url, None, &format!("DROP DATABASE {db}")).await;
         }

@@ -131,7 +131,11 @@ impl Client {
 
     /// POST `body` (the newline-terminated lines `lines`, as ranges into
     /// `body`) and classify the answer.
-    pub(crate) async fn write(&self, body: Bytes, lines: &[std::ops::Range<usize>]) -> Result<(), WriteError> {
+    pub(crate) async fn write(
+        &self,
+        body: Bytes,
+        lines: &[std::ops::Range<usize>],
+    ) -> Result<(), WriteError> {
         let mut req = self
             .http
             .post(self.write_url.clone())
@@ -197,7 +201,9 @@ impl Client {
                 message: format!("InfluxDB refused the credentials ({status}): {text}"),
             },
             404 => WriteError::Fatal {
-                message: if text.contains("not found") && (text.contains("database") || text.contains("bucket")) {
+                message: if text.contains("not found")
+                    && (text.contains("database") || text.contains("bucket"))
+                {
                     format!(
                         "{} does not exist on {} (create it first): {text}",
                         self.target,
@@ -410,7 +416,12 @@ pub(crate) fn parse_retry_after(v: &str) -> Option<Duration> {
     }
     let when = chrono::DateTime::parse_from_rfc2822(v).ok()?;
     let delta = when.with_timezone(&chrono::Utc) - chrono::Utc::now();
-    Some(delta.to_std().unwrap_or(Duration::ZERO).min(Duration::from_secs(3600)))
+    Some(
+        delta
+            .to_std()
+            .unwrap_or(Duration::ZERO)
+            .min(Duration::from_secs(3600)),
+    )
 }
 
 fn short(s: &str) -> String {
@@ -435,7 +446,10 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 
 fn gzip(data: &[u8]) -> std::io::Result<Vec<u8>> {
     use std::io::Write;
-    let mut enc = flate2::write::GzEncoder::new(Vec::with_capacity(data.len() / 4 + 64), flate2::Compression::fast());
+    let mut enc = flate2::write::GzEncoder::new(
+        Vec::with_capacity(data.len() / 4 + 64),
+        flate2::Compression::fast(),
+    );
     enc.write_all(data)?;
     enc.finish()
 }
@@ -448,13 +462,22 @@ fn base64_encode(input: &[u8]) -> String {
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         out.push(T[(n >> 18) as usize & 63] as char);
         out.push(T[(n >> 12) as usize & 63] as char);
-        out.push(if chunk.len() > 1 { T[(n >> 6) as usize & 63] as char } else { '=' });
-        out.push(if chunk.len() > 2 { T[n as usize & 63] as char } else { '=' });
+        out.push(if chunk.len() > 1 {
+            T[(n >> 6) as usize & 63] as char
+        } else {
+            '='
+        });
+        out.push(if chunk.len() > 2 {
+            T[n as usize & 63] as char
+        } else {
+            '='
+        });
     }
     out
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -481,20 +504,28 @@ mod tests {
             "m,model=b latency_ms=2 2",
             "m,model=c latency_ms=3,input_tokens=3i 3",
         ]);
-        let m = msg(r#"{"error":"partial write: field type conflict: input field \"input_tokens\" on measurement \"m\" is type integer, already exists as type float dropped=2"}"#);
+        let m = msg(
+            r#"{"error":"partial write: field type conflict: input field \"input_tokens\" on measurement \"m\" is type integer, already exists as type float dropped=2"}"#,
+        );
         assert_eq!(map_rejected_lines(&m, &body, &lines, "m"), Some(vec![0, 2]));
         // Count mismatch (another conflict not named): unknown.
-        let m = msg(r#"{"error":"partial write: field type conflict: input field \"input_tokens\" on measurement \"m\" is type integer, already exists as type float dropped=3"}"#);
+        let m = msg(
+            r#"{"error":"partial write: field type conflict: input field \"input_tokens\" on measurement \"m\" is type integer, already exists as type float dropped=3"}"#,
+        );
         assert_eq!(map_rejected_lines(&m, &body, &lines, "m"), None);
         // Another measurement: not ours to map.
-        let m = msg(r#"{"error":"partial write: field type conflict: input field \"input_tokens\" on measurement \"x\" is type integer, already exists as type float dropped=2"}"#);
+        let m = msg(
+            r#"{"error":"partial write: field type conflict: input field \"input_tokens\" on measurement \"x\" is type integer, already exists as type float dropped=2"}"#,
+        );
         assert_eq!(map_rejected_lines(&m, &body, &lines, "m"), None);
     }
 
     #[test]
     fn maps_quoted_unparsable_lines() {
         let (body, lines) = req(&["a f=1 1", "a f=bad': x 2", "a f=3 3", "a g=worse 4"]);
-        let m = msg(r#"{"error":"partial write: unable to parse 'a f=bad': x 2': invalid boolean\nunable to parse 'a g=worse 4': invalid boolean dropped=0"}"#);
+        let m = msg(
+            r#"{"error":"partial write: unable to parse 'a f=bad': x 2': invalid boolean\nunable to parse 'a g=worse 4': invalid boolean dropped=0"}"#,
+        );
         assert_eq!(map_rejected_lines(&m, &body, &lines, "a"), Some(vec![1, 3]));
         // Not partial and not every line listed: unknown.
         let m = msg(r#"{"error":"unable to parse 'a g=worse 4': invalid boolean"}"#);
@@ -507,12 +538,21 @@ mod tests {
     #[test]
     fn unknown_conflicts_and_v3_line_numbers() {
         let (body, lines) = req(&["a f=1 1", "a f=2 2"]);
-        assert_eq!(map_rejected_lines(&msg(r#"{"error":"field type conflict"}"#), &body, &lines, "a"), None);
-        let m = msg(r#"{"error":"partial write of line protocol occurred","data":[{"original_line":"a f=2 2","line_number":2,"error_message":"x"}]}"#);
+        assert_eq!(
+            map_rejected_lines(&msg(r#"{"error":"field type conflict"}"#), &body, &lines, "a"),
+            None
+        );
+        let m = msg(
+            r#"{"error":"partial write of line protocol occurred","data":[{"original_line":"a f=2 2","line_number":2,"error_message":"x"}]}"#,
+        );
         assert_eq!(map_rejected_lines(&m, &body, &lines, "a"), Some(vec![1]));
-        let m = msg(r#"{"code":"invalid","message":"partial write error (1 written): unable to parse 'a f=2 2': bad"}"#);
+        let m = msg(
+            r#"{"code":"invalid","message":"partial write error (1 written): unable to parse 'a f=2 2': bad"}"#,
+        );
         assert_eq!(map_rejected_lines(&m, &body, &lines, "a"), Some(vec![1]));
-        let m = msg(r#"{"code":"invalid","message":"partial write error (0 written): unable to parse 'a f=2 2': bad"}"#);
+        let m = msg(
+            r#"{"code":"invalid","message":"partial write error (0 written): unable to parse 'a f=2 2': bad"}"#,
+        );
         assert_eq!(map_rejected_lines(&m, &body, &lines, "a"), None);
     }
 
@@ -520,7 +560,10 @@ mod tests {
     fn retry_after_forms() {
         assert_eq!(parse_retry_after("3"), Some(Duration::from_secs(3)));
         assert_eq!(parse_retry_after("0.5"), Some(Duration::from_millis(500)));
-        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), Some(Duration::ZERO));
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
+            Some(Duration::ZERO)
+        );
         assert_eq!(parse_retry_after("soon"), None);
     }
 

@@ -555,11 +555,19 @@ impl InfluxConfig {
             "influxdbs" => (false, true),
             "influxdb2" => (true, false),
             "influxdb2s" => (true, true),
-            _ => return Err(invalid("the scheme must be influxdb, influxdbs, influxdb2 or influxdb2s")),
+            _ => {
+                return Err(invalid(
+                    "the scheme must be influxdb, influxdbs, influxdb2 or influxdb2s",
+                ))
+            }
         };
         let host = u.host_str().ok_or_else(|| invalid("missing host"))?;
         let port = u.port().unwrap_or(8086);
-        let base = format!("{}://{}:{port}", if https { "https" } else { "http" }, fmt_host(host));
+        let base = format!(
+            "{}://{}:{port}",
+            if https { "https" } else { "http" },
+            fmt_host(host)
+        );
         let mut b = InfluxConfig::builder(base);
         let mut rp = None;
         let (mut org, mut bucket) = (None, None);
@@ -569,7 +577,8 @@ impl InfluxConfig {
                 "org" if v2 => org = Some(v.into_owned()),
                 "bucket" if v2 => bucket = Some(v.into_owned()),
                 "precision" => {
-                    let p = Precision::parse(&v).ok_or_else(|| invalid("precision must be ns, us, ms or s"))?;
+                    let p =
+                        Precision::parse(&v).ok_or_else(|| invalid("precision must be ns, us, ms or s"))?;
                     b = b.precision(p);
                 }
                 "gzip" => b = b.gzip(matches!(&*v, "true" | "1" | "yes")),
@@ -579,12 +588,14 @@ impl InfluxConfig {
         }
         if v2 {
             b = b
-                .org(org.ok_or_else(|| invalid("missing org=")) ?)
+                .org(org.ok_or_else(|| invalid("missing org="))?)
                 .bucket(bucket.ok_or_else(|| invalid("missing bucket="))?);
         } else {
             let db = u.path().trim_start_matches('/');
             if db.is_empty() || db.contains('/') {
-                return Err(invalid("the path must be the database name: influxdb://HOST:PORT/DB"));
+                return Err(invalid(
+                    "the path must be the database name: influxdb://HOST:PORT/DB",
+                ));
             }
             let db = percent_decode(db);
             b = b.database(db);

@@ -88,7 +88,11 @@ pub fn normalize_name(s: &str) -> Cow<'_, str> {
         && b.iter().enumerate().any(|(i, &c)| {
             c == b'\n'
                 || c == b'\r'
-                || (c == b'\\' && matches!(b.get(i + 1), None | Some(b' ' | b',' | b'=' | b'"' | b'\n' | b'\r')))
+                || (c == b'\\'
+                    && matches!(
+                        b.get(i + 1),
+                        None | Some(b' ' | b',' | b'=' | b'"' | b'\n' | b'\r')
+                    ))
         });
     if !needs {
         return Cow::Borrowed(s);
@@ -145,9 +149,9 @@ fn trim_leading_blanks(n: Cow<'_, str>) -> Cow<'_, str> {
 #[inline]
 fn push_escaped(out: &mut Vec<u8>, s: &str, eq: bool) {
     let b = s.as_bytes();
-    let special = b
-        .iter()
-        .fold(false, |acc, &c| acc | (c == b',') | (c == b' ') | (eq & (c == b'=')));
+    let special = b.iter().fold(false, |acc, &c| {
+        acc | (c == b',') | (c == b' ') | (eq & (c == b'='))
+    });
     if !special {
         out.extend_from_slice(b);
         return;
@@ -246,6 +250,17 @@ impl Encoder {
         Self::with_placement(measurement, precision, placement, String::new())
     }
 
+    /// The encoder an [`InfluxSink`](crate::InfluxSink) with this
+    /// configuration uses.
+    pub fn from_config(config: &crate::InfluxConfig) -> Self {
+        Self::with_placement(
+            &config.measurement,
+            config.precision,
+            config.placement,
+            config.user_tag_prefix.clone(),
+        )
+    }
+
     pub(crate) fn with_placement(
         measurement: &str,
         precision: Precision,
@@ -324,7 +339,11 @@ impl Encoder {
         if user == Placement::Tag && !m.tags.is_empty() && simple_user_keys {
             // Fast path: user keys are written as they are, so the map's
             // order is key order: merge with the (sorted) built-ins.
-            let mut users = m.tags.iter().filter(|(k, _)| !k.is_empty() && !Attribute::is_builtin_key(k)).peekable();
+            let mut users = m
+                .tags
+                .iter()
+                .filter(|(k, _)| !k.is_empty() && !Attribute::is_builtin_key(k))
+                .peekable();
             let write = |out: &mut Vec<u8>, k: &str, v: &str, builtin: bool| {
                 let v = normalize_name(v);
                 if !v.is_empty() {
@@ -352,7 +371,8 @@ impl Encoder {
                 write(out, uk, uv, false);
             }
         } else if user == Placement::Tag && !m.tags.is_empty() {
-            let mut tags: Vec<(Cow<'_, str>, Cow<'_, str>)> = Vec::with_capacity(TEXT_BY_KEY.len() + m.tags.len());
+            let mut tags: Vec<(Cow<'_, str>, Cow<'_, str>)> =
+                Vec::with_capacity(TEXT_BY_KEY.len() + m.tags.len());
             for attr in TEXT_BY_KEY {
                 if self.placement(attr) == Placement::Tag {
                     if let Some(v) = text(attr) {
@@ -397,7 +417,10 @@ impl Encoder {
         // Fields.
         out.push(b' ');
         let fields_start = out.len();
-        let mut w = FieldWriter { out, start: fields_start };
+        let mut w = FieldWriter {
+            out,
+            start: fields_start,
+        };
         let p = |a: Attribute| self.placement(a) == Placement::Field;
         if p(Attribute::LatencyMs) {
             w.float(Attribute::LatencyMs, m.latency_ms);
@@ -616,6 +639,7 @@ fn fields_start(line: &[u8]) -> Option<usize> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use chrono::TimeZone;
@@ -646,7 +670,9 @@ mod tests {
 
     #[test]
     fn golden_error_line_with_every_optional_field() {
-        let mut m = base().with_error(ErrorClass::RateLimit).with_tag("team", "search");
+        let mut m = base()
+            .with_error(ErrorClass::RateLimit)
+            .with_tag("team", "search");
         m.method = Method::Stream;
         m.ttft_ms = Some(120.0);
         m.cached_tokens = 1000;
@@ -761,7 +787,10 @@ mod tests {
     #[test]
     fn timestamps_in_every_precision_and_out_of_range() {
         let mut m = base();
-        assert_eq!(timestamp(&m, Precision::Nanoseconds), Ok(1_700_000_000_123_456_789));
+        assert_eq!(
+            timestamp(&m, Precision::Nanoseconds),
+            Ok(1_700_000_000_123_456_789)
+        );
         assert_eq!(timestamp(&m, Precision::Microseconds), Ok(1_700_000_000_123_456));
         assert_eq!(timestamp(&m, Precision::Milliseconds), Ok(1_700_000_000_123));
         assert_eq!(timestamp(&m, Precision::Seconds), Ok(1_700_000_000));
@@ -771,8 +800,15 @@ mod tests {
         assert_eq!(timestamp(&m, Precision::Milliseconds), Ok(-1500));
         for year in [1600, 2300, 9999, -5000] {
             m.timestamp = chrono::Utc.with_ymd_and_hms(year, 1, 1, 0, 0, 0).unwrap();
-            for p in [Precision::Nanoseconds, Precision::Microseconds, Precision::Seconds] {
-                assert!(matches!(timestamp(&m, p), Err(EncodeError::TimestampOutOfRange(_))));
+            for p in [
+                Precision::Nanoseconds,
+                Precision::Microseconds,
+                Precision::Seconds,
+            ] {
+                assert!(matches!(
+                    timestamp(&m, p),
+                    Err(EncodeError::TimestampOutOfRange(_))
+                ));
             }
             let mut out = Vec::new();
             assert!(Encoder::new("m", p_any()).encode(&m, &mut out).is_err());

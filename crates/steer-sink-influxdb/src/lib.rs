@@ -79,12 +79,7 @@ impl InfluxSink {
     /// A sink for this configuration.
     pub fn new(config: InfluxConfig) -> Result<Self, ConfigError> {
         let client = Client::new(&config)?;
-        let encoder = Encoder::with_placement(
-            &config.measurement,
-            config.precision,
-            config.placement,
-            config.user_tag_prefix.clone(),
-        );
+        let encoder = Encoder::from_config(&config);
         Ok(InfluxSink {
             name: config.name.clone(),
             encoder,
@@ -261,7 +256,11 @@ impl MetricsSink for InfluxSink {
             (false, Some((after, message, retry))) => {
                 let rejected_msg = first_message.unwrap_or_else(|| "points rejected".to_string());
                 tracing::debug!(sink = %self.name, retry = retry.len(), ?after, error = %message, "write failed transiently after some points were rejected");
-                Err(SinkError::partial(SinkError::permanent(rejected_msg), rejected, retry))
+                Err(SinkError::partial(
+                    SinkError::permanent(rejected_msg),
+                    rejected,
+                    retry,
+                ))
             }
         }
     }
@@ -281,6 +280,7 @@ fn transient_error(after: Option<std::time::Duration>, message: String) -> SinkE
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -16,7 +16,9 @@ fn records(n: usize) -> Vec<AgentMetrics> {
 fn body_text(r: &Request) -> String {
     if r.headers.get("content-encoding").map(|v| v.to_str().unwrap()) == Some("gzip") {
         let mut s = String::new();
-        flate2::read::GzDecoder::new(&r.body[..]).read_to_string(&mut s).unwrap();
+        flate2::read::GzDecoder::new(&r.body[..])
+            .read_to_string(&mut s)
+            .unwrap();
         s
     } else {
         String::from_utf8(r.body.clone()).unwrap()
@@ -31,7 +33,10 @@ fn expected_body(sink: &InfluxSink, batch: &[AgentMetrics]) -> String {
 }
 
 fn query(r: &Request) -> Vec<(String, String)> {
-    r.url.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect()
+    r.url
+        .query_pairs()
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
 }
 
 fn fast_retry() -> SinkOptions {
@@ -78,7 +83,13 @@ async fn v2_request_shape_path_params_token_gzip_and_lines() {
     );
     assert_eq!(r.headers.get("authorization").unwrap(), "Token s3cr3t-token");
     assert_eq!(r.headers.get("content-encoding").unwrap(), "gzip");
-    assert!(r.headers.get("content-type").unwrap().to_str().unwrap().starts_with("text/plain"));
+    assert!(r
+        .headers
+        .get("content-type")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain"));
     let body = body_text(r);
     assert_eq!(body, expected_body(&sink, &batch));
     // Millisecond timestamps.
@@ -125,7 +136,10 @@ async fn v1_request_shape_basic_auth_rp_precision_and_no_secret_in_errors() {
         ]
     );
     // "writer:pa55word" in base64.
-    assert_eq!(r.headers.get("authorization").unwrap(), "Basic d3JpdGVyOnBhNTV3b3Jk");
+    assert_eq!(
+        r.headers.get("authorization").unwrap(),
+        "Basic d3JpdGVyOnBhNTV3b3Jk"
+    );
     assert!(r.headers.get("content-encoding").is_none());
 }
 
@@ -159,7 +173,10 @@ async fn throttled_with_retry_after_then_success_is_delivered_exactly_once() {
     let s = collector.stats();
     let s = s.sink("influxdb").unwrap();
     assert_eq!((s.delivered, s.retried, s.failed.total()), (5, 5, 0), "{s}");
-    assert!(elapsed >= Duration::from_secs(1), "Retry-After honoured: {elapsed:?}");
+    assert!(
+        elapsed >= Duration::from_secs(1),
+        "Retry-After honoured: {elapsed:?}"
+    );
 
     let reqs = server.received_requests().await.unwrap();
     assert_eq!(reqs.len(), 2, "one throttled attempt, one delivery");
@@ -192,7 +209,11 @@ async fn a_transient_failure_mid_batch_retries_only_the_unsent_requests() {
     .unwrap();
     let err = sink.record_batch(&records(6)).await.unwrap_err();
     assert_eq!(err.kind(), SinkErrorKind::Retryable);
-    assert_eq!(err.records(), Some(&[2, 3, 4, 5][..]), "the first request was delivered");
+    assert_eq!(
+        err.records(),
+        Some(&[2, 3, 4, 5][..]),
+        "the first request was delivered"
+    );
     assert!(err.message().contains("503"), "{err}");
     assert_eq!(server.received_requests().await.unwrap().len(), 2);
 }
@@ -240,7 +261,11 @@ async fn a_mapped_partial_write_rejects_only_the_named_records_in_one_request() 
     assert_eq!(err.records(), Some(&[3, 8][..]));
     assert!(err.retry_records().is_empty());
     assert!(err.message().contains("field type conflict"), "{err}");
-    assert_eq!(server.received_requests().await.unwrap().len(), 1, "nothing resent");
+    assert_eq!(
+        server.received_requests().await.unwrap().len(),
+        1,
+        "nothing resent"
+    );
 }
 
 #[tokio::test]

@@ -50,6 +50,9 @@ async fn specs_parse_and_the_v2_token_comes_from_the_environment() {
     assert_eq!(reqs.len(), 1);
     assert_eq!(reqs[0].url.path(), "/api/v2/write");
     assert_eq!(reqs[0].url.query(), Some("org=acme&bucket=llm&precision=us"));
-    assert_eq!(reqs[0].headers.get("authorization").unwrap(), "Token from-env-token");
+    assert_eq!(
+        reqs[0].headers.get("authorization").unwrap(),
+        "Token from-env-token"
+    );
     assert!(!format!("{sink:?}").contains("from-env-token"));
 }

@@ -13,7 +13,9 @@ use serde_json::{json, Value};
 use steer_metrics::{
     AgentMetrics, ErrorClass, Method, MetricsCollector, MetricsSink, RetryPolicy, SinkOptions,
 };
-use steer_sink_influxdb::{normalize_key, normalize_measurement, normalize_name, Attribute, InfluxSink, Precision};
+use steer_sink_influxdb::{
+    normalize_key, normalize_measurement, normalize_name, Attribute, InfluxSink, Precision,
+};
 
 use common::{server_url, Db};
 
@@ -46,7 +48,8 @@ fn full_record() -> AgentMetrics {
 /// What the server must hold for `m`, per the documented encoding.
 fn expected(m: &AgentMetrics, precision: Precision) -> BTreeMap<String, Value> {
     let mut e = BTreeMap::new();
-    let nanos = i128::from(m.timestamp.timestamp()) * 1_000_000_000 + i128::from(m.timestamp.timestamp_subsec_nanos());
+    let nanos = i128::from(m.timestamp.timestamp()) * 1_000_000_000
+        + i128::from(m.timestamp.timestamp_subsec_nanos());
     let unit = precision.nanos_per_unit();
     e.insert("time".into(), json!(nanos.div_euclid(unit) * unit));
 
@@ -191,7 +194,9 @@ async fn every_field_round_trips_in_every_precision_with_and_without_gzip() {
         }
         // Absent stays absent: unknown cost is not 0, success has no error_class.
         let min = &stored[&minimal.request_id.to_string()];
-        assert!(!min.contains_key("cost_usd") && !min.contains_key("error_class") && !min.contains_key("ttft_ms"));
+        assert!(
+            !min.contains_key("cost_usd") && !min.contains_key("error_class") && !min.contains_key("ttft_ms")
+        );
     }
     db.drop().await;
 }
@@ -210,20 +215,34 @@ async fn non_finite_values_and_out_of_range_timestamps_fail_alone() {
     let mut far = full_record();
     far.timestamp = chrono::Utc.with_ymd_and_hms(2300, 1, 1, 0, 0, 0).unwrap();
     let ok = AgentMetrics::new("openai", "gpt-4o");
-    let err = sink.record_batch(&[nan.clone(), far, ok.clone()]).await.unwrap_err();
+    let err = sink
+        .record_batch(&[nan.clone(), far, ok.clone()])
+        .await
+        .unwrap_err();
     assert!(err.is_permanent());
-    assert_eq!(err.records(), Some(&[1][..]), "only the out-of-range record fails: {err}");
+    assert_eq!(
+        err.records(),
+        Some(&[1][..]),
+        "only the out-of-range record fails: {err}"
+    );
     assert!(err.message().contains("outside the range"), "{err}");
 
     let stored = by_request_id(db.points("llm_request").await);
     assert_eq!(stored.len(), 2);
     let p = &stored[&nan.request_id.to_string()];
-    assert!(!p.contains_key("latency_ms") && !p.contains_key("cost_usd"), "NaN/Inf fields skipped: {p:?}");
+    assert!(
+        !p.contains_key("latency_ms") && !p.contains_key("cost_usd"),
+        "NaN/Inf fields skipped: {p:?}"
+    );
     let mut exp = expected(&nan, Precision::Nanoseconds);
     exp.remove("latency_ms");
     exp.remove("cost_usd");
     assert_point_eq(p, &exp, "nan record");
-    assert_point_eq(&stored[&ok.request_id.to_string()], &expected(&ok, Precision::Nanoseconds), "ok record");
+    assert_point_eq(
+        &stored[&ok.request_id.to_string()],
+        &expected(&ok, Precision::Nanoseconds),
+        "ok record",
+    );
     db.drop().await;
 }
 
@@ -233,7 +252,10 @@ async fn a_type_conflict_fails_only_the_conflicting_record_and_resends_nothing()
     let db = Db::create(&url, "conflict").await;
     // Someone else made `ttft_ms` a string in this measurement.
     let t0 = 1_700_000_000_000_000_000_i64;
-    assert_eq!(db.write_raw(&format!("llm_request ttft_ms=\"other\" {t0}")).await, 204);
+    assert_eq!(
+        db.write_raw(&format!("llm_request ttft_ms=\"other\" {t0}")).await,
+        204
+    );
 
     let sink = InfluxSink::new(InfluxSink::builder(&url).database(&db.name).build().unwrap()).unwrap();
     let fast = RetryPolicy {
@@ -266,9 +288,17 @@ async fn a_type_conflict_fails_only_the_conflicting_record_and_resends_nothing()
     assert_eq!(s.retried, 0, "{s}");
 
     let stored = by_request_id(db.points("llm_request").await);
-    assert_eq!(stored.len(), 19, "the 19 good records (the foreign point has no request_id)");
+    assert_eq!(
+        stored.len(),
+        19,
+        "the 19 good records (the foreign point has no request_id)"
+    );
     for (i, m) in records.iter().enumerate() {
-        assert_eq!(stored.contains_key(&m.request_id.to_string()), i != 7, "record {i}");
+        assert_eq!(
+            stored.contains_key(&m.request_id.to_string()),
+            i != 7,
+            "record {i}"
+        );
     }
     // The server saw each good point exactly once: nothing was resent.
     let (ok, dropped) = db.shard_points().await;
@@ -285,7 +315,11 @@ async fn a_missing_database_is_a_clear_permanent_error() {
     let err = sink.record_batch(&batch).await.unwrap_err();
     assert!(err.is_permanent(), "{err}");
     assert_eq!(err.records(), Some(&[0, 1, 2, 3, 4][..]));
-    assert!(err.message().contains(&format!("database \"{name}\" does not exist")), "{err}");
+    assert!(
+        err.message()
+            .contains(&format!("database \"{name}\" does not exist")),
+        "{err}"
+    );
 
     // Through a collector: rejected at once, never retried, counted.
     let collector = MetricsCollector::builder().sink(sink).build().unwrap();
@@ -317,7 +351,11 @@ async fn batches_split_by_lines_and_bytes_all_arrive_once() {
     let stored = by_request_id(db.points("llm_request").await);
     assert_eq!(stored.len(), 100);
     for m in &batch {
-        assert_point_eq(&stored[&m.request_id.to_string()], &expected(m, Precision::Nanoseconds), "split");
+        assert_point_eq(
+            &stored[&m.request_id.to_string()],
+            &expected(m, Precision::Nanoseconds),
+            "split",
+        );
     }
     assert_eq!(db.shard_points().await, (100, 0));
     db.drop().await;
@@ -326,8 +364,8 @@ async fn batches_split_by_lines_and_bytes_all_arrive_once() {
 /// Characters that line protocol has to escape or cannot carry, plus
 /// unicode and control characters.
 const NASTY: &[char] = &[
-    'a', 'Z', '0', ' ', ',', '=', '\\', '\\', '\\', '"', '"', '\'', '\n', '\r', '\t', '#', '_', '-', 'é', '✓', 'ж', '字', '🚀',
-    '\u{0}', '\u{1}', '\u{2028}', '\u{feff}',
+    'a', 'Z', '0', ' ', ',', '=', '\\', '\\', '\\', '"', '"', '\'', '\n', '\r', '\t', '#', '_', '-', 'é',
+    '✓', 'ж', '字', '🚀', '\u{0}', '\u{1}', '\u{2028}', '\u{feff}',
 ];
 
 fn nasty(max: usize) -> impl Strategy<Value = String> {
@@ -343,7 +381,9 @@ fn nasty_record() -> impl Strategy<Value = AgentMetrics> {
         prop::option::of(nasty(10)),
     )
         .prop_map(|(model, provider, tags, message, response_model)| {
-            let mut m = AgentMetrics::new(provider, model).with_latency_ms(1.5).with_tokens(3, 4);
+            let mut m = AgentMetrics::new(provider, model)
+                .with_latency_ms(1.5)
+                .with_tokens(3, 4);
             m.tags = tags;
             if message.is_some() {
                 m.error_class = Some(ErrorClass::Unknown);
@@ -360,7 +400,10 @@ fn adversarial_strings_round_trip_through_the_real_server() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     // 8 cases of 6-8 records (about 56 records, one request per case) by
     // default; PROPTEST_CASES=N for a longer run.
-    let cases = std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(8);
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(8);
     let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
         cases,
         failure_persistence: None,
@@ -394,7 +437,10 @@ fn adversarial_strings_round_trip_through_the_real_server() {
             let stored = by_request_id(db.all_points().await);
             db.drop().await;
             written.map_err(|e| TestCaseError::fail(format!("write failed: {e}")))?;
-            prop_assert_eq!(measurements, vec![normalize_measurement(&measurement).into_owned()]);
+            prop_assert_eq!(
+                measurements,
+                vec![normalize_measurement(&measurement).into_owned()]
+            );
             prop_assert_eq!(stored.len(), records.len());
             for m in &records {
                 let got = stored

@@ -16,9 +16,13 @@ pub fn server_url() -> Option<String> {
         Ok(u) if !u.is_empty() => Some(u.trim_end_matches('/').to_string()),
         _ => {
             if std::env::var_os("STEER_REQUIRE_SERVICES").is_some() || std::env::var_os("CI").is_some() {
-                panic!("{ENV} is not set but services are required: run scripts/test.sh (it starts InfluxDB)");
+                panic!(
+                    "{ENV} is not set but services are required: run scripts/test.sh (it starts InfluxDB)"
+                );
             }
-            eprintln!("SKIPPED: set {ENV} (scripts/services/influxdb.sh starts a server) to run InfluxDB tests");
+            eprintln!(
+                "SKIPPED: set {ENV} (scripts/services/influxdb.sh starts a server) to run InfluxDB tests"
+            );
             None
         }
     }
@@ -46,7 +50,8 @@ impl Db {
             name,
             http: reqwest::Client::new(),
         };
-        db.query_raw(None, &format!("CREATE DATABASE \"{}\"", db.name)).await;
+        db.query_raw(None, &format!("CREATE DATABASE \"{}\"", db.name))
+            .await;
         db
     }
 
@@ -72,7 +77,8 @@ impl Db {
 
     /// Every point of `measurement`, as column -> value maps.
     pub async fn points(&self, measurement: &str) -> Vec<BTreeMap<String, Value>> {
-        self.select(&format!("SELECT * FROM {}", quote_ident(measurement))).await
+        self.select(&format!("SELECT * FROM {}", quote_ident(measurement)))
+            .await
     }
 
     /// Every point of every measurement (without naming one: InfluxQL
@@ -140,7 +146,12 @@ impl Db {
             if s["tags"]["database"].as_str() != Some(self.name.as_str()) {
                 continue;
             }
-            let cols: Vec<&str> = s["columns"].as_array().unwrap().iter().map(|c| c.as_str().unwrap()).collect();
+            let cols: Vec<&str> = s["columns"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c.as_str().unwrap())
+                .collect();
             let row = s["values"][0].as_array().unwrap();
             for (c, v) in cols.iter().zip(row) {
                 match *c {
@@ -154,7 +165,8 @@ impl Db {
     }
 
     pub async fn drop(self) {
-        self.query_raw(None, &format!("DROP DATABASE \"{}\"", self.name)).await;
+        self.query_raw(None, &format!("DROP DATABASE \"{}\"", self.name))
+            .await;
     }
 }
 
