@@ -642,7 +642,21 @@ async fn send(
     if status.is_success() {
         return Ok(resp);
     }
-    let hint = retry_hint(resp.headers(), chrono::Utc::now());
+    let headers = resp.headers();
+    let hint = retry_hint(headers, chrono::Utc::now());
+    // The providers' own "retry this?" verdict, where sent.
+    let should_retry = headers
+        .get("x-should-retry")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| match v.trim() {
+            "true" => Some(true),
+            "false" => Some(false),
+            _ => None,
+        });
+    let provider_request_id = ["x-request-id", "request-id"]
+        .iter()
+        .find_map(|h| headers.get(*h).and_then(|v| v.to_str().ok()))
+        .map(|v| truncate(v.to_string(), 80));
     let body = read_prefix(resp, MAX_ERROR_BODY).await;
     let (t, c, m) = parse_error_body(&body);
     let m = m.or_else(|| {
@@ -651,6 +665,12 @@ async fn send(
     });
     let mut e = api_error(Some(status.as_u16()), t, c, m);
     e.retry_after = hint;
+    if let Some(r) = should_retry {
+        e.retryable = r;
+    }
+    if let Some(id) = provider_request_id {
+        e.message = format!("{} (provider request id {id})", e.message);
+    }
     tracing::debug!(provider = %p.name, status = status.as_u16(), class = %e.class, "provider answered with an error");
     Err(e)
 }

@@ -553,3 +553,23 @@ async fn compatible_server_by_name_without_key_and_unknown_cost() {
     assert_eq!(m.cost_usd, None, "unknown price is None, never 0");
     assert_eq!((m.input_tokens, m.output_tokens), (3, 1));
 }
+
+#[tokio::test]
+async fn x_should_retry_overrides_the_status_and_request_ids_are_kept() {
+    let server = MockServer::start().await;
+    Mock::given(path("/v1/chat/completions"))
+        .respond_with(
+            ResponseTemplate::new(500)
+                .insert_header("x-should-retry", "false")
+                .insert_header("x-request-id", "req_abc123")
+                .set_body_json(json!({"error": {"message": "boom", "type": "server_error", "code": null}})),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
+    let h = Harness::new(&server);
+    let err = h.client.generate("Hello", "gpt-4o").await.unwrap_err();
+    assert_eq!(err.class(), ErrorClass::ServerError);
+    assert!(err.to_string().contains("req_abc123"), "{err}");
+    assert_eq!(h.only_record().await.retries, 0);
+}
