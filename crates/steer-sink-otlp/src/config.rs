@@ -251,6 +251,7 @@ fn metrics_url(mut url: Url) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -314,15 +314,15 @@ fn build_exporter(
         #[cfg(feature = "grpc")]
         Protocol::Grpc => {
             use opentelemetry_otlp::WithTonicConfig;
-            let mut md = opentelemetry_otlp::tonic_types::metadata::MetadataMap::new();
+            let mut hm = http::HeaderMap::new();
             for (k, v) in &headers {
-                let key = opentelemetry_otlp::tonic_types::metadata::MetadataKey::from_bytes(
-                    k.to_ascii_lowercase().as_bytes(),
-                )
-                .map_err(|_| ConfigError::InvalidHeader(k.clone()))?;
-                let val = v.parse().map_err(|_| ConfigError::InvalidHeader(k.clone()))?;
-                md.insert(key, val);
+                let name = http::header::HeaderName::from_bytes(k.as_bytes())
+                    .map_err(|_| ConfigError::InvalidHeader(k.clone()))?;
+                let value = http::header::HeaderValue::from_str(v)
+                    .map_err(|_| ConfigError::InvalidHeader(k.clone()))?;
+                hm.insert(name, value);
             }
+            let md = opentelemetry_otlp::tonic_types::metadata::MetadataMap::from_headers(hm);
             let mut e = MetricExporter::builder()
                 .with_tonic()
                 .with_endpoint(endpoint)
@@ -465,6 +465,7 @@ impl MetricsSink for OtlpSink {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use steer_metrics::SinkErrorKind;

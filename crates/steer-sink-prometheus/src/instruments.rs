@@ -1,0 +1,490 @@
+//! The instruments in Prometheus naming: names, units, buckets, labels,
+//! label sanitising, the series cap, and how one [`AgentMetrics`] record
+//! becomes observations.
+//!
+//! | metric (as exposed) | type | recorded |
+//! |---|---|---|
+//! | `gen_ai_client_operation_duration_seconds` | histogram | every call, failures included |
+//! | `gen_ai_client_token_usage` | histogram, label `gen_ai_token_type` = `input` \| `output` | every successful call; a failed call only for a non-zero count |
+//! | `gen_ai_client_operation_time_to_first_chunk_seconds` | histogram | streamed calls that have a TTFT |
+//! | `steer_llm_requests_total` | counter | every call |
+//! | `steer_llm_errors_total` | counter | failed calls |
+//! | `steer_llm_cost_usd_total` | counter | calls with a known cost |
+//! | `steer_prometheus_folded_series_total` | counter (no labels) | records folded into `gen_ai_request_model="other"` |
+//!
+//! Labels (the OpenTelemetry attribute names with `.` → `_`):
+//! `gen_ai_operation_name` (`chat`), `gen_ai_provider_name`,
+//! `gen_ai_request_model`, `gen_ai_response_model` (when reported),
+//! `error_type` (failures only), `server_address` (when configured).
+//!
+//! **Label values** are any UTF-8; the OpenMetrics encoder escapes `\`, `"`
+//! and newline. Before that, [`label_value`] replaces other control
+//! characters with U+FFFD and cuts values to [`MAX_VALUE_LEN`] bytes. An
+//! empty value stays empty (Prometheus then treats the label as absent).
+//!
+//! **Sample weights.** Counters add the weight *w*; histograms observe the
+//! value `round(w)` times (at least once, at most [`MAX_REPEAT`]), so for
+//! integer weights a histogram's `_count` equals the request counter.
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::{Registry, Unit};
+use steer_metrics::AgentMetrics;
+
+/// Label set of every series.
+pub type Labels = Vec<(&'static str, String)>;
+
+type HistFamily = Family<Labels, Histogram, fn() -> Histogram>;
+type CounterFamily = Family<Labels, Counter<f64>>;
+
+/// Histogram of call durations (exposed with the `_seconds` unit suffix).
+pub const DURATION: &str = "gen_ai_client_operation_duration";
+/// Histogram of tokens per call.
+pub const TOKEN_USAGE: &str = "gen_ai_client_token_usage";
+/// Histogram of the time to the first chunk (exposed with `_seconds`).
+pub const TIME_TO_FIRST_CHUNK: &str = "gen_ai_client_operation_time_to_first_chunk";
+/// Counter of calls (exposed with `_total`).
+pub const REQUESTS: &str = "steer_llm_requests";
+/// Counter of failed calls (exposed with `_total`).
+pub const ERRORS: &str = "steer_llm_errors";
+/// Counter of cost in US dollars (exposed with `_total`).
+pub const COST: &str = "steer_llm_cost_usd";
+/// Counter of records folded by the series cap (exposed with `_total`).
+pub const FOLDED: &str = "steer_prometheus_folded_series";
+
+/// Recommended boundaries for the duration histogram (seconds).
+pub const DURATION_BUCKETS: [f64; 14] = [
+    0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92,
+];
+
+/// Recommended boundaries for the token histogram.
+pub const TOKEN_BUCKETS: [f64; 14] = [
+    1.0, 4.0, 16.0, 64.0, 256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0, 4194304.0,
+    16777216.0, 67108864.0,
+];
+
+/// Boundaries for the time-to-first-chunk histogram (seconds).
+pub const TTFC_BUCKETS: [f64; 16] = [
+    0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+];
+
+/// Label names.
+pub mod label {
+    /// `gen_ai_operation_name`.
+    pub const OPERATION_NAME: &str = "gen_ai_operation_name";
+    /// `gen_ai_provider_name`.
+    pub const PROVIDER_NAME: &str = "gen_ai_provider_name";
+    /// `gen_ai_request_model`.
+    pub const REQUEST_MODEL: &str = "gen_ai_request_model";
+    /// `gen_ai_response_model`.
+    pub const RESPONSE_MODEL: &str = "gen_ai_response_model";
+    /// `error_type`.
+    pub const ERROR_TYPE: &str = "error_type";
+    /// `server_address`.
+    pub const SERVER_ADDRESS: &str = "server_address";
+    /// `gen_ai_token_type`.
+    pub const TOKEN_TYPE: &str = "gen_ai_token_type";
+}
+
+/// Model label value of folded series.
+pub const OTHER: &str = "other";
+/// Longest label value kept, in bytes.
+pub const MAX_VALUE_LEN: usize = 256;
+/// Most observations one record makes for its sample weight.
+pub const MAX_REPEAT: u32 = 10_000;
+
+/// A label value made safe: control characters other than newline (which
+/// the encoder escapes) become U+FFFD; cut to [`MAX_VALUE_LEN`] bytes at a
+/// character boundary.
+pub fn label_value(s: &str) -> String {
+    let mut out = String::with_capacity(s.len().min(MAX_VALUE_LEN));
+    for c in s.chars() {
+        let c = if c.is_control() && c != '\n' {
+            '\u{FFFD}'
+        } else {
+            c
+        };
+        if out.len() + c.len_utf8() > MAX_VALUE_LEN {
+            break;
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// `gen_ai_provider_name` for a steer provider (`xai` → `x_ai`, as the
+/// OpenTelemetry conventions name it).
+pub fn provider_name(provider: &str) -> &str {
+    match provider {
+        "xai" => "x_ai",
+        other => other,
+    }
+}
+
+/// How many times a histogram observes a record with this weight.
+pub fn repeat_count(weight: f64) -> u32 {
+    if !weight.is_finite() || weight <= 1.0 {
+        return 1;
+    }
+    let r = weight.round();
+    if r >= f64::from(MAX_REPEAT) {
+        MAX_REPEAT
+    } else {
+        r as u32
+    }
+}
+
+/// What counters add for a record with this weight.
+pub fn counter_weight(weight: f64) -> f64 {
+    if weight.is_finite() && weight > 0.0 {
+        weight
+    } else {
+        1.0
+    }
+}
+
+/// Milliseconds to seconds; `None` for negative or non-finite values.
+pub fn seconds(ms: f64) -> Option<f64> {
+    (ms.is_finite() && ms >= 0.0).then_some(ms / 1000.0)
+}
+
+/// The labels of one record.
+pub fn labels(m: &AgentMetrics, folded: bool, server_address: Option<&str>) -> Labels {
+    let mut l: Labels = Vec::with_capacity(7);
+    l.push((label::OPERATION_NAME, "chat".into()));
+    l.push((label::PROVIDER_NAME, label_value(provider_name(&m.provider))));
+    if folded {
+        l.push((label::REQUEST_MODEL, OTHER.into()));
+        if m.response_model.is_some() {
+            l.push((label::RESPONSE_MODEL, OTHER.into()));
+        }
+    } else {
+        l.push((label::REQUEST_MODEL, label_value(&m.model)));
+        if let Some(r) = &m.response_model {
+            l.push((label::RESPONSE_MODEL, label_value(r)));
+        }
+    }
+    if let Some(c) = m.error_class {
+        l.push((label::ERROR_TYPE, c.as_str().into()));
+    }
+    if let Some(s) = server_address {
+        l.push((label::SERVER_ADDRESS, label_value(s)));
+    }
+    l
+}
+
+/// Caps distinct (provider, request model, response model) series.
+#[derive(Debug)]
+pub struct SeriesCap {
+    max: usize,
+    seen: Mutex<HashSet<(String, String, Option<String>)>>,
+}
+
+impl SeriesCap {
+    /// At most `max` model series.
+    pub fn new(max: usize) -> Self {
+        SeriesCap {
+            max,
+            seen: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// Whether this record must be folded into model `other`.
+    pub fn fold(&self, m: &AgentMetrics) -> bool {
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        let key = (m.provider.clone(), m.model.clone(), m.response_model.clone());
+        if seen.contains(&key) {
+            return false;
+        }
+        if seen.len() < self.max {
+            seen.insert(key);
+            return false;
+        }
+        true
+    }
+}
+
+fn duration_hist() -> Histogram {
+    Histogram::new(DURATION_BUCKETS)
+}
+fn token_hist() -> Histogram {
+    Histogram::new(TOKEN_BUCKETS)
+}
+fn ttfc_hist() -> Histogram {
+    Histogram::new(TTFC_BUCKETS)
+}
+
+/// The metric families. Clones share the underlying series.
+#[derive(Debug, Clone)]
+pub struct Instruments {
+    duration: HistFamily,
+    tokens: HistFamily,
+    ttfc: HistFamily,
+    requests: CounterFamily,
+    errors: CounterFamily,
+    cost: CounterFamily,
+    folded: Counter,
+}
+
+impl Default for Instruments {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Instruments {
+    /// Fresh, unregistered families.
+    pub fn new() -> Self {
+        Instruments {
+            duration: Family::new_with_constructor(duration_hist as fn() -> Histogram),
+            tokens: Family::new_with_constructor(token_hist as fn() -> Histogram),
+            ttfc: Family::new_with_constructor(ttfc_hist as fn() -> Histogram),
+            requests: Family::default(),
+            errors: Family::default(),
+            cost: Family::default(),
+            folded: Counter::default(),
+        }
+    }
+
+    /// Register every family into `registry`.
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register_with_unit(
+            DURATION,
+            "Duration of GenAI operations, retries included",
+            Unit::Seconds,
+            self.duration.clone(),
+        );
+        registry.register(
+            TOKEN_USAGE,
+            "Number of input and output tokens used per call",
+            self.tokens.clone(),
+        );
+        registry.register_with_unit(
+            TIME_TO_FIRST_CHUNK,
+            "Time from the request to the first chunk of a streamed response",
+            Unit::Seconds,
+            self.ttfc.clone(),
+        );
+        registry.register(
+            REQUESTS,
+            "LLM calls (sample weights applied)",
+            self.requests.clone(),
+        );
+        registry.register(
+            ERRORS,
+            "Failed LLM calls (sample weights applied)",
+            self.errors.clone(),
+        );
+        registry.register(
+            COST,
+            "Cost of LLM calls whose price is known, in US dollars",
+            self.cost.clone(),
+        );
+        registry.register(
+            FOLDED,
+            "Records whose model series was folded into gen_ai_request_model=\"other\" by the series cap",
+            self.folded.clone(),
+        );
+    }
+
+    /// Records folded so far.
+    pub fn folded(&self) -> u64 {
+        self.folded.get()
+    }
+
+    /// Record one record; returns how many values were skipped as negative
+    /// or not finite.
+    pub fn record(&self, m: &AgentMetrics, folded: bool, server_address: Option<&str>) -> u64 {
+        if folded {
+            self.folded.inc();
+        }
+        let l = labels(m, folded, server_address);
+        let repeat = repeat_count(m.sample_weight);
+        let w = counter_weight(m.sample_weight);
+        let mut invalid = 0;
+
+        self.requests.get_or_create(&l).inc_by(w);
+        if m.is_error() {
+            self.errors.get_or_create(&l).inc_by(w);
+        }
+        match seconds(m.latency_ms) {
+            Some(s) => {
+                let h = self.duration.get_or_create(&l);
+                (0..repeat).for_each(|_| h.observe(s));
+            }
+            None => invalid += 1,
+        }
+        if let Some(t) = m.ttft_ms {
+            match seconds(t) {
+                Some(s) => {
+                    let h = self.ttfc.get_or_create(&l);
+                    (0..repeat).for_each(|_| h.observe(s));
+                }
+                None => invalid += 1,
+            }
+        }
+        match m.cost_usd {
+            Some(c) if c.is_finite() && c >= 0.0 => {
+                self.cost.get_or_create(&l).inc_by(c * w);
+            }
+            Some(_) => invalid += 1,
+            None => {}
+        }
+        for (kind, n) in [("input", m.input_tokens), ("output", m.output_tokens)] {
+            if m.is_error() && n == 0 {
+                continue;
+            }
+            let mut tl = l.clone();
+            tl.push((label::TOKEN_TYPE, kind.into()));
+            let h = self.tokens.get_or_create(&tl);
+            (0..repeat).for_each(|_| h.observe(n as f64));
+        }
+        invalid
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use prometheus_client::encoding::text::encode;
+    use proptest::prelude::*;
+    use steer_metrics::ErrorClass;
+
+    fn exposition(records: &[AgentMetrics], max_series: usize) -> String {
+        let inst = Instruments::new();
+        let mut reg = Registry::default();
+        inst.register(&mut reg);
+        let cap = SeriesCap::new(max_series);
+        for m in records {
+            inst.record(m, cap.fold(m), Some("api.openai.com"));
+        }
+        let mut s = String::new();
+        encode(&mut s, &reg).unwrap();
+        s
+    }
+
+    #[test]
+    fn names_units_and_labels_in_the_exposition() {
+        let mut ok = AgentMetrics::new("xai", "grok-4")
+            .with_latency_ms(150.0)
+            .with_tokens(3, 20);
+        ok.cost_usd = Some(0.5);
+        ok.ttft_ms = Some(250.0);
+        let err = AgentMetrics::new("openai", "gpt-4o")
+            .with_latency_ms(50.0)
+            .with_error(ErrorClass::RateLimit);
+        let text = exposition(&[ok, err], 10);
+        for want in [
+            "# TYPE gen_ai_client_operation_duration_seconds histogram",
+            "# UNIT gen_ai_client_operation_duration_seconds seconds",
+            "# TYPE gen_ai_client_token_usage histogram",
+            "# TYPE gen_ai_client_operation_time_to_first_chunk_seconds histogram",
+            "# TYPE steer_llm_requests counter",
+            "# TYPE steer_llm_cost_usd counter",
+            "steer_prometheus_folded_series_total 0",
+            r#"steer_llm_requests_total{gen_ai_operation_name="chat",gen_ai_provider_name="x_ai",gen_ai_request_model="grok-4",server_address="api.openai.com"} 1.0"#,
+            r#"steer_llm_errors_total{gen_ai_operation_name="chat",gen_ai_provider_name="openai",gen_ai_request_model="gpt-4o",error_type="rate_limit",server_address="api.openai.com"} 1.0"#,
+            r#"steer_llm_cost_usd_total{gen_ai_operation_name="chat",gen_ai_provider_name="x_ai",gen_ai_request_model="grok-4",server_address="api.openai.com"} 0.5"#,
+            r#"gen_ai_client_operation_duration_seconds_bucket{le="0.16",gen_ai_operation_name="chat",gen_ai_provider_name="x_ai",gen_ai_request_model="grok-4",server_address="api.openai.com"} 1"#,
+            r#"gen_ai_client_token_usage_sum{gen_ai_operation_name="chat",gen_ai_provider_name="x_ai",gen_ai_request_model="grok-4",server_address="api.openai.com",gen_ai_token_type="output"} 20.0"#,
+            "# EOF",
+        ] {
+            assert!(text.contains(want), "missing {want}\n{text}");
+        }
+        assert!(
+            !text.contains("error_type=\"rate_limit\",server_address=\"api.openai.com\",gen_ai_token_type"),
+            "no token usage for a failure without tokens"
+        );
+    }
+
+    #[test]
+    fn excess_series_fold_into_other_and_are_counted() {
+        let recs: Vec<_> = (0..5)
+            .map(|i| AgentMetrics::new("openai", format!("m{i}")).with_latency_ms(1.0))
+            .collect();
+        let text = exposition(&recs, 2);
+        assert!(text.contains("steer_prometheus_folded_series_total 3"), "{text}");
+        assert!(
+            text.contains(r#"gen_ai_request_model="other",server_address="api.openai.com"} 3.0"#),
+            "{text}"
+        );
+        assert!(!text.contains("m4"));
+    }
+
+    #[test]
+    fn sanitising() {
+        assert_eq!(
+            label_value("a\"b\\c\nd"),
+            "a\"b\\c\nd",
+            "the encoder escapes these"
+        );
+        assert_eq!(label_value("a\u{0}b\rc\td"), "a\u{FFFD}b\u{FFFD}c\u{FFFD}d");
+        assert_eq!(label_value(""), "");
+        let long = "λ".repeat(300);
+        let v = label_value(&long);
+        assert!(v.len() <= MAX_VALUE_LEN && long.starts_with(&v));
+        assert_eq!(repeat_count(3.0), 3);
+        assert_eq!(repeat_count(0.2), 1);
+        assert_eq!(repeat_count(1e9), MAX_REPEAT);
+        assert_eq!(counter_weight(f64::NAN), 1.0);
+    }
+
+    /// Parse one OpenMetrics label-value (after `="`), undoing the escapes;
+    /// returns the value and the rest after the closing quote.
+    fn unescape(s: &str) -> Option<(String, &str)> {
+        let mut out = String::new();
+        let mut it = s.char_indices();
+        while let Some((i, c)) = it.next() {
+            match c {
+                '"' => return Some((out, &s[i + 1..])),
+                '\\' => match it.next()?.1 {
+                    'n' => out.push('\n'),
+                    '"' => out.push('"'),
+                    '\\' => out.push('\\'),
+                    _ => return None,
+                },
+                '\n' => return None,
+                c => out.push(c),
+            }
+        }
+        None
+    }
+
+    proptest! {
+        /// Any model/provider name gives a well-formed exposition (one
+        /// sample per line, every label value properly quoted) from which
+        /// the sanitised value is recovered exactly.
+        #[test]
+        fn odd_names_are_escaped_and_recoverable(
+            model in prop_oneof![Just(String::new()), Just("a\"b\\c\nd{e}=f".to_string()), any::<String>()],
+            provider in any::<String>(),
+        ) {
+            let m = AgentMetrics::new(provider.clone(), model.clone()).with_latency_ms(5.0);
+            let text = exposition(&[m], 10);
+            prop_assert!(text.ends_with("# EOF\n"));
+            let line = text
+                .lines()
+                .find(|l| l.starts_with("steer_llm_requests_total{"))
+                .expect("the requests sample");
+            prop_assert!(line.ends_with("} 1.0"), "{}", line);
+            let mut rest = &line["steer_llm_requests_total{".len()..];
+            let mut got = Vec::new();
+            while let Some(eq) = rest.find("=\"") {
+                let key = rest[..eq].trim_start_matches(',').to_string();
+                let (v, after) = unescape(&rest[eq + 2..]).expect("a well-formed value");
+                got.push((key, v));
+                rest = after;
+            }
+            prop_assert_eq!(rest, "} 1.0");
+            let model_label = got.iter().find(|(k, _)| k == label::REQUEST_MODEL).map(|(_, v)| v.clone());
+            prop_assert_eq!(model_label, Some(label_value(&model)));
+            let provider_label = got.iter().find(|(k, _)| k == label::PROVIDER_NAME).map(|(_, v)| v.clone());
+            prop_assert_eq!(provider_label, Some(label_value(provider_name(&provider))));
+        }
+    }
+}
