@@ -22,8 +22,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let url = match args.next() {
         Some(u) => u,
-        None => std::env::var("STEER_BENCH_POSTGRES_URL")
-            .map_err(|_| "usage: throughput URL [N] [SCHEMA] [BATCH_SIZE] (or set STEER_BENCH_POSTGRES_URL)")?,
+        None => std::env::var("STEER_BENCH_POSTGRES_URL").map_err(|_| {
+            "usage: throughput URL [N] [SCHEMA] [BATCH_SIZE] (or set STEER_BENCH_POSTGRES_URL)"
+        })?,
     };
     let n: usize = args.next().map(|s| s.parse()).transpose()?.unwrap_or(200_000);
     let schema = args.next().unwrap_or_else(|| "steer_bench".into());
@@ -62,7 +63,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         after - before
     );
     if stats.delivered != n as u64 || after - before != n as u64 {
-        return Err(format!("expected {n} new rows, delivered {} / stored {}", stats.delivered, after - before).into());
+        return Err(format!(
+            "expected {n} new rows, delivered {} / stored {}",
+            stats.delivered,
+            after - before
+        )
+        .into());
     }
     println!("records_per_sec={rate:.0}");
     Ok(())

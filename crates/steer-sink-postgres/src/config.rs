@@ -143,7 +143,11 @@ impl fmt::Debug for PostgresSinkBuilder {
         f.debug_struct("PostgresSinkBuilder")
             .field(
                 "url",
-                &self.pg.as_ref().map(redacted).unwrap_or_else(|_| "<invalid>".into()),
+                &self
+                    .pg
+                    .as_ref()
+                    .map(redacted)
+                    .unwrap_or_else(|_| "<invalid>".into()),
             )
             .field("schema", &self.schema)
             .field("table", &self.table)
@@ -331,7 +335,10 @@ mod tests {
             PostgresSinkBuilder::new("postgres://a@h/d").table(long).build(),
             Err(ConfigError::InvalidIdentifier { what: "table", .. })
         ));
-        assert!(PostgresSinkBuilder::new("postgres://a@h/d").schema("").build().is_err());
+        assert!(PostgresSinkBuilder::new("postgres://a@h/d")
+            .schema("")
+            .build()
+            .is_err());
         assert!(PostgresSinkBuilder::new("postgres://a@h/d")
             .table("we\"ird; DROP TABLE x")
             .build()

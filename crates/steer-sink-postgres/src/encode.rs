@@ -532,7 +532,10 @@ mod tests {
         let (good, bad) = rows(&batch);
         assert_eq!(good.iter().map(|(i, _)| *i).collect::<Vec<_>>(), vec![0, 2, 4]);
         assert_eq!(bad.iter().map(|(i, _)| *i).collect::<Vec<_>>(), vec![1, 3]);
-        assert_eq!(bad[0].1.to_string(), "field `model` contains a NUL byte, which PostgreSQL text cannot store");
+        assert_eq!(
+            bad[0].1.to_string(),
+            "field `model` contains a NUL byte, which PostgreSQL text cannot store"
+        );
     }
 
     #[test]

@@ -94,7 +94,11 @@ impl PostgresSink {
         PostgresSinkBuilder::from_config(config)
     }
 
-    pub(crate) fn from_settings(settings: ConnSettings, name: String, migrate: bool) -> Result<Self, ConfigError> {
+    pub(crate) fn from_settings(
+        settings: ConnSettings,
+        name: String,
+        migrate: bool,
+    ) -> Result<Self, ConfigError> {
         Ok(PostgresSink {
             name,
             pool: client::pool(&settings)?,

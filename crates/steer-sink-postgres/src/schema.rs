@@ -193,7 +193,10 @@ pub(crate) async fn migrate(
     t: &TableRef,
 ) -> Result<Vec<i32>, tokio_postgres::Error> {
     // Fast path: already current (needs only SELECT on the bookkeeping table).
-    if current_version(client, t).await?.is_some_and(|v| v >= latest_version()) {
+    if current_version(client, t)
+        .await?
+        .is_some_and(|v| v >= latest_version())
+    {
         return Ok(Vec::new());
     }
     let key = t.lock_key();
@@ -205,8 +208,11 @@ pub(crate) async fn migrate(
             .await?
             .is_some();
         if !exists {
-            tx.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {}", quote_ident(t.schema())))
-                .await?;
+            tx.batch_execute(&format!(
+                "CREATE SCHEMA IF NOT EXISTS {}",
+                quote_ident(t.schema())
+            ))
+            .await?;
         }
         tx.batch_execute(&bootstrap_sql(t)).await?;
         tx.commit().await?;
@@ -225,7 +231,10 @@ pub(crate) async fn migrate(
         if !done {
             tx.batch_execute(&m.sql(t)).await?;
             tx.execute(
-                &format!("INSERT INTO {} (version, name) VALUES ($1, $2)", t.migrations_table()),
+                &format!(
+                    "INSERT INTO {} (version, name) VALUES ($1, $2)",
+                    t.migrations_table()
+                ),
                 &[&m.version, &m.name],
             )
             .await?;
@@ -246,17 +255,21 @@ pub(crate) async fn current_version(
     let exists: bool = client
         .query_one(
             "SELECT to_regclass($1) IS NOT NULL",
-            &[&format!("{}.{}", quote_ident(t.schema()), quote_ident(&format!("{}_migrations", t.table())))],
+            &[&format!(
+                "{}.{}",
+                quote_ident(t.schema()),
+                quote_ident(&format!("{}_migrations", t.table()))
+            )],
         )
         .await?
-        .get(0);
+        .try_get(0)?;
     if !exists {
         return Ok(None);
     }
     let row = client
         .query_one(&format!("SELECT max(version) FROM {}", t.migrations_table()), &[])
         .await?;
-    Ok(row.get::<_, Option<i32>>(0))
+    row.try_get::<_, Option<i32>>(0)
 }
 
 #[cfg(test)]
@@ -300,7 +313,10 @@ mod tests {
         let a = TableRef::new("public", "llm_metrics").unwrap();
         let b = TableRef::new("other", "llm_metrics").unwrap();
         assert_ne!(a.lock_key(), b.lock_key());
-        assert_eq!(a.lock_key(), TableRef::new("public", "llm_metrics").unwrap().lock_key());
+        assert_eq!(
+            a.lock_key(),
+            TableRef::new("public", "llm_metrics").unwrap().lock_key()
+        );
     }
 
     #[test]

@@ -144,7 +144,8 @@ impl PostgresStore {
             self.settings.table.qualified()
         );
         let rows = self.query(&sql, since).await?;
-        Ok(rows.first().map(|r| summary_from_row(r, 0)).unwrap_or_else(empty))
+        rows.first()
+            .map_or_else(|| Ok(empty()), |r| summary_from_row(r, 0))
     }
 
     /// Summary of the last `hours` hours, measured by the database clock
@@ -159,7 +160,8 @@ impl PostgresStore {
             .query(&sql, &[&hours])
             .await
             .map_err(|e| DbError::from_pg("running a summary query", &e))?;
-        Ok(rows.first().map(|r| summary_from_row(r, 0)).unwrap_or_else(empty))
+        rows.first()
+            .map_or_else(|| Ok(empty()), |r| summary_from_row(r, 0))
     }
 
     /// Summaries per model, provider or error class (`none` for successes)
@@ -179,10 +181,9 @@ impl PostgresStore {
             self.settings.table.qualified()
         );
         let rows = self.query(&sql, since).await?;
-        Ok(rows
-            .iter()
-            .map(|r| (r.get::<_, String>(0), summary_from_row(r, 1)))
-            .collect())
+        rows.iter()
+            .map(|r| Ok((col::<String>(r, 0)?, summary_from_row(r, 1)?)))
+            .collect()
     }
 
     /// Number of stored records with `timestamp >= since` (all when `None`).
@@ -192,15 +193,17 @@ impl PostgresStore {
             self.settings.table.qualified()
         );
         let rows = self.query(&sql, since).await?;
-        Ok(rows
-            .first()
-            .map_or(0, |r| u64::try_from(r.get::<_, i64>(0)).unwrap_or(0)))
+        rows.first().map_or(Ok(0), |r| Ok(u(col(r, 0)?)))
     }
 
     /// Stored records with `timestamp >= since` (all when `None`), oldest
     /// first, at most `limit`. Timestamps come back at PostgreSQL's
     /// microsecond precision.
-    pub async fn records(&self, since: Option<DateTime<Utc>>, limit: i64) -> Result<Vec<AgentMetrics>, StoreError> {
+    pub async fn records(
+        &self,
+        since: Option<DateTime<Utc>>,
+        limit: i64,
+    ) -> Result<Vec<AgentMetrics>, StoreError> {
         let cols = encode::COLUMNS
             .iter()
             .map(|(n, _)| {
@@ -229,81 +232,114 @@ fn empty() -> Summary {
     Summary::from_records(std::iter::empty())
 }
 
+/// A column of a result row, as a [`StoreError`] instead of a panic when the
+/// table does not have the expected shape.
+fn col<'a, T: tokio_postgres::types::FromSql<'a>>(r: &'a Row, i: usize) -> Result<T, StoreError> {
+    r.try_get(i).map_err(|e| {
+        StoreError::Db(DbError {
+            class: Class::Permanent,
+            sqlstate: None,
+            message: format!("unexpected value in result column {i}: {e}"),
+        })
+    })
+}
+
 fn u(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
 }
 
-fn distribution(r: &Row, count: u64, at: usize) -> Option<Distribution> {
+fn distribution(r: &Row, count: u64, at: usize) -> Result<Option<Distribution>, StoreError> {
     if count == 0 {
-        return None;
+        return Ok(None);
     }
-    let p: Vec<f64> = r.get::<_, Option<Vec<f64>>>(at + 3)?;
-    Some(Distribution {
+    let p: Option<Vec<f64>> = col(r, at + 3)?;
+    let (Some(mean), Some(min), Some(max), Some(p)) = (
+        col::<Option<f64>>(r, at)?,
+        col::<Option<f64>>(r, at + 1)?,
+        col::<Option<f64>>(r, at + 2)?,
+        p,
+    ) else {
+        return Ok(None);
+    };
+    let (Some(&p50), Some(&p95), Some(&p99)) = (p.first(), p.get(1), p.get(2)) else {
+        return Ok(None);
+    };
+    Ok(Some(Distribution {
         count,
-        mean: r.get::<_, Option<f64>>(at)?,
-        min: r.get::<_, Option<f64>>(at + 1)?,
-        max: r.get::<_, Option<f64>>(at + 2)?,
-        p50: *p.first()?,
-        p95: *p.get(1)?,
-        p99: *p.get(2)?,
-    })
+        mean,
+        min,
+        max,
+        p50,
+        p95,
+        p99,
+    }))
 }
 
 /// Turn the [`SUMMARY_COLUMNS`] starting at column `o` into a [`Summary`].
-fn summary_from_row(r: &Row, o: usize) -> Summary {
-    let count = u(r.get(o));
-    let errors = u(r.get(o + 1));
-    Summary {
+fn summary_from_row(r: &Row, o: usize) -> Result<Summary, StoreError> {
+    let count = u(col(r, o)?);
+    let errors = u(col(r, o + 1)?);
+    Ok(Summary {
         count,
         errors,
-        error_rate: if count == 0 { 0.0 } else { errors as f64 / count as f64 },
-        latency_ms: distribution(r, count, o + 2),
-        ttft_ms: distribution(r, u(r.get(o + 6)), o + 7),
-        input_tokens: u(r.get(o + 11)),
-        output_tokens: u(r.get(o + 12)),
-        cached_tokens: u(r.get(o + 13)),
-        cost_usd: r.get(o + 14),
-        cost_unknown: u(r.get(o + 15)),
-        retries: u(r.get(o + 16)),
-    }
+        error_rate: if count == 0 {
+            0.0
+        } else {
+            errors as f64 / count as f64
+        },
+        latency_ms: distribution(r, count, o + 2)?,
+        ttft_ms: distribution(r, u(col(r, o + 6)?), o + 7)?,
+        input_tokens: u(col(r, o + 11)?),
+        output_tokens: u(col(r, o + 12)?),
+        cached_tokens: u(col(r, o + 13)?),
+        cost_usd: col(r, o + 14)?,
+        cost_unknown: u(col(r, o + 15)?),
+        retries: u(col(r, o + 16)?),
+    })
 }
 
 fn record_from_row(r: &Row) -> Result<AgentMetrics, StoreError> {
-    let request_id: uuid::Uuid = r.get(0);
+    let request_id: uuid::Uuid = col(r, 0)?;
     let corrupt = |reason: String| StoreError::Corrupt { request_id, reason };
-    let model: String = r.get(3);
-    let provider: String = r.get(5);
-    let mut m = AgentMetrics::new(provider, model);
+    let mut m = AgentMetrics::new(col::<String>(r, 5)?, col::<String>(r, 3)?);
     m.request_id = request_id;
-    m.trace_id = r.get(1);
-    m.timestamp = r.get(2);
-    m.response_model = r.get(4);
-    m.method = r
-        .get::<_, String>(6)
+    m.trace_id = col(r, 1)?;
+    m.timestamp = col(r, 2)?;
+    m.response_model = col(r, 4)?;
+    m.method = col::<String>(r, 6)?
         .parse::<Method>()
         .map_err(|e| corrupt(e.to_string()))?;
-    m.latency_ms = r.get(7);
-    m.ttft_ms = r.get(8);
-    let nonneg = |i: usize, v: i64| u64::try_from(v).map_err(|_| corrupt(format!("negative {}", encode::COLUMNS[i].0)));
-    m.input_tokens = nonneg(9, r.get(9))?;
-    m.output_tokens = nonneg(10, r.get(10))?;
-    m.cached_tokens = nonneg(11, r.get(11))?;
-    m.cache_write_tokens = r.get::<_, Option<i64>>(12).map(|v| nonneg(12, v)).transpose()?;
-    m.reasoning_tokens = r.get::<_, Option<i64>>(13).map(|v| nonneg(13, v)).transpose()?;
-    m.cost_usd = r.get(14);
-    let small = |i: usize, v: i64| u32::try_from(v).map_err(|_| corrupt(format!("{} out of range", encode::COLUMNS[i].0)));
-    m.retries = small(15, r.get(15))?;
-    m.error_class = r
-        .get::<_, Option<String>>(16)
+    m.latency_ms = col(r, 7)?;
+    m.ttft_ms = col(r, 8)?;
+    let big = |i: usize| -> Result<u64, StoreError> {
+        u64::try_from(col::<i64>(r, i)?).map_err(|_| corrupt(format!("negative {}", encode::COLUMNS[i].0)))
+    };
+    let opt_big = |i: usize| -> Result<Option<u64>, StoreError> {
+        col::<Option<i64>>(r, i)?
+            .map(|v| u64::try_from(v).map_err(|_| corrupt(format!("negative {}", encode::COLUMNS[i].0))))
+            .transpose()
+    };
+    let small = |i: usize| -> Result<u32, StoreError> {
+        u32::try_from(col::<i64>(r, i)?)
+            .map_err(|_| corrupt(format!("{} out of range", encode::COLUMNS[i].0)))
+    };
+    m.input_tokens = big(9)?;
+    m.output_tokens = big(10)?;
+    m.cached_tokens = big(11)?;
+    m.cache_write_tokens = opt_big(12)?;
+    m.reasoning_tokens = opt_big(13)?;
+    m.cost_usd = col(r, 14)?;
+    m.retries = small(15)?;
+    m.error_class = col::<Option<String>>(r, 16)?
         .map(|s| s.parse::<ErrorClass>())
         .transpose()
         .map_err(|e| corrupt(e.to_string()))?;
-    m.error_message = r.get(17);
-    m.tools_used = r.get(18);
-    m.tools_invoked = small(19, r.get(19))?;
-    m.agent_loop_iters = small(20, r.get(20))?;
-    m.agent_runtime = r.get(21);
-    m.tags = r.get::<_, Json<BTreeMap<String, String>>>(22).0;
-    m.sample_weight = r.get(23);
+    m.error_message = col(r, 17)?;
+    m.tools_used = col(r, 18)?;
+    m.tools_invoked = small(19)?;
+    m.agent_loop_iters = small(20)?;
+    m.agent_runtime = col(r, 21)?;
+    m.tags = col::<Json<BTreeMap<String, String>>>(r, 22)?.0;
+    m.sample_weight = col(r, 23)?;
     Ok(m)
 }

@@ -24,14 +24,17 @@ pub(crate) fn connector(extra_ca_pem: &[Vec<u8>]) -> Result<MakeRustlsConnect, C
             added += 1;
         }
         if added == 0 {
-            return Err(ConfigError::InvalidCaCert("no certificate found in the PEM data".into()));
+            return Err(ConfigError::InvalidCaCert(
+                "no certificate found in the PEM data".into(),
+            ));
         }
     }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| ConfigError::InvalidCaCert(e.to_string()))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let config =
+        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| ConfigError::InvalidCaCert(e.to_string()))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
     Ok(MakeRustlsConnect::new(config))
 }
 

@@ -93,7 +93,9 @@ impl ServerControl {
         ServerControl {
             pg_ctl: env("STEER_TEST_PG_CTL").expect("STEER_TEST_PG_CTL"),
             data: env("STEER_TEST_PG_DATA").expect("STEER_TEST_PG_DATA"),
-            runas: std::env::var("STEER_TEST_PG_RUNAS").ok().filter(|s| !s.is_empty()),
+            runas: std::env::var("STEER_TEST_PG_RUNAS")
+                .ok()
+                .filter(|s| !s.is_empty()),
             stopped: false,
         }
     }
@@ -107,7 +109,11 @@ impl ServerControl {
             }
             None => Command::new(&self.pg_ctl),
         };
-        let out = cmd.args(["-D", &self.data, "-w", "-t", "30"]).args(args).output().unwrap();
+        let out = cmd
+            .args(["-D", &self.data, "-w", "-t", "30"])
+            .args(args)
+            .output()
+            .unwrap();
         assert!(
             out.status.success(),
             "pg_ctl {args:?} failed: {}{}",
@@ -161,7 +167,12 @@ fn full_record(i: u32) -> AgentMetrics {
     m.retries = 2;
     m.error_class = Some(ErrorClass::ALL[i as usize % ErrorClass::ALL.len()]);
     m.error_message = Some("429 from provider: {\"quota\": 'x'}".into());
-    m.tools_used = vec!["search".into(), "calc,ulator".into(), "{braces}".into(), "\"q\"".into()];
+    m.tools_used = vec![
+        "search".into(),
+        "calc,ulator".into(),
+        "{braces}".into(),
+        "\"q\"".into(),
+    ];
     m.tools_invoked = 4;
     m.agent_loop_iters = u32::MAX;
     m.agent_runtime = Some("loop".into());
@@ -229,14 +240,20 @@ async fn every_field_round_trips_and_the_schema_is_as_documented() {
     want("error_class", "text");
     assert_eq!(types.len(), 24, "a column per AgentMetrics field");
     let indexes: Vec<String> = c
-        .query("SELECT indexname::text FROM pg_indexes WHERE schemaname = $1 AND tablename = 'llm_metrics'", &[&schema])
+        .query(
+            "SELECT indexname::text FROM pg_indexes WHERE schemaname = $1 AND tablename = 'llm_metrics'",
+            &[&schema],
+        )
         .await
         .unwrap()
         .iter()
         .map(|r| r.get(0))
         .collect();
     assert_eq!(indexes.len(), 5, "{indexes:?}");
-    assert!(indexes.iter().all(|i| i.starts_with("llm_metrics_")), "{indexes:?}");
+    assert!(
+        indexes.iter().all(|i| i.starts_with("llm_metrics_")),
+        "{indexes:?}"
+    );
     let unique: bool = c
         .query_one(
             "SELECT bool_or(indisunique) FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) \
@@ -257,7 +274,9 @@ async fn every_field_round_trips_and_the_schema_is_as_documented() {
         .unwrap()
         .get(0);
     assert_eq!(team, 20);
-    c.batch_execute(&format!("DROP SCHEMA \"{schema}\" CASCADE")).await.unwrap();
+    c.batch_execute(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -267,7 +286,13 @@ async fn migrations_run_once_under_concurrent_starts_in_a_custom_table() {
     let schema = fresh_schema("migrate");
     let table = "My \"Metrics\" Table";
     let sinks: Vec<PostgresSink> = (0..8)
-        .map(|_| PostgresSink::builder(&url).schema(&schema).table(table).build().unwrap())
+        .map(|_| {
+            PostgresSink::builder(&url)
+                .schema(&schema)
+                .table(table)
+                .build()
+                .unwrap()
+        })
         .collect();
     let results = futures::future::join_all(sinks.iter().map(|s| s.migrate())).await;
     let applied: Vec<i32> = results.into_iter().flat_map(|r| r.unwrap()).collect();
@@ -284,12 +309,17 @@ async fn migrations_run_once_under_concurrent_starts_in_a_custom_table() {
     assert_eq!(versions, 1);
     sinks[3].record_batch(&synthetic(10, 1)).await.unwrap();
     let n: i64 = c
-        .query_one(&format!("SELECT count(*) FROM \"{schema}\".\"My \"\"Metrics\"\" Table\""), &[])
+        .query_one(
+            &format!("SELECT count(*) FROM \"{schema}\".\"My \"\"Metrics\"\" Table\""),
+            &[],
+        )
         .await
         .unwrap()
         .get(0);
     assert_eq!(n, 10);
-    c.batch_execute(&format!("DROP SCHEMA \"{schema}\" CASCADE")).await.unwrap();
+    c.batch_execute(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -307,7 +337,9 @@ async fn a_retried_batch_never_duplicates() {
     sink.record_batch(&overlap).await.unwrap();
     let c = admin(&url).await;
     assert_eq!(count(&c, &schema).await, (3000, 3000));
-    c.batch_execute(&format!("DROP SCHEMA \"{schema}\" CASCADE")).await.unwrap();
+    c.batch_execute(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
+        .await
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -348,7 +380,9 @@ async fn nul_byte_records_are_rejected_while_their_batch_mates_land() {
         .unwrap()
         .get(0);
     assert_eq!(found, 0);
-    c.batch_execute(&format!("DROP SCHEMA \"{schema}\" CASCADE")).await.unwrap();
+    c.batch_execute(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
+        .await
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -387,13 +421,17 @@ async fn a_record_the_server_refuses_is_isolated_by_splitting() {
         .unwrap()
         .get(0);
     assert_eq!(found, 0);
-    c.batch_execute(&format!("DROP SCHEMA \"{schema}\" CASCADE")).await.unwrap();
+    c.batch_execute(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
+        .await
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_privileges_fail_permanently_without_retrying() {
     let Some(url) = url() else { return };
-    let Some(nopriv) = env("STEER_TEST_POSTGRES_NOPRIV_URL") else { return };
+    let Some(nopriv) = env("STEER_TEST_POSTGRES_NOPRIV_URL") else {
+        return;
+    };
     let _shared = SERVER.read().await;
     let schema = fresh_schema("nopriv");
     sink(&url, &schema).migrate().await.unwrap();
@@ -408,7 +446,11 @@ async fn missing_privileges_fail_permanently_without_retrying() {
     assert_eq!(err.kind(), SinkErrorKind::Permanent, "{err}");
     assert!(err.message().contains("42501"), "{err}");
     assert!(err.message().contains("permission denied"), "{err}");
-    assert_eq!(err.records(), Some(&[0, 1, 2][..]), "the whole batch, no splitting");
+    assert_eq!(
+        err.records(),
+        Some(&[0, 1, 2][..]),
+        "the whole batch, no splitting"
+    );
 
     let started = Instant::now();
     let collector = MetricsCollector::builder()
@@ -420,16 +462,26 @@ async fn missing_privileges_fail_permanently_without_retrying() {
     }
     let s = collector.flush().await.sinks[0].stats.clone();
     assert_eq!((s.delivered, s.failed.rejected, s.retried), (0, 250, 0), "{s}");
-    assert!(started.elapsed() < Duration::from_secs(5), "not retried: {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "not retried: {:?}",
+        started.elapsed()
+    );
     assert_eq!(count(&c, &schema).await, (0, 0));
-    c.batch_execute(&format!("DROP SCHEMA \"{schema}\" CASCADE")).await.unwrap();
+    c.batch_execute(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
 async fn password_auth_works_and_the_password_never_shows() {
     let Some(url) = url() else { return };
-    let Some(pw_url) = env("STEER_TEST_POSTGRES_PASSWORD_URL") else { return };
-    let Some(password) = env("STEER_TEST_POSTGRES_PASSWORD") else { return };
+    let Some(pw_url) = env("STEER_TEST_POSTGRES_PASSWORD_URL") else {
+        return;
+    };
+    let Some(password) = env("STEER_TEST_POSTGRES_PASSWORD") else {
+        return;
+    };
     let _shared = SERVER.read().await;
     let schema = fresh_schema("password");
     let sink = sink(&pw_url, &schema);
@@ -445,7 +497,10 @@ async fn password_auth_works_and_the_password_never_shows() {
     assert_eq!(err.kind(), SinkErrorKind::Permanent, "{err}");
     assert!(err.message().contains("28P01"), "{err}");
     let shown = format!("{err} {err:?} {bad_sink:?}");
-    assert!(!shown.contains("not-the-password") && !shown.contains(&password), "{shown}");
+    assert!(
+        !shown.contains("not-the-password") && !shown.contains(&password),
+        "{shown}"
+    );
     let err = PostgresStore::connect(&wrong).await.unwrap_err();
     let shown = format!("{err} {err:?}");
     assert!(!shown.contains("not-the-password"), "{shown}");
@@ -461,11 +516,16 @@ async fn password_auth_works_and_the_password_never_shows() {
 #[tokio::test]
 async fn tls_connections_are_encrypted_and_verified() {
     let Some(url) = url() else { return };
-    let Some(ca) = env("STEER_TEST_POSTGRES_TLS_CA") else { return };
+    let Some(ca) = env("STEER_TEST_POSTGRES_TLS_CA") else {
+        return;
+    };
     let _shared = SERVER.read().await;
     let schema = fresh_schema("tls");
     let app = format!("steer_tls_{}", &uuid::Uuid::now_v7().simple().to_string()[20..]);
-    let tls_url = format!("{}&application_name={app}", url.replace("sslmode=disable", "sslmode=require"));
+    let tls_url = format!(
+        "{}&application_name={app}",
+        url.replace("sslmode=disable", "sslmode=require")
+    );
     assert!(tls_url.contains("sslmode=require"));
     let sink = PostgresSink::builder(&tls_url)
         .schema(&schema)
@@ -486,8 +546,13 @@ async fn tls_connections_are_encrypted_and_verified() {
     // Without our CA the server's certificate is not trusted.
     let untrusted = PostgresSink::builder(&tls_url).schema(&schema).build().unwrap();
     let err = untrusted.store().ping().await.unwrap_err();
-    assert!(!err.is_retryable(), "an untrusted certificate is a permanent error: {err}");
-    c.batch_execute(&format!("DROP SCHEMA \"{schema}\" CASCADE")).await.unwrap();
+    assert!(
+        !err.is_retryable(),
+        "an untrusted certificate is a permanent error: {err}"
+    );
+    c.batch_execute(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
+        .await
+        .unwrap();
 }
 
 fn close(a: f64, b: f64, what: &str) {
@@ -516,8 +581,20 @@ fn same_summary(db: &Summary, mem: &Summary, what: &str) {
     assert_eq!(db.errors, mem.errors, "{what} errors");
     close(db.error_rate, mem.error_rate, &format!("{what} error_rate"));
     assert_eq!(
-        (db.input_tokens, db.output_tokens, db.cached_tokens, db.retries, db.cost_unknown),
-        (mem.input_tokens, mem.output_tokens, mem.cached_tokens, mem.retries, mem.cost_unknown),
+        (
+            db.input_tokens,
+            db.output_tokens,
+            db.cached_tokens,
+            db.retries,
+            db.cost_unknown
+        ),
+        (
+            mem.input_tokens,
+            mem.output_tokens,
+            mem.cached_tokens,
+            mem.retries,
+            mem.cost_unknown
+        ),
         "{what} sums"
     );
     close(db.cost_usd, mem.cost_usd, &format!("{what} cost"));
@@ -546,7 +623,11 @@ async fn summaries_equal_the_in_memory_summary() {
     for chunk in records.chunks(5000) {
         sink.record_batch(chunk).await.unwrap();
     }
-    same_summary(&store.summary(None).await.unwrap(), &Summary::from_records(&records), "all");
+    same_summary(
+        &store.summary(None).await.unwrap(),
+        &Summary::from_records(&records),
+        "all",
+    );
     same_summary(
         &store.summary_last_hours(1).await.unwrap(),
         &Summary::from_records(&records),
@@ -555,7 +636,11 @@ async fn summaries_equal_the_in_memory_summary() {
     for by in [GroupBy::Model, GroupBy::Provider, GroupBy::ErrorClass] {
         let db = store.breakdown(None, by).await.unwrap();
         let mem = breakdown(&records, by);
-        assert_eq!(db.keys().collect::<Vec<_>>(), mem.keys().collect::<Vec<_>>(), "{by:?}");
+        assert_eq!(
+            db.keys().collect::<Vec<_>>(),
+            mem.keys().collect::<Vec<_>>(),
+            "{by:?}"
+        );
         for (k, v) in &mem {
             same_summary(&db[k], v, &format!("{by:?}={k}"));
         }
@@ -573,7 +658,14 @@ async fn summaries_equal_the_in_memory_summary() {
     for (k, v) in &mem {
         same_summary(&db[k], v, &format!("window provider={k}"));
     }
-    assert!(store.summary(Some(Utc::now() + chrono::Duration::hours(1))).await.unwrap().count == 0);
+    assert!(
+        store
+            .summary(Some(Utc::now() + chrono::Duration::hours(1)))
+            .await
+            .unwrap()
+            .count
+            == 0
+    );
     admin(&url)
         .await
         .batch_execute(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
@@ -632,8 +724,13 @@ async fn database_down_at_start_then_everything_is_delivered_with_bounded_memory
         .await
         .unwrap()
         .get(0);
-    assert_eq!(first_found, 5000, "everything recorded while down and queued is delivered");
-    c.batch_execute(&format!("DROP SCHEMA \"{schema}\" CASCADE")).await.unwrap();
+    assert_eq!(
+        first_found, 5000,
+        "everything recorded while down and queued is delivered"
+    );
+    c.batch_execute(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
+        .await
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -661,7 +758,10 @@ async fn a_restart_mid_run_loses_and_duplicates_nothing() {
             collector.record(r.clone());
         }
         if i == 2 {
-            wait_until("some deliveries", 60, || collector.stats().sinks[0].delivered >= 10_000).await;
+            wait_until("some deliveries", 60, || {
+                collector.stats().sinks[0].delivered >= 10_000
+            })
+            .await;
             server.stop();
             tokio::time::sleep(Duration::from_millis(300)).await;
             server.start();
@@ -676,5 +776,7 @@ async fn a_restart_mid_run_loses_and_duplicates_nothing() {
     assert!(s.retried > 0, "the restart interrupted deliveries: {s}");
     let c = admin(&url).await;
     assert_eq!(count(&c, &schema).await, (100_000, 100_000));
-    c.batch_execute(&format!("DROP SCHEMA \"{schema}\" CASCADE")).await.unwrap();
+    c.batch_execute(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
+        .await
+        .unwrap();
 }
