@@ -99,7 +99,7 @@ pub async fn run(args: BenchArgs, _ctx: &Context) -> Result<ExitCode, CliError> 
             "--records and --batch must be at least 1".into(),
         ));
     }
-    let sink = crate::sinks::build(&args.sink)?;
+    let sink = crate::sinks::build(&args.sink).await?;
     let traffic = sink.traffic();
     let options = SinkOptions::default()
         .batch_size(args.batch)

@@ -179,7 +179,7 @@ pub async fn run(args: DemoArgs, ctx: &Context) -> Result<ExitCode, CliError> {
     let mut specs = vec![SinkSpec::Sqlite(db.clone())];
     specs.extend(ctx.config_sinks.iter().cloned());
     specs.extend(args.sinks.sinks.iter().cloned());
-    let sinks = crate::sinks::build_all(&specs)?;
+    let sinks = crate::sinks::build_all(&specs).await?;
 
     let mut builder = MetricsCollector::builder();
     for s in sinks {

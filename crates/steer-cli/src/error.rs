@@ -28,7 +28,9 @@ pub enum CliError {
     #[error(transparent)]
     Config(#[from] ConfigError),
     /// A sink that this build does not include.
-    #[error("the `{0}` sink is not available in this build of steer yet")]
+    #[error(
+        "the `{0}` sink is not available in this build of steer (not built yet, or its cargo feature is off)"
+    )]
     SinkNotBuilt(&'static str),
     /// A sink could not be set up.
     #[error("cannot set up sink {spec}: {message}")]

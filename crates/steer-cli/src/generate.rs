@@ -43,7 +43,7 @@ pub struct GenerateArgs {
 pub async fn run(args: GenerateArgs, ctx: &Context) -> Result<ExitCode, CliError> {
     let mut specs = ctx.config_sinks.clone();
     specs.extend(args.sinks.sinks.iter().cloned());
-    let sinks = crate::sinks::build_all(&specs)?;
+    let sinks = crate::sinks::build_all(&specs).await?;
     let mut builder = MetricsCollector::builder();
     for s in sinks {
         builder = builder.sink(s);

@@ -62,25 +62,39 @@ fn setup(spec: &SinkSpec, e: impl std::fmt::Display) -> CliError {
 
 /// Build the sink a spec names. Network sinks do not connect here: a
 /// backend that is down at start is retried by the collector and reported.
-pub fn build(spec: &SinkSpec) -> Result<Tracked, CliError> {
+pub async fn build(spec: &SinkSpec) -> Result<Tracked, CliError> {
     let inner: Box<dyn MetricsSink> = match spec {
         SinkSpec::Sqlite(path) => {
             Box::new(steer_sink_sqlite::SqliteSink::open(path).map_err(|e| setup(spec, e))?)
         }
         SinkSpec::JsonLines(path) => Box::new(JsonLinesSink::new(path)),
         SinkSpec::Log => Box::new(LogSink::new()),
+        #[cfg(feature = "postgres")]
         SinkSpec::Postgres(url) => Box::new(
             steer_sink_postgres::PostgresSink::builder(url)
                 .build()
                 .map_err(|e| setup(spec, e))?,
         ),
+        #[cfg(feature = "influxdb")]
         SinkSpec::Influx(url) => {
             Box::new(steer_sink_influxdb::InfluxSink::from_url(url).map_err(|e| setup(spec, e))?)
         }
-        SinkSpec::CloudWatch(_) => return Err(CliError::SinkNotBuilt("cloudwatch")),
-        SinkSpec::Datadog(_) => return Err(CliError::SinkNotBuilt("datadog")),
-        SinkSpec::Otlp(_) => return Err(CliError::SinkNotBuilt("otlp")),
-        SinkSpec::Prometheus(_) => return Err(CliError::SinkNotBuilt("prometheus")),
+        #[cfg(feature = "datadog")]
+        SinkSpec::Datadog(site) => {
+            Box::new(steer_sink_datadog::DatadogSink::from_spec(site.as_deref()).map_err(|e| setup(spec, e))?)
+        }
+        #[cfg(feature = "otlp")]
+        SinkSpec::Otlp(url) => {
+            Box::new(steer_sink_otlp::OtlpSink::from_url(url).map_err(|e| setup(spec, e))?)
+        }
+        #[cfg(feature = "cloudwatch")]
+        SinkSpec::CloudWatch(ns) => Box::new(
+            steer_sink_cloudwatch::CloudWatchSink::from_namespace(ns)
+                .await
+                .map_err(|e| setup(spec, e))?,
+        ),
+        #[allow(unreachable_patterns)]
+        other => return Err(CliError::SinkNotBuilt(other.kind())),
     };
     Ok(Tracked {
         name: spec.to_string(),
@@ -90,14 +104,14 @@ pub fn build(spec: &SinkSpec) -> Result<Tracked, CliError> {
 }
 
 /// Build every sink, refusing duplicates (the same spec twice).
-pub fn build_all(specs: &[SinkSpec]) -> Result<Vec<Tracked>, CliError> {
+pub async fn build_all(specs: &[SinkSpec]) -> Result<Vec<Tracked>, CliError> {
     let mut seen = std::collections::HashSet::new();
     let mut out = Vec::new();
     for s in specs {
         if !seen.insert(s.to_string()) {
             continue;
         }
-        out.push(build(s)?);
+        out.push(build(s).await?);
     }
     Ok(out)
 }

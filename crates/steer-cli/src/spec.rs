@@ -33,6 +33,23 @@ pub enum SinkSpec {
     Prometheus(String),
 }
 
+impl SinkSpec {
+    /// The sink kind (`sqlite`, `postgres`, ...).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SinkSpec::Sqlite(_) => "sqlite",
+            SinkSpec::JsonLines(_) => "jsonl",
+            SinkSpec::Log => "log",
+            SinkSpec::Postgres(_) => "postgres",
+            SinkSpec::Influx(_) => "influxdb",
+            SinkSpec::CloudWatch(_) => "cloudwatch",
+            SinkSpec::Datadog(_) => "datadog",
+            SinkSpec::Otlp(_) => "otlp",
+            SinkSpec::Prometheus(_) => "prometheus",
+        }
+    }
+}
+
 impl fmt::Debug for SinkSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "SinkSpec({self})")

@@ -5,7 +5,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
-use steer_metrics::GroupBy;
+use std::collections::BTreeMap;
+
+use steer_metrics::{GroupBy, Summary};
 
 use crate::error::CliError;
 use crate::output::{table, SummaryReport};
@@ -65,6 +67,35 @@ pub fn default_db(ctx: &Context) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("steer-metrics.db"))
 }
 
+type Summaries = (Summary, BTreeMap<String, Summary>);
+
+#[cfg(feature = "postgres")]
+async fn postgres_summary(
+    url: &str,
+    since: Option<chrono::DateTime<chrono::Utc>>,
+    by: GroupBy,
+) -> Result<Summaries, CliError> {
+    let store_err = |e: &dyn std::fmt::Display| CliError::Store {
+        store: crate::spec::redact(url),
+        message: e.to_string(),
+    };
+    let store = steer_sink_postgres::PostgresSink::builder(url)
+        .build_store()
+        .map_err(|e| store_err(&e))?;
+    let total = store.summary(since).await.map_err(|e| store_err(&e))?;
+    let groups = store.breakdown(since, by).await.map_err(|e| store_err(&e))?;
+    Ok((total, groups))
+}
+
+#[cfg(not(feature = "postgres"))]
+async fn postgres_summary(
+    _url: &str,
+    _since: Option<chrono::DateTime<chrono::Utc>>,
+    _by: GroupBy,
+) -> Result<Summaries, CliError> {
+    Err(CliError::SinkNotBuilt("postgres"))
+}
+
 /// Run `steer stats`.
 pub async fn run(args: StatsArgs, ctx: &Context) -> Result<ExitCode, CliError> {
     let by: GroupBy = args.by.into();
@@ -77,16 +108,7 @@ pub async fn run(args: StatsArgs, ctx: &Context) -> Result<ExitCode, CliError> {
         None => None,
     };
     let (total, groups) = if let Some(url) = &args.postgres {
-        let store_err = |e: &dyn std::fmt::Display| CliError::Store {
-            store: crate::spec::redact(url),
-            message: e.to_string(),
-        };
-        let store = steer_sink_postgres::PostgresSink::builder(url)
-            .build_store()
-            .map_err(|e| store_err(&e))?;
-        let total = store.summary(since).await.map_err(|e| store_err(&e))?;
-        let groups = store.breakdown(since, by).await.map_err(|e| store_err(&e))?;
-        (total, groups)
+        postgres_summary(url, since, by).await?
     } else {
         let path = args.db.clone().unwrap_or_else(|| default_db(ctx));
         let store_err = |e: &dyn std::fmt::Display| CliError::Store {

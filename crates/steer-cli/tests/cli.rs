@@ -264,7 +264,7 @@ fn errors_have_actionable_messages_and_exit_codes() {
 
     // A sink not built yet.
     let o = steer(
-        &["demo", "--requests", "1", "--sink", "cloudwatch:LLM/Metrics"],
+        &["demo", "--requests", "1", "--sink", "prometheus:127.0.0.1:0"],
         dir.path(),
     );
     assert_eq!(o.status.code(), Some(4));
