@@ -6,9 +6,10 @@
 `series` bodies (POST /api/v2/series) are deserialized into the
 datadog-api-client v2 `MetricPayload`, `distribution` bodies
 (POST /api/v1/distribution_points) into the v1 `DistributionPointsPayload`.
-A body fails when deserialization raises or when anything, at any depth,
+A body fails when deserialization raises, when anything, at any depth,
 lands in `_unparsed` (the client's bin for values that do not fit the
-schema). Bodies are uncompressed JSON. Exit status 0 = all valid.
+schema), or when it carries a field the schema does not define (which the
+client would otherwise keep silently). Bodies are uncompressed JSON. Exit status 0 = all valid.
 """
 import json
 import sys
@@ -44,6 +45,23 @@ def unparsed(obj, path="body"):
     return found
 
 
+def unknown_keys(obj, raw, path="body"):
+    """JSON keys the model does not define (the client keeps them silently)."""
+    found = []
+    if isinstance(obj, ModelNormal) and isinstance(raw, dict):
+        by_json = {v: k for k, v in obj.attribute_map.items()}
+        for key, value in raw.items():
+            attr = by_json.get(key)
+            if attr is None:
+                found.append(f"{path}.{key}")
+                continue
+            found += unknown_keys(obj._data_store.get(attr), value, f"{path}.{key}")
+    elif isinstance(obj, (list, tuple)) and isinstance(raw, list):
+        for i, (o, r) in enumerate(zip(obj, raw)):
+            found += unknown_keys(o, r, f"{path}[{i}]")
+    return found
+
+
 def validate(kind, path):
     model = KINDS[kind]
     with open(path, "rb") as f:
@@ -55,6 +73,9 @@ def validate(kind, path):
     bad = unparsed(obj)
     if bad:
         raise ValueError("unparsed fields: " + ", ".join(bad[:10]))
+    extra = unknown_keys(obj, data)
+    if extra:
+        raise ValueError("fields not in the schema: " + ", ".join(extra[:10]))
     return len(obj.series)
 
 

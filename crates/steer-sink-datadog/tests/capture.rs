@@ -300,8 +300,9 @@ fn assert_exact(cap: &Capture, records: &[AgentMetrics]) {
     }
 }
 
-/// Run the official-schema validator over every accepted body.
-fn validate_schema(cap: &Capture) {
+/// Run the official-schema validator over `(kind, json)` bodies; `None`
+/// when the validator is not configured (and that is allowed).
+fn run_validator(bodies: &[(&str, String)]) -> Option<std::process::Output> {
     let Some(cmd) = std::env::var("STEER_TEST_DD_VALIDATOR")
         .ok()
         .filter(|s| !s.trim().is_empty())
@@ -310,30 +311,45 @@ fn validate_schema(cap: &Capture) {
             panic!("STEER_TEST_DD_VALIDATOR is not set: source scripts/services/datadog.sh (install_datadog, start_datadog)");
         }
         eprintln!("SKIPPED schema validation: set STEER_TEST_DD_VALIDATOR (scripts/services/datadog.sh)");
-        return;
+        return None;
     };
     let dir = tempfile::tempdir().unwrap();
     let mut args = Vec::new();
-    for (i, r) in cap.intake.lock().unwrap().requests.iter().enumerate() {
-        if !(200..300).contains(&r.status) {
-            continue;
-        }
+    for (i, (kind, json)) in bodies.iter().enumerate() {
         let p = dir.path().join(format!("body-{i}.json"));
-        std::fs::write(&p, &r.json).unwrap();
-        let kind = if r.path == "/api/v2/series" {
-            "series"
-        } else {
-            "distribution"
-        };
+        std::fs::write(&p, json).unwrap();
         args.push(format!("{kind}:{}", p.display()));
     }
-    assert!(!args.is_empty());
     let mut parts = cmd.split_whitespace();
-    let out = std::process::Command::new(parts.next().unwrap())
-        .args(parts)
-        .args(&args)
-        .output()
-        .unwrap();
+    Some(
+        std::process::Command::new(parts.next().unwrap())
+            .args(parts)
+            .args(&args)
+            .output()
+            .unwrap(),
+    )
+}
+
+/// Validate every accepted body against Datadog's official API models.
+fn validate_schema(cap: &Capture) {
+    let bodies: Vec<(&str, String)> = cap
+        .intake
+        .lock()
+        .unwrap()
+        .requests
+        .iter()
+        .filter(|r| (200..300).contains(&r.status))
+        .map(|r| {
+            let kind = if r.path == "/api/v2/series" {
+                "series"
+            } else {
+                "distribution"
+            };
+            (kind, r.json.clone())
+        })
+        .collect();
+    assert!(!bodies.is_empty());
+    let Some(out) = run_validator(&bodies) else { return };
     assert!(
         out.status.success(),
         "schema validation failed:\n{}\n{}",
@@ -344,7 +360,43 @@ fn validate_schema(cap: &Capture) {
         .lines()
         .filter(|l| l.starts_with("ok "))
         .count();
-    assert_eq!(ok_lines, args.len());
+    assert_eq!(ok_lines, bodies.len());
+}
+
+#[test]
+fn the_schema_validator_is_strict() {
+    let good = r#"{"series":[{"metric":"m","type":1,"interval":10,"points":[{"timestamp":1,"value":2}],"tags":["a:b"]}]}"#;
+    let bad = [
+        (
+            "series",
+            r#"{"series":[{"metric":"m","type":7,"points":[{"timestamp":1,"value":2}]}]}"#,
+        ),
+        (
+            "series",
+            r#"{"series":[{"metric":"m","type":1,"points":[{"timestamp":1,"value":"x"}]}]}"#,
+        ),
+        (
+            "series",
+            r#"{"series":[{"metric":"m","type":1,"points":[{"timestamp":1,"value":2}],"extra":1}]}"#,
+        ),
+        (
+            "distribution",
+            r#"{"series":[{"metric":"m","points":[[1,["x"]]],"type":"distribution"}]}"#,
+        ),
+        (
+            "distribution",
+            r#"{"series":[{"metric":"m","points":[[1,[2]]],"type":"histogram"}]}"#,
+        ),
+        ("distribution", good),
+    ];
+    let Some(out) = run_validator(&[("series", good.to_string())]) else {
+        return;
+    };
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for (kind, body) in bad {
+        let out = run_validator(&[(kind, body.to_string())]).unwrap();
+        assert!(!out.status.success(), "{kind} body accepted: {body}");
+    }
 }
 
 #[tokio::test]
