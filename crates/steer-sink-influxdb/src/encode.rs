@@ -156,12 +156,23 @@ fn push_escaped(out: &mut Vec<u8>, s: &str, eq: bool) {
         out.extend_from_slice(b);
         return;
     }
-    for &c in b {
-        if c == b',' || c == b' ' || (eq && c == b'=') {
+    escape_runs(out, b, |c| c == b',' || c == b' ' || (eq && c == b'='));
+}
+
+/// Append `b`, a backslash before every byte for which `special` holds:
+/// runs without one are copied whole.
+#[inline]
+fn escape_runs(out: &mut Vec<u8>, b: &[u8], special: impl Fn(u8) -> bool) {
+    out.reserve(b.len() + 8);
+    let mut from = 0;
+    for (i, &c) in b.iter().enumerate() {
+        if special(c) {
+            out.extend_from_slice(&b[from..i]);
             out.push(b'\\');
+            from = i;
         }
-        out.push(c);
     }
+    out.extend_from_slice(&b[from..]);
 }
 
 /// Append a quoted string field value, escaping `"` and `\`.
@@ -173,12 +184,7 @@ fn push_string_value(out: &mut Vec<u8>, s: &str) {
     if !b.iter().fold(false, |acc, &c| acc | (c == b'"') | (c == b'\\')) {
         out.extend_from_slice(b);
     } else {
-        for &c in b {
-            if c == b'"' || c == b'\\' {
-                out.push(b'\\');
-            }
-            out.push(c);
-        }
+        escape_runs(out, b, |c| c == b'"' || c == b'\\');
     }
     out.push(b'"');
 }

@@ -20,7 +20,10 @@ pub fn server_url() -> Option<String> {
                     "{ENV} is not set but services are required: run scripts/test.sh (it starts InfluxDB)"
                 );
             }
-            eprintln!(
+            // Straight to the process's stderr: the test harness captures eprintln!.
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stderr(),
                 "SKIPPED: set {ENV} (scripts/services/influxdb.sh starts a server) to run InfluxDB tests"
             );
             None
