@@ -146,35 +146,45 @@ fn overhead(c: &mut Criterion) {
             .unwrap()
     });
     for (label, model, calls) in [
-        ("local HTTP", "gpt-4o-mini", 400),
-        ("sim instant", "sim/gpt-4o-mini", 1000),
+        ("local HTTP", "gpt-4o-mini", 200),
+        ("sim instant", "sim/gpt-4o-mini", 500),
     ] {
         for (variant, client) in [
             ("collector + no-op sink", &measured),
             ("collector, no sink", &no_sink),
         ] {
-            let ratios = rt.block_on(paired(&plain, client, model, calls, 25));
-            let median = ratios[ratios.len() / 2];
+            let rounds = rt.block_on(paired(&plain, client, model, calls, 41));
+            let per_call_us = |s: f64| s / calls as f64 * 1e6;
+            let mut ratios: Vec<f64> = rounds.iter().map(|(p, m)| m / p).collect();
+            let mut deltas: Vec<f64> = rounds.iter().map(|(p, m)| per_call_us(m - p)).collect();
+            let mut base: Vec<f64> = rounds.iter().map(|(p, _)| per_call_us(*p)).collect();
+            for v in [&mut ratios, &mut deltas, &mut base] {
+                v.sort_by(f64::total_cmp);
+            }
+            let (q1, mid, q3) = (rounds.len() / 4, rounds.len() / 2, rounds.len() * 3 / 4);
             eprintln!(
-                "paired {label}, {variant}: overhead median {:+.2}% (min {:+.2}%, max {:+.2}%, {} rounds of {calls} calls)",
-                (median - 1.0) * 100.0,
-                (ratios[0] - 1.0) * 100.0,
-                (ratios[ratios.len() - 1] - 1.0) * 100.0,
-                ratios.len()
+                "paired {label}, {variant}: overhead median {:+.2}% ({:+.2} us/call on a {:.1} us call; \
+                 quartiles {:+.2}%..{:+.2}%; {} rounds of {calls} calls)",
+                (ratios[mid] - 1.0) * 100.0,
+                deltas[mid],
+                base[mid],
+                (ratios[q1] - 1.0) * 100.0,
+                (ratios[q3] - 1.0) * 100.0,
+                rounds.len()
             );
         }
     }
 }
 
 /// Per round, time `calls` calls with each client (alternating which goes
-/// first); returns the sorted ratios measured / plain.
+/// first); returns (plain, measured) seconds per round.
 async fn paired(
     plain: &SteerClient,
     measured: &SteerClient,
     model: &str,
     calls: usize,
     rounds: usize,
-) -> Vec<f64> {
+) -> Vec<(f64, f64)> {
     async fn block(c: &SteerClient, model: &str, calls: usize) -> f64 {
         let t = std::time::Instant::now();
         for _ in 0..calls {
@@ -182,19 +192,17 @@ async fn paired(
         }
         t.elapsed().as_secs_f64()
     }
-    let mut ratios = Vec::with_capacity(rounds);
+    let mut out = Vec::with_capacity(rounds);
     for round in 0..rounds {
-        let (p, m) = if round % 2 == 0 {
+        if round % 2 == 0 {
             let p = block(plain, model, calls).await;
-            (p, block(measured, model, calls).await)
+            out.push((p, block(measured, model, calls).await));
         } else {
             let m = block(measured, model, calls).await;
-            (block(plain, model, calls).await, m)
-        };
-        ratios.push(m / p);
+            out.push((block(plain, model, calls).await, m));
+        }
     }
-    ratios.sort_by(f64::total_cmp);
-    ratios
+    out
 }
 
 criterion_group!(benches, overhead);
