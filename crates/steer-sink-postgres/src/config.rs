@@ -136,6 +136,7 @@ pub struct PostgresSinkBuilder {
     connect_timeout: Duration,
     migrate: bool,
     ca_certs_pem: Vec<Vec<u8>>,
+    password: Option<String>,
 }
 
 impl fmt::Debug for PostgresSinkBuilder {
@@ -180,7 +181,16 @@ impl PostgresSinkBuilder {
             connect_timeout: Duration::from_secs(5),
             migrate: true,
             ca_certs_pem: Vec::new(),
+            password: None,
         }
+    }
+
+    /// The password, when it is not in the connection string (overrides
+    /// one that is). Without either, `PGPASSWORD` is used if set. Never
+    /// shown in `Debug`, errors or logs.
+    pub fn password(mut self, password: impl Into<String>) -> Self {
+        self.password = Some(password.into());
+        self
     }
 
     /// The schema holding the table (default `public`); created if missing
@@ -235,6 +245,27 @@ impl PostgresSinkBuilder {
     pub(crate) fn settings(self) -> Result<(ConnSettings, String, bool), ConfigError> {
         let mut pg = self.pg?;
         let table = TableRef::new(&self.schema, &self.table)?;
+        if let Some(pw) = self.password {
+            pg.password(pw);
+        } else if pg.get_password().is_none() {
+            if let Ok(pw) = std::env::var("PGPASSWORD") {
+                pg.password(pw);
+            }
+        }
+        if pg.get_user().is_none() {
+            match std::env::var("PGUSER") {
+                Ok(user) if !user.is_empty() => {
+                    pg.user(user);
+                }
+                _ => {
+                    return Err(ConfigError::InvalidUrl {
+                        reason:
+                            "no user name (give one in the URL, e.g. postgres://USER@host/db, or set PGUSER)"
+                                .into(),
+                    })
+                }
+            }
+        }
         if pg.get_connect_timeout().is_none() {
             pg.connect_timeout(self.connect_timeout);
         }
@@ -316,6 +347,12 @@ mod tests {
         }
         let pg = parse_url("postgres://app:pw@[::1]:5433/db").unwrap();
         assert_eq!(redacted(&pg), "postgres://app:***@[::1]:5433/db");
+        let b = PostgresSinkBuilder::new("postgres://app@db.example/metrics").password("s3cret-pw");
+        assert!(!format!("{b:?}").contains("s3cret"));
+        let (settings, _, _) = b.settings().unwrap();
+        assert_eq!(settings.pg.get_password(), Some(&b"s3cret-pw"[..]));
+        assert!(!format!("{settings:?}").contains("s3cret"));
+        assert!(redacted(&settings.pg).contains("app:***@"));
     }
 
     #[test]
@@ -343,6 +380,16 @@ mod tests {
             .table("we\"ird; DROP TABLE x")
             .build()
             .is_ok());
+    }
+
+    #[test]
+    fn a_missing_user_is_a_config_error_not_a_retry_loop() {
+        if std::env::var_os("PGUSER").is_none() {
+            assert!(matches!(
+                PostgresSinkBuilder::new("postgres://127.0.0.1/db").build(),
+                Err(ConfigError::InvalidUrl { .. })
+            ));
+        }
     }
 
     #[cfg(not(feature = "tls"))]
