@@ -315,7 +315,7 @@ mod tests {
     use proptest::prelude::*;
     use steer_metrics::ErrorClass;
 
-    fn get<'a>(attrs: &'a [KeyValue], key: &str) -> Option<String> {
+    fn get(attrs: &[KeyValue], key: &str) -> Option<String> {
         attrs
             .iter()
             .find(|kv| kv.key.as_str() == key)

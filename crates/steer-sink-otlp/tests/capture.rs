@@ -619,3 +619,24 @@ mod adversarial {
         }
     }
 }
+
+#[cfg(feature = "grpc")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_sink_builds_in_a_runtime_and_reports_an_unreachable_collector() {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", l.local_addr().unwrap());
+    drop(l);
+    let sink = OtlpSink::builder()
+        .protocol(steer_sink_otlp::Protocol::Grpc)
+        .endpoint(url)
+        .header("x-api-key", "grpc-secret")
+        .timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    sink.record_batch(&[success(1.0, 1)]).await.unwrap();
+    let err = sink.flush().await.unwrap_err();
+    assert_eq!(err.kind(), SinkErrorKind::Retryable, "{err}");
+    assert!(!err.to_string().contains("grpc-secret"));
+    assert_eq!(sink.stats().exports_failed, 1);
+    sink.close().await.ok();
+}
