@@ -332,6 +332,11 @@ impl Aggregator {
                 1.0
             };
             let add = t.bits_before & COUNTS_ADDED == 0;
+            if add {
+                // Marked before anything is sent: if this call is cancelled
+                // (attempt timeout), the retry must not add these again.
+                self.resume.set(m.request_id, t.bits_before | COUNTS_ADDED);
+            }
             for c in Count::ALL {
                 let Some(amount) = c.amount(m) else { continue };
                 let key = (bucket, c, tags.clone());

@@ -148,6 +148,9 @@ enum EntryState {
     Rejected,
 }
 
+/// Called with the entry indices of each accepted body.
+type OnSent<'a> = dyn Fn(&[usize]) + Send + Sync + 'a;
+
 /// Result of shipping a list of entries to one endpoint.
 struct Shipped {
     states: Vec<EntryState>,
@@ -323,7 +326,7 @@ impl DatadogSink {
 
     /// POST entries in as few bodies as the limits allow; split on 413,
     /// bisect on 400, stop at the first transient failure.
-    async fn ship(&self, endpoint: Endpoint, entries: &[String]) -> Shipped {
+    async fn ship(&self, endpoint: Endpoint, entries: &[String], on_sent: Option<&OnSent<'_>>) -> Shipped {
         let mut shipped = Shipped::nothing(entries.len(), None);
         if entries.is_empty() {
             return shipped;
@@ -349,6 +352,9 @@ impl DatadogSink {
                 c.bytes_uncompressed.fetch_add(raw, Relaxed);
                 for &i in &p.ids {
                     shipped.states[i] = EntryState::Sent;
+                }
+                if let Some(f) = on_sent {
+                    f(&p.ids);
                 }
                 continue;
             }
@@ -399,7 +405,7 @@ impl DatadogSink {
     async fn ship_counts(&self) -> (Vec<CountPoint>, Shipped) {
         let points = self.state().dirty();
         let entries = self.encode_counts(&points);
-        let shipped = self.ship(Endpoint::Series, &entries).await;
+        let shipped = self.ship(Endpoint::Series, &entries, None).await;
         let mut s = self.state();
         let mut delivered = 0u64;
         for (p, st) in points.iter().zip(&shipped.states) {
@@ -486,9 +492,26 @@ impl DatadogSink {
         }
 
         let (points, counts) = self.ship_counts().await;
+        // Mark values as shipped as soon as their body is accepted, so a
+        // call cancelled half-way (the collector's attempt timeout) never
+        // sends them again.
+        let mark_sent = |ids: &[usize]| {
+            let mut s = self.state();
+            for &e in ids {
+                let (bit, recs) = &dist_records[e];
+                for &r in recs {
+                    let id = batch[r].request_id;
+                    let bits = s.resume_bits(&id);
+                    s.mark(id, bits | *bit);
+                }
+            }
+        };
         let dshipped = match &counts.stop {
             Some(stop) => Shipped::nothing(dist_entries.len(), Some(stop.clone())),
-            None => self.ship(Endpoint::Distributions, &dist_entries).await,
+            None => {
+                self.ship(Endpoint::Distributions, &dist_entries, Some(&mark_sent))
+                    .await
+            }
         };
         let mut sent_values = 0u64;
         // Per record: distribution bits sent, and whether anything was refused.
@@ -534,8 +557,9 @@ impl DatadogSink {
                     s.mark(m.request_id, 0);
                 } else if pending {
                     retry.push(i);
-                    s.mark(m.request_id, t.bits_before | COUNTS_ADDED | sent_bits[i]);
-                } else if t.bits_before != 0 {
+                    let bits = s.resume_bits(&m.request_id);
+                    s.mark(m.request_id, bits | t.bits_before | COUNTS_ADDED | sent_bits[i]);
+                } else {
                     s.mark(m.request_id, 0);
                 }
             }
@@ -601,10 +625,22 @@ impl DatadogSink {
                 dist_rec.push((i, bit));
             }
         }
-        let counts = self.ship(Endpoint::Series, &count_entries).await;
+        let counts = self.ship(Endpoint::Series, &count_entries, None).await;
+        let mark_sent = |ids: &[usize]| {
+            let mut s = self.state();
+            for &e in ids {
+                let (r, bit) = dist_rec[e];
+                let id = batch[r].request_id;
+                let bits = s.resume_bits(&id);
+                s.mark(id, bits | bit);
+            }
+        };
         let dists = match &counts.stop {
             Some(stop) => Shipped::nothing(dist_entries.len(), Some(stop.clone())),
-            None => self.ship(Endpoint::Distributions, &dist_entries).await,
+            None => {
+                self.ship(Endpoint::Distributions, &dist_entries, Some(&mark_sent))
+                    .await
+            }
         };
         let c = &self.inner.counters;
         let mut refused = vec![false; batch.len()];
@@ -641,8 +677,9 @@ impl DatadogSink {
                     retry.push(i);
                     // Count points are idempotent (last write wins); only
                     // distribution values must not be sent twice.
-                    s.mark(m.request_id, bits[i] | sent_bits[i]);
-                } else if bits[i] != 0 {
+                    let now = s.resume_bits(&m.request_id);
+                    s.mark(m.request_id, now | bits[i] | sent_bits[i]);
+                } else {
                     s.mark(m.request_id, 0);
                 }
             }

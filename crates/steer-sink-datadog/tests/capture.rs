@@ -762,3 +762,52 @@ async fn the_api_key_never_leaks() {
         assert!(!text.contains("RECOGNISABLE"));
     }
 }
+
+#[tokio::test]
+async fn a_call_cancelled_mid_way_is_not_counted_twice() {
+    // The first series POST is accepted but answered slowly; the caller
+    // gives up (like the collector's attempt timeout) and retries.
+    let slow = Arc::new(Mutex::new(true));
+    let s2 = slow.clone();
+    let server = MockServer::start().await;
+    let cap = Capture {
+        intake: Arc::default(),
+        decide: Arc::new(|_, _| ok()),
+    };
+    Mock::given(wiremock::matchers::path("/api/v2/series"))
+        .respond_with(SlowOnce {
+            inner: cap.clone(),
+            slow: s2,
+        })
+        .mount(&server)
+        .await;
+    Mock::given(wiremock::matchers::any())
+        .respond_with(cap.clone())
+        .mount(&server)
+        .await;
+    let sink = builder(&server).build().unwrap();
+    let records = workload(300, 6);
+    let cancelled = tokio::time::timeout(Duration::from_millis(300), sink.record_batch(&records)).await;
+    assert!(cancelled.is_err(), "the first attempt must time out");
+    assert!(!*slow.lock().unwrap(), "the slow POST reached the intake");
+    sink.record_batch(&records).await.unwrap();
+    assert_exact_small(&cap, &records);
+}
+
+/// Records like the capture server, but the first response takes 2 s.
+struct SlowOnce {
+    inner: Capture,
+    slow: Arc<Mutex<bool>>,
+}
+
+impl Respond for SlowOnce {
+    fn respond(&self, req: &Request) -> ResponseTemplate {
+        let r = self.inner.respond(req);
+        let mut slow = self.slow.lock().unwrap();
+        if std::mem::replace(&mut *slow, false) {
+            r.set_delay(Duration::from_secs(2))
+        } else {
+            r
+        }
+    }
+}
