@@ -625,3 +625,80 @@ fn percent_decode(s: &str) -> String {
         .map(|(_, v)| v.into_owned())
         .unwrap_or_default()
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn b() -> InfluxConfigBuilder {
+        InfluxConfig::builder("http://127.0.0.1:8086")
+    }
+
+    #[test]
+    fn the_builder_refuses_what_cannot_work() {
+        assert!(matches!(b().build(), Err(ConfigError::MissingTarget)));
+        assert!(matches!(
+            b().database("d").org("o").build(),
+            Err(ConfigError::AmbiguousApi)
+        ));
+        assert!(matches!(b().org("o").build(), Err(ConfigError::IncompleteV2)));
+        assert!(matches!(
+            b().database("d").measurement("\t\\").build(),
+            Err(ConfigError::InvalidMeasurement(_))
+        ));
+        assert!(matches!(
+            b().database("d").measurement("#m").build(),
+            Err(ConfigError::InvalidMeasurement(_))
+        ));
+        assert!(matches!(
+            b().database("d")
+                .place(Attribute::LatencyMs, Placement::Tag)
+                .build(),
+            Err(ConfigError::NumericTag("latency_ms"))
+        ));
+        assert!(matches!(
+            b().database("d").max_lines_per_request(0).build(),
+            Err(ConfigError::ZeroLimit(_))
+        ));
+        assert!(matches!(
+            InfluxConfig::builder("unix:///x").database("d").build(),
+            Err(ConfigError::InvalidUrl { .. })
+        ));
+    }
+
+    #[test]
+    fn tags_moves_text_attributes_between_tags_and_fields() {
+        let c = b()
+            .database("d")
+            .tags(&[Attribute::Model, Attribute::ResponseModel])
+            .build()
+            .unwrap();
+        assert_eq!(c.placement[Attribute::Model as usize], Placement::Tag);
+        assert_eq!(c.placement[Attribute::ResponseModel as usize], Placement::Tag);
+        assert_eq!(c.placement[Attribute::Provider as usize], Placement::Field);
+        assert_eq!(c.placement[Attribute::LatencyMs as usize], Placement::Field);
+    }
+
+    #[test]
+    fn secrets_are_redacted_everywhere() {
+        let c = b()
+            .database("d")
+            .credentials("u", "hunter2")
+            .token("tok-123")
+            .build()
+            .unwrap();
+        let dbg = format!("{c:?} {:?}", b().credentials("u", "hunter2").token("tok-123"));
+        assert!(!dbg.contains("hunter2") && !dbg.contains("tok-123"), "{dbg}");
+        assert_eq!(redact_url("http://u:hunter2@h:1/"), "http://h:1/");
+    }
+
+    #[test]
+    fn precision_parameters_per_api() {
+        assert_eq!(Precision::Microseconds.v1_param(), "u");
+        assert_eq!(Precision::Microseconds.v2_param(), "us");
+        assert_eq!(Precision::Nanoseconds.v1_param(), "n");
+        assert_eq!(Precision::parse("ms"), Some(Precision::Milliseconds));
+        assert_eq!(Precision::parse("h"), None);
+    }
+}
