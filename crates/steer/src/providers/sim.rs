@@ -1,7 +1,7 @@
 //! The simulated provider behind `sim/<model>`: no network, realistic
 //! latency, tokens and failures, deterministic under a seed.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -63,6 +63,9 @@ pub struct SimConfig {
     pub server_error_rate: f64,
     /// Retry hint sent with a simulated 429 (default 1 s, times `latency_scale`).
     pub retry_after: Duration,
+    /// Per-model medians (latency, TTFT) replacing the global ones, so a
+    /// demo can show a small model answering faster than a large one.
+    pub model_latency: BTreeMap<String, (Duration, Duration)>,
 }
 
 impl Default for SimConfig {
@@ -81,6 +84,7 @@ impl Default for SimConfig {
             timeout_rate: 0.0,
             server_error_rate: 0.0,
             retry_after: Duration::from_secs(1),
+            model_latency: BTreeMap::new(),
         }
     }
 }
@@ -159,6 +163,11 @@ impl SimConfig {
         self.rate_limit_rate(rate_limit)
             .timeout_rate(timeout)
             .server_error_rate(server_error)
+    }
+    /// Median latency and TTFT for one model (the name without `sim/`).
+    pub fn model_latency(mut self, model: impl Into<String>, median: Duration, ttft: Duration) -> Self {
+        self.model_latency.insert(model.into(), (median, ttft));
+        self
     }
     /// Retry hint of simulated 429s.
     pub fn retry_after(mut self, d: Duration) -> Self {
@@ -285,8 +294,13 @@ impl Sim {
     /// Plan one attempt.
     pub fn attempt(&self, rng: &mut fastrand::Rng, input: &SimInput, model: &str) -> SimOutcome {
         let c = &self.config;
-        let latency = self.lognormal(rng, c.latency_median);
-        let ttft = self.lognormal(rng, c.ttft_median).min(latency);
+        let (median, ttft_median) = c
+            .model_latency
+            .get(model)
+            .copied()
+            .unwrap_or((c.latency_median, c.ttft_median));
+        let latency = self.lognormal(rng, median);
+        let ttft = self.lognormal(rng, ttft_median).min(latency);
         let roll = rng.f64();
         if roll < c.rate_limit_rate {
             let mut e = AttemptError::new(FailureKind::Api, ErrorClass::RateLimit, "simulated rate limit");
@@ -339,7 +353,8 @@ impl Sim {
         if tool_call.is_none() {
             let n = output_tokens as usize;
             let rest = latency.saturating_sub(ttft);
-            let gap = rest / u32::try_from(n).unwrap_or(u32::MAX).max(1);
+            // The first piece at TTFT, the last at the full latency.
+            let gap = rest / u32::try_from(n.saturating_sub(1)).unwrap_or(u32::MAX).max(1);
             for i in 0..n {
                 let mut word = String::new();
                 if i > 0 {
@@ -426,6 +441,25 @@ mod tests {
         assert!(v[3900] > 0.9, "right tail");
         let zero = Sim::new(SimConfig::instant().seed(1));
         assert_eq!(plan(&zero).0, Duration::ZERO);
+    }
+
+    #[test]
+    fn per_model_latency() {
+        let sim = Sim::new(
+            SimConfig::default()
+                .seed(1)
+                .latency(Duration::from_millis(800), 0.0)
+                .model_latency("fast", Duration::from_millis(100), Duration::from_millis(10)),
+        );
+        let total = |model: &str| {
+            let mut rng = sim.call_rng();
+            match sim.attempt(&mut rng, &SimInput::new(&Request::prompt("x")), model) {
+                SimOutcome::Answer(d, _) => d.iter().map(|x| x.0).sum::<Duration>(),
+                SimOutcome::Fail(..) => unreachable!(),
+            }
+        };
+        assert!((total("fast").as_secs_f64() - 0.1).abs() < 0.01);
+        assert!((total("slow").as_secs_f64() - 0.8).abs() < 0.01);
     }
 
     #[test]
