@@ -47,6 +47,7 @@ pub(crate) struct ConnSettings {
     pub pg: tokio_postgres::Config,
     pub table: TableRef,
     pub pool_size: usize,
+    pub write_concurrency: usize,
     pub connect_timeout: Duration,
     pub ca_certs_pem: Vec<Vec<u8>>,
 }
@@ -133,6 +134,7 @@ pub struct PostgresSinkBuilder {
     table: String,
     name: String,
     pool_size: usize,
+    write_concurrency: usize,
     connect_timeout: Duration,
     migrate: bool,
     ca_certs_pem: Vec<Vec<u8>>,
@@ -178,6 +180,7 @@ impl PostgresSinkBuilder {
             table: "llm_metrics".into(),
             name: "postgres".into(),
             pool_size: 4,
+            write_concurrency: 2,
             connect_timeout: Duration::from_secs(5),
             migrate: true,
             ca_certs_pem: Vec::new(),
@@ -217,6 +220,14 @@ impl PostgresSinkBuilder {
     /// Connections in the pool (default 4, at least 1).
     pub fn pool_size(mut self, n: usize) -> Self {
         self.pool_size = n.max(1);
+        self
+    }
+
+    /// Connections one batch is spread over, in chunks of at least 1000
+    /// rows, each chunk its own transaction (default 2; at most
+    /// `pool_size`). 1 writes each batch in a single transaction.
+    pub fn write_concurrency(mut self, n: usize) -> Self {
+        self.write_concurrency = n.max(1);
         self
     }
 
@@ -281,6 +292,7 @@ impl PostgresSinkBuilder {
                 pg,
                 table,
                 pool_size: self.pool_size,
+                write_concurrency: self.write_concurrency,
                 connect_timeout: self.connect_timeout,
                 ca_certs_pem: self.ca_certs_pem,
             },

@@ -67,6 +67,7 @@ pub struct PostgresSink {
     settings: ConnSettings,
     migrate: bool,
     migrated: AtomicBool,
+    write_concurrency: usize,
     /// The last write failed transiently: the next batch may be a retry of
     /// rows that were in fact committed, so de-duplicate it directly.
     suspect_duplicates: AtomicBool,
@@ -100,6 +101,7 @@ impl PostgresSink {
         migrate: bool,
     ) -> Result<Self, ConfigError> {
         Ok(PostgresSink {
+            write_concurrency: settings.write_concurrency.min(settings.pool_size).max(1),
             name,
             pool: client::pool(&settings)?,
             settings,
@@ -130,24 +132,19 @@ impl PostgresSink {
         Ok(applied)
     }
 
-    async fn write(&self, rows: &[(usize, encode::Row<'_>)]) -> Result<u64, DbError> {
-        let mut c = self.pool.get().await.map_err(DbError::from_pool)?;
+    async fn ensure_migrated(&self) -> Result<(), DbError> {
         if self.migrate && !self.migrated.load(Ordering::Acquire) {
-            schema::migrate(&mut c, &self.settings.table)
-                .await
-                .map_err(|e| DbError::from_pg("migrating the schema", &e))?;
-            self.migrated.store(true, Ordering::Release);
+            self.migrate().await?;
         }
-        let suspect = self.suspect_duplicates.load(Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Write one chunk on its own connection.
+    async fn write_chunk(&self, rows: &[(usize, encode::Row<'_>)], suspect: bool) -> Result<u64, DbError> {
+        let mut c = self.pool.get().await.map_err(DbError::from_pool)?;
         match client::write_rows(&mut c, &self.settings.table, rows, suspect).await {
-            Ok((n, _path)) => {
-                self.suspect_duplicates.store(false, Ordering::Relaxed);
-                Ok(n)
-            }
+            Ok((n, _path)) => Ok(n),
             Err(e) => {
-                if client::classify(&e) == Class::Retryable {
-                    self.suspect_duplicates.store(true, Ordering::Relaxed);
-                }
                 if e.code().is_none() {
                     // The connection may be half-way through a COPY or dead:
                     // never hand it back to the pool.
@@ -156,6 +153,43 @@ impl PostgresSink {
                 Err(DbError::from_pg("writing a batch", &e))
             }
         }
+    }
+
+    /// Write the rows, spread over up to `write_concurrency` connections in
+    /// contiguous chunks. Returns each chunk with its outcome.
+    async fn write<'r, 'a>(
+        &self,
+        rows: &'r [(usize, encode::Row<'a>)],
+    ) -> Vec<(&'r [(usize, encode::Row<'a>)], Result<u64, DbError>)> {
+        if let Err(e) = self.ensure_migrated().await {
+            return vec![(rows, Err(e))];
+        }
+        let suspect = self.suspect_duplicates.load(Ordering::Relaxed);
+        let chunks = self.write_concurrency.min(rows.len() / MIN_CHUNK_ROWS).max(1);
+        let chunk_len = rows.len().div_ceil(chunks).max(1);
+        let results = futures::future::join_all(
+            rows.chunks(chunk_len)
+                .map(|chunk| async move { (chunk, self.write_chunk(chunk, suspect).await) }),
+        )
+        .await;
+        let transient = results
+            .iter()
+            .any(|(_, r)| matches!(r, Err(e) if e.class == Class::Retryable));
+        // After a transient failure a commit may have happened unseen: the
+        // next batch is likely a retry, so de-duplicate it straight away.
+        self.suspect_duplicates.store(transient, Ordering::Relaxed);
+        results
+    }
+}
+
+/// Smallest chunk worth its own connection.
+const MIN_CHUNK_ROWS: usize = 1000;
+
+fn severity(c: Class) -> u8 {
+    match c {
+        Class::Permanent => 3,
+        Class::Retryable => 2,
+        Class::BadData => 1,
     }
 }
 
@@ -173,53 +207,67 @@ impl MetricsSink for PostgresSink {
         let (good, bad) = encode::rows(batch);
         let bad_idx: Vec<usize> = bad.iter().map(|(i, _)| *i).collect();
         let rejected = || {
-            let (i, why) = &bad[0];
-            SinkError::permanent(format!(
-                "{} record(s) cannot be stored in PostgreSQL; first: record {i} (request_id {}): {why}",
-                bad.len(),
-                batch[*i].request_id
-            ))
+            bad.first().map(|(i, why)| {
+                SinkError::permanent(format!(
+                    "{} record(s) cannot be stored in PostgreSQL; first: record {i} (request_id {}): {why}",
+                    bad.len(),
+                    batch[*i].request_id
+                ))
+            })
         };
-        if good.is_empty() {
-            return if bad.is_empty() {
-                Ok(())
-            } else {
-                Err(rejected().with_records(bad_idx))
+        let mut failed: Vec<usize> = Vec::new();
+        let mut worst: Option<DbError> = None;
+        let mut inserted = 0u64;
+        if !good.is_empty() {
+            for (chunk, outcome) in self.write(&good).await {
+                match outcome {
+                    Ok(n) => inserted += n,
+                    Err(e) => {
+                        failed.extend(chunk.iter().map(|(i, _)| *i));
+                        if !matches!(&worst, Some(w) if severity(w.class) >= severity(e.class)) {
+                            worst = Some(e);
+                        }
+                    }
+                }
+            }
+        }
+        let written = good.len() - failed.len();
+        if (written as u64) > inserted {
+            tracing::debug!(
+                sink = %self.name,
+                skipped = written as u64 - inserted,
+                "rows already stored (retried batch); not duplicated"
+            );
+        }
+        let Some(e) = worst else {
+            // Everything valid is stored; the invalid records are rejected.
+            return match rejected() {
+                None => Ok(()),
+                Some(err) => Err(err.with_records(bad_idx)),
             };
-        }
-        let good_idx = || good.iter().map(|(i, _)| *i).collect::<Vec<usize>>();
-        match self.write(&good).await {
-            Ok(inserted) => {
-                let skipped = good.len() as u64 - inserted;
-                if skipped > 0 {
-                    tracing::debug!(sink = %self.name, skipped, "rows already stored (retried batch); not duplicated");
-                }
-                if bad.is_empty() {
-                    Ok(())
-                } else {
-                    Err(rejected().with_records(bad_idx))
-                }
+        };
+        let class = e.class;
+        let err = match class {
+            Class::Retryable => SinkError::retryable(e.message.clone()),
+            Class::BadData | Class::Permanent => SinkError::permanent(e.message.clone()),
+        };
+        let err = err.with_source(e);
+        let all_good_failed = failed.len() == good.len();
+        Err(match class {
+            // Fails whatever the content (privileges, missing table ...): the whole batch, at once.
+            Class::Permanent => err.with_records((0..batch.len()).collect()),
+            // Retry exactly the records whose chunk failed (with backoff).
+            Class::Retryable if bad.is_empty() => err.with_records(failed),
+            // A record the server refused, whole batch concerned: the
+            // collector splits the batch to find it.
+            Class::BadData if bad.is_empty() && all_good_failed => err,
+            // Otherwise: reject the invalid records now, try the failed
+            // chunks again on their own (a refused record is then found by
+            // splitting); the rest is stored.
+            Class::Retryable | Class::BadData => {
+                SinkError::partial(rejected().unwrap_or(err), bad_idx, failed)
             }
-            Err(e) => {
-                let class = e.class;
-                let err = match class {
-                    Class::Retryable => SinkError::retryable(e.message.clone()),
-                    Class::BadData | Class::Permanent => SinkError::permanent(e.message.clone()),
-                };
-                let err = err.with_source(e);
-                Err(match (class, bad.is_empty()) {
-                    // The whole batch fails whatever its content: fail it at once.
-                    (Class::Permanent, _) => err.with_records((0..batch.len()).collect()),
-                    // Retry the good ones; the invalid ones are rejected now.
-                    (Class::Retryable, false) => SinkError::partial(rejected(), bad_idx, good_idx()),
-                    (Class::Retryable, true) => err,
-                    // A record the server refused: let the collector split
-                    // the batch to find it (invalid ones rejected now).
-                    (Class::BadData, true) => err,
-                    (Class::BadData, false) => SinkError::partial(rejected(), bad_idx, good_idx()),
-                })
-            }
-        }
+        })
     }
 
     async fn close(&self) -> Result<(), SinkError> {

@@ -393,36 +393,45 @@ async fn nul_byte_records_are_rejected_while_their_batch_mates_land() {
         .unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_record_the_server_refuses_is_isolated_by_splitting() {
-    let Some(url) = url() else { return };
-    let _shared = SERVER.read().await;
+/// `n` records in one collector batch, one of which breaks a CHECK
+/// constraint only the database knows (23514); optionally one more holds a
+/// NUL byte (rejected before sending). Everything else must land.
+async fn refused_record_case(url: &str, n: usize, with_nul: bool) {
     let schema = fresh_schema("check");
-    let sink = sink(&url, &schema);
+    let sink = sink(url, &schema);
     sink.migrate().await.unwrap();
-    // A rule only the database knows (23514 check_violation).
-    let c = admin(&url).await;
+    let c = admin(url).await;
     c.batch_execute(&format!(
         "ALTER TABLE \"{schema}\".llm_metrics ADD CONSTRAINT latency_not_negative CHECK (latency_ms >= 0)"
     ))
     .await
     .unwrap();
     let collector = MetricsCollector::builder()
-        .sink_with_options(sink, SinkOptions::default().batch_size(1000).retry(fast_retry()))
+        .sink_with_options(sink, SinkOptions::default().batch_size(n).retry(fast_retry()))
         .build()
         .unwrap();
-    let mut records = synthetic(1000, 6);
-    records[123].latency_ms = -1.0;
-    let bad = records[123].request_id;
+    let mut records = synthetic(n, 6);
+    records[n / 8].latency_ms = -1.0;
+    let mut bad = vec![records[n / 8].request_id];
+    if with_nul {
+        records[n - 3].provider = "open\0ai".into();
+        bad.push(records[n - 3].request_id);
+    }
     for r in records {
         collector.record(r);
     }
     let s = collector.flush().await.sinks[0].stats.clone();
-    assert_eq!((s.delivered, s.failed.rejected, s.retried), (999, 1, 0), "{s}");
-    assert_eq!(count(&c, &schema).await, (999, 999));
+    let rejected = bad.len() as u64;
+    assert_eq!(
+        (s.delivered, s.failed.rejected, s.retried),
+        (n as u64 - rejected, rejected, 0),
+        "{s}"
+    );
+    let stored = (n as i64) - rejected as i64;
+    assert_eq!(count(&c, &schema).await, (stored, stored));
     let found: i64 = c
         .query_one(
-            &format!("SELECT count(*) FROM \"{schema}\".llm_metrics WHERE request_id = $1"),
+            &format!("SELECT count(*) FROM \"{schema}\".llm_metrics WHERE request_id = ANY($1)"),
             &[&bad],
         )
         .await
@@ -432,6 +441,16 @@ async fn a_record_the_server_refuses_is_isolated_by_splitting() {
     c.batch_execute(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
         .await
         .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_the_server_refuses_is_isolated_by_splitting() {
+    let Some(url) = url() else { return };
+    let _shared = SERVER.read().await;
+    // One transaction per batch.
+    refused_record_case(&url, 1000, false).await;
+    // A batch written as two concurrent chunks, with an invalid record too.
+    refused_record_case(&url, 4000, true).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
