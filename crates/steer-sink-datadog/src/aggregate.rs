@@ -155,7 +155,6 @@ pub(crate) struct DistSeries {
 pub(crate) struct Touched {
     pub cells: Vec<CellKey>,
     pub bits_before: u8,
-    pub dists: u8,
 }
 
 /// Outcome counters of the aggregation.
@@ -360,7 +359,6 @@ impl Aggregator {
                 if t.bits_before & d.bit() != 0 {
                     continue;
                 }
-                t.dists |= d.bit();
                 let s = dists
                     .entry((d, tags.clone(), bucket))
                     .or_insert_with(|| DistSeries {
