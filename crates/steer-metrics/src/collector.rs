@@ -2,7 +2,7 @@
 //! queue and a worker task per sink.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -92,11 +92,28 @@ struct Shared {
     data: Notify,
     space: Notify,
     blocked_producers: AtomicUsize,
+    /// Set by the worker just before it parks with nothing in hand; a
+    /// producer that sees it wakes the worker. Otherwise producers wake the
+    /// worker only when a full batch is waiting (the linger timer does the
+    /// rest), so a busy pipeline costs no wake-up per record.
+    idle: AtomicBool,
+    batch_size: usize,
     counters: Counters,
     overflow: OverflowPolicy,
 }
 
 impl Shared {
+    /// Wake the worker if it is parked idle, or if a full batch is waiting.
+    #[inline]
+    fn wake(&self) {
+        // Pairs with the fence in `Worker::park`: either the worker sees the
+        // record we pushed, or we see its idle flag.
+        fence(SeqCst);
+        if self.idle.load(Relaxed) || self.queue.len() >= self.batch_size {
+            self.data.notify_one();
+        }
+    }
+
     /// Offer a record without blocking.
     #[inline]
     fn offer(&self, m: Arc<AgentMetrics>) {
@@ -107,12 +124,12 @@ impl Shared {
                     self.counters.settled.fetch_add(1, Relaxed);
                 }
                 self.counters.enqueued.fetch_add(1, Relaxed);
-                self.data.notify_one();
+                self.wake();
             }
             OverflowPolicy::DropNewest | OverflowPolicy::Block => match self.queue.push(m) {
                 Ok(()) => {
                     self.counters.enqueued.fetch_add(1, Relaxed);
-                    self.data.notify_one();
+                    self.wake();
                 }
                 Err(_) => {
                     self.counters.dropped_queue_full.fetch_add(1, Relaxed);
@@ -136,7 +153,7 @@ impl Shared {
                 Ok(()) => {
                     self.blocked_producers.fetch_sub(1, Relaxed);
                     self.counters.enqueued.fetch_add(1, Relaxed);
-                    self.data.notify_one();
+                    self.wake();
                     return;
                 }
                 Err(back) => {
@@ -214,6 +231,8 @@ impl MetricsCollectorBuilder {
                 data: Notify::new(),
                 space: Notify::new(),
                 blocked_producers: AtomicUsize::new(0),
+                idle: AtomicBool::new(false),
+                batch_size: options.batch_size.max(1),
                 counters: Counters::default(),
                 overflow: options.overflow,
             });
@@ -549,6 +568,17 @@ impl Worker {
                 }
             }
 
+            // Park. With nothing in hand, announce it so the next record wakes
+            // us; then look once more, in case a record raced the announcement.
+            let idle = batch.is_empty();
+            if idle {
+                self.shared.idle.store(true, Relaxed);
+                fence(SeqCst);
+                if !self.shared.queue.is_empty() {
+                    self.shared.idle.store(false, Relaxed);
+                    continue;
+                }
+            }
             let linger_at = batch_started.map(|t| t + self.options.linger);
             tokio::select! {
                 biased;
@@ -559,6 +589,9 @@ impl Worker {
                 },
                 _ = self.shared.data.notified() => {}
                 _ = sleep_until_opt(linger_at) => {}
+            }
+            if idle {
+                self.shared.idle.store(false, Relaxed);
             }
         }
     }
