@@ -22,6 +22,7 @@
 //! Built-in sinks are in [`sinks`]; helpers to test your own sinks are in
 //! [`testkit`]. See `docs/custom-sinks.md` for writing a sink.
 #![warn(missing_docs)]
+#![cfg_attr(test, allow(clippy::unwrap_used))]
 
 mod collector;
 mod config;
