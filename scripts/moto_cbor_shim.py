@@ -13,11 +13,12 @@ Test controls (per namespace, so tests running in parallel do not interfere):
 
   GET  /_shim/health                      -> 200 "ok"
   POST /_shim/faults  {"namespace": NS, "throttle": N, "server_error": N,
-                       "reject_dimension_value": "V"}
+                       "reject_dimension_value": "V", "name_member": true}
        the next N PutMetricData calls for NS answer Throttling (400) or
        InternalServiceError (500); any call for NS carrying a dimension whose
        value is V answers InvalidParameterValue (400), like a server that
-       refuses one datum and therefore the whole call.
+       refuses one datum and therefore the whole call; the message names
+       the datum (MetricData.member.N...) unless name_member is false.
   GET  /_shim/stats?namespace=NS          -> JSON counters of PutMetricData
        calls for NS: attempts, accepted, datums (accepted), max_datums,
        max_body_bytes (uncompressed CBOR), gzip_calls, values (accepted
@@ -125,13 +126,17 @@ class Faults:
     def set(self, spec):
         ns = spec.get("namespace", "")
         with self.lock:
-            f = self.by_ns.setdefault(ns, {"throttle": 0, "server_error": 0, "reject": None})
+            f = self.by_ns.setdefault(
+                ns, {"throttle": 0, "server_error": 0, "reject": None, "name_member": True}
+            )
             if "throttle" in spec:
                 f["throttle"] = int(spec["throttle"])
             if "server_error" in spec:
                 f["server_error"] = int(spec["server_error"])
             if "reject_dimension_value" in spec:
                 f["reject"] = spec["reject_dimension_value"]
+            if "name_member" in spec:
+                f["name_member"] = bool(spec["name_member"])
 
     def take(self, ns, datums):
         """The fault to answer with, if any: (status, code, message)."""
@@ -146,10 +151,13 @@ class Faults:
                 f["server_error"] -= 1
                 return (500, "InternalServiceError", "Internal service error (injected)")
             bad = f["reject"]
+            name_member = f["name_member"]
         if bad is not None:
             for i, d in enumerate(datums, 1):
                 for j, dim in enumerate(d.get("Dimensions") or [], 1):
                     if dim.get("Value") == bad:
+                        if not name_member:
+                            return (400, "InvalidParameterValue", "A dimension value is invalid.")
                         return (
                             400,
                             "InvalidParameterValue",

@@ -28,15 +28,23 @@ fn client(endpoint: &str) -> cw::Client {
         .behavior_version_latest()
         .region(cw::config::Region::new("us-east-1"))
         .endpoint_url(endpoint)
-        .credentials_provider(cw::config::Credentials::new("testing", "testing", None, None, "bench"))
+        .credentials_provider(cw::config::Credentials::new(
+            "testing", "testing", None, None, "bench",
+        ))
         .build();
     cw::Client::from_conf(conf)
 }
 
 fn dims(m: &AgentMetrics) -> Vec<cw::types::Dimension> {
     vec![
-        cw::types::Dimension::builder().name("Model").value(&m.model).build(),
-        cw::types::Dimension::builder().name("Provider").value(&m.provider).build(),
+        cw::types::Dimension::builder()
+            .name("Model")
+            .value(&m.model)
+            .build(),
+        cw::types::Dimension::builder()
+            .name("Provider")
+            .value(&m.provider)
+            .build(),
     ]
 }
 
@@ -76,7 +84,13 @@ async fn guide(c: &cw::Client, ns: &str, records: &[AgentMetrics]) -> (u64, u64)
     // Eight in flight so the harness finishes; the call count is what matters.
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..8 {
-        let (c, ns, chunks, next, calls) = (c.clone(), ns.to_string(), chunks.clone(), next.clone(), calls.clone());
+        let (c, ns, chunks, next, calls) = (
+            c.clone(),
+            ns.to_string(),
+            chunks.clone(),
+            next.clone(),
+            calls.clone(),
+        );
         tasks.spawn(async move {
             loop {
                 let i = next.fetch_add(1, Relaxed);
@@ -147,7 +161,11 @@ async fn main() {
     let records = synthetic(n, 2025);
     let models: std::collections::BTreeSet<String> = records.iter().map(|m| m.model.clone()).collect();
     let span = records.last().unwrap().timestamp - records[0].timestamp;
-    println!("{n} records, {} models, spanning {} ms", models.len(), span.num_milliseconds());
+    println!(
+        "{n} records, {} models, spanning {} ms",
+        models.len(),
+        span.num_milliseconds()
+    );
     let stamp = chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default();
     let sink_ns = format!("steer-bench/sink-{stamp}");
     let guide_ns = format!("steer-bench/guide-{stamp}");
@@ -165,7 +183,10 @@ async fn main() {
         .queue_capacity(n.max(1))
         .batch_size(batch)
         .linger(Duration::from_secs(60));
-    let collector = MetricsCollector::builder().sink_with_options(sink.clone(), opts).build().unwrap();
+    let collector = MetricsCollector::builder()
+        .sink_with_options(sink.clone(), opts)
+        .build()
+        .unwrap();
     let t = Instant::now();
     for r in &records {
         collector.record(r.clone());

@@ -302,7 +302,7 @@ impl CloudWatchSinkBuilder {
         }
         let secs = c.interval.as_secs();
         let whole = c.interval.subsec_nanos() == 0 && secs > 0;
-        if !whole || !(60 % secs == 0 || secs % 60 == 0) {
+        if !whole || !(60u64.is_multiple_of(secs) || secs.is_multiple_of(60)) {
             return Err(ConfigError::InvalidInterval(c.interval));
         }
         if !(0.0001..=0.1).contains(&c.relative_error) {

@@ -167,6 +167,44 @@ async fn refused_datum_is_isolated_and_the_rest_lands() {
     assert!(shim.attempts - shim.accepted >= 1, "{shim:?}");
 }
 
+/// When CloudWatch's message does not name the datum, the sink bisects the
+/// call by series: only the refused series' records are rejected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_series_is_found_by_bisection() {
+    let Some(ep) = endpoint() else { return };
+    let ns = namespace("bisect");
+    shim_faults(
+        &ep,
+        json!({"namespace": ns, "reject_dimension_value": "poison", "name_member": false}),
+    )
+    .await;
+    let mut records = synthetic(2000, 12);
+    let mut poison = Vec::new();
+    for (i, r) in records.iter_mut().enumerate() {
+        if r.model == "grok-4" {
+            r.model = "poison".into();
+            poison.push(i);
+        }
+    }
+    assert!(!poison.is_empty());
+    // Small calls so the batch needs several, and bisection has work to do.
+    let sink = CloudWatchSink::builder()
+        .namespace(&ns)
+        .max_datums_per_call(40)
+        .client(client(&ep, 3))
+        .build()
+        .await
+        .unwrap();
+    let err = sink.record_batch(&records).await.unwrap_err();
+    assert!(err.is_permanent());
+    assert!(err.retry_records().is_empty());
+    assert_eq!(err.records().unwrap(), &poison[..]);
+    let good: Vec<_> = records.iter().filter(|r| r.model != "poison").cloned().collect();
+    assert_published(&client(&ep, 3), &ns, &good).await;
+    let shim = shim_stats(&ep, &ns).await;
+    assert!(shim.max_datums <= 40, "{shim:?}");
+}
+
 /// The same through the collector: the refused records count as failed,
 /// the others as delivered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
