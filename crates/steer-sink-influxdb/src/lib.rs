@@ -204,7 +204,7 @@ impl MetricsSink for InfluxSink {
             match self.client.write(body, &local).await {
                 Ok(()) => {}
                 Err(WriteError::Lines { bad, message }) => {
-                    tracing::warn!(sink = %self.name, rejected = bad.len(), lines = lines.len(), error = %message, "InfluxDB rejected some points");
+                    tracing::debug!(sink = %self.name, rejected = bad.len(), lines = lines.len(), error = %message, "InfluxDB rejected some points");
                     rejected.extend(bad.iter().map(|&l| enc.records[req.start + l]));
                     first_message.get_or_insert(message);
                 }
@@ -219,7 +219,7 @@ impl MetricsSink for InfluxSink {
                         work.push_front(mid..req.end);
                         work.push_front(req.start..mid);
                     } else {
-                        tracing::warn!(sink = %self.name, error = %message, "InfluxDB rejected a point");
+                        tracing::debug!(sink = %self.name, error = %message, "InfluxDB rejected a point");
                         rejected.push(enc.records[req.start]);
                         first_message.get_or_insert(message);
                     }
