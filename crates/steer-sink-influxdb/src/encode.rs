@@ -839,6 +839,30 @@ mod tests {
     }
 
     proptest! {
+        /// Records whose user-tag keys need no normalisation take a
+        /// merge-without-buffer path; a prefix forces the general path.
+        /// Both must write the same line.
+        #[test]
+        fn fast_and_general_tag_paths_agree(
+            tags in prop::collection::btree_map("[a-z_]{1,12}", "[a-z ,=\\\\]{0,6}", 0..6),
+            error in any::<bool>(),
+        ) {
+            let mut plain = base();
+            let mut prefixed = base();
+            for (k, v) in &tags {
+                plain.tags.insert(format!("p{k}"), v.clone());
+                prefixed.tags.insert(k.clone(), v.clone());
+            }
+            if error {
+                plain.error_class = Some(ErrorClass::Timeout);
+                prefixed.error_class = Some(ErrorClass::Timeout);
+            }
+            let placement = Attribute::ALL.map(Attribute::default_placement);
+            let fast = Encoder::with_placement("m", Precision::Nanoseconds, placement, String::new());
+            let general = Encoder::with_placement("m", Precision::Nanoseconds, placement, "p".into());
+            prop_assert_eq!(fast.encode_line(&plain).unwrap(), general.encode_line(&prefixed).unwrap());
+        }
+
         #[test]
         fn normalised_names_never_hold_a_backslash_before_a_separator(s in "[a-z\\\\ ,=\n\r\"é]{0,16}") {
             let n = normalize_name(&s);
