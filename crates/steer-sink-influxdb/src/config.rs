@@ -110,7 +110,8 @@ macro_rules! attributes {
             /// Whether `key` is the key of a built-in attribute (user tags
             /// with such a key are skipped).
             pub fn is_builtin_key(key: &str) -> bool {
-                matches!(key, $($key)|*)
+                // `tags` names the user tags themselves, not a column.
+                key != "tags" && matches!(key, $($key)|*)
             }
         }
     };

@@ -25,7 +25,9 @@ fn full_record() -> AgentMetrics {
         .with_tokens(1200, 300)
         .with_error(ErrorClass::RateLimit)
         .with_tag("team", "search")
-        .with_tag("region", "eu west");
+        .with_tag("region", "eu west")
+        .with_tag("tags", "kept")
+        .with_tag("provider", "skipped: a built-in name");
     m.timestamp = chrono::Utc.timestamp_opt(1_700_000_123, 456_789_123).unwrap();
     m.method = Method::Stream;
     m.trace_id = Some("trace-1".into());
@@ -66,7 +68,7 @@ fn expected(m: &AgentMetrics, precision: Precision) -> BTreeMap<String, Value> {
     }
     for (k, v) in &m.tags {
         let k = normalize_key(k).into_owned();
-        if !Attribute::ALL.iter().any(|a| a.key() == k) {
+        if !Attribute::is_builtin_key(&k) {
             tags.push((k, normalize_name(v).into_owned()));
         }
     }
