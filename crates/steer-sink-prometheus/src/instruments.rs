@@ -26,20 +26,22 @@
 //! value `round(w)` times (at least once, at most [`MAX_REPEAT`]), so for
 //! integer weights a histogram's `_count` equals the request counter.
 
-use std::collections::HashSet;
-use std::sync::Mutex;
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
-use steer_metrics::AgentMetrics;
+use steer_metrics::{AgentMetrics, ErrorClass};
 
 /// Label set of every series.
 pub type Labels = Vec<(&'static str, String)>;
 
 type HistFamily = Family<Labels, Histogram, fn() -> Histogram>;
-type CounterFamily = Family<Labels, Counter<f64>>;
+type CounterFamily = Family<Labels, Counter<f64, AtomicU64>>;
 
 /// Histogram of call durations (exposed with the `_seconds` unit suffix).
 pub const DURATION: &str = "gen_ai_client_operation_duration";
@@ -177,34 +179,111 @@ pub fn labels(m: &AgentMetrics, folded: bool, server_address: Option<&str>) -> L
     l
 }
 
-/// Caps distinct (provider, request model, response model) series.
+/// Per label set: the series handles, resolved once (the histograms and
+/// counters of `prometheus_client` are shared handles), so recording a
+/// record does not rebuild and hash its label set for every metric.
 #[derive(Debug)]
-pub struct SeriesCap {
-    max: usize,
-    seen: Mutex<HashSet<(String, String, Option<String>)>>,
+struct Handles {
+    labels: Labels,
+    requests: Counter<f64, AtomicU64>,
+    errors: Option<Counter<f64, AtomicU64>>,
+    duration: Histogram,
+    ttfc: OnceLock<Histogram>,
+    cost: OnceLock<Counter<f64, AtomicU64>>,
+    input: OnceLock<Histogram>,
+    output: OnceLock<Histogram>,
 }
 
-impl SeriesCap {
-    /// At most `max` model series.
-    pub fn new(max: usize) -> Self {
-        SeriesCap {
-            max,
-            seen: Mutex::new(HashSet::new()),
+/// The handles of one (provider, model, response model): one slot for
+/// success and one per error class.
+type Slots = [Option<Arc<Handles>>; 1 + ErrorClass::ALL.len()];
+
+#[derive(Debug, Default)]
+struct State {
+    key: String,
+    series: HashMap<String, Slots>,
+    other: Slots,
+}
+
+fn slot(class: Option<ErrorClass>) -> usize {
+    class.map_or(0, |c| {
+        1 + ErrorClass::ALL.iter().position(|x| *x == c).unwrap_or(0)
+    })
+}
+
+/// Records into [`Instruments`] with the series cap: at most `max_series`
+/// distinct (provider, request model, response model) combinations; the
+/// records of further ones are folded into model `other` (and counted).
+/// Memory is bounded by the cap: folded combinations are not remembered.
+#[derive(Debug)]
+pub struct Recorder {
+    instruments: Instruments,
+    max_series: usize,
+    server_address: Option<String>,
+    state: Mutex<State>,
+}
+
+impl Recorder {
+    /// A recorder into `instruments`.
+    pub fn new(instruments: Instruments, max_series: usize, server_address: Option<String>) -> Self {
+        Recorder {
+            instruments,
+            max_series,
+            server_address,
+            state: Mutex::new(State::default()),
         }
     }
 
-    /// Whether this record must be folded into model `other`.
-    pub fn fold(&self, m: &AgentMetrics) -> bool {
-        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        let key = (m.provider.clone(), m.model.clone(), m.response_model.clone());
-        if seen.contains(&key) {
-            return false;
+    /// The instruments.
+    pub fn instruments(&self) -> &Instruments {
+        &self.instruments
+    }
+
+    fn handles(&self, m: &AgentMetrics) -> Arc<Handles> {
+        let mut guard = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let st = &mut *guard;
+        st.key.clear();
+        // Length-prefixed, so no two combinations share a key.
+        let _ = write!(
+            st.key,
+            "{}:{}{}:{}",
+            m.provider.len(),
+            m.provider,
+            m.model.len(),
+            m.model
+        );
+        match &m.response_model {
+            Some(r) => {
+                let _ = write!(st.key, "+{r}");
+            }
+            None => st.key.push('-'),
         }
-        if seen.len() < self.max {
-            seen.insert(key);
-            return false;
+        let i = slot(m.error_class);
+        let folded = !st.series.contains_key(st.key.as_str()) && st.series.len() >= self.max_series;
+        if folded {
+            self.instruments.folded.inc();
         }
-        true
+        let slots = if folded {
+            &mut st.other
+        } else {
+            let key = st.key.clone();
+            st.series.entry(key).or_default()
+        };
+        slots[i]
+            .get_or_insert_with(|| {
+                Arc::new(
+                    self.instruments
+                        .handles(m, folded, self.server_address.as_deref()),
+                )
+            })
+            .clone()
+    }
+
+    /// Record one record; returns how many values were skipped as negative
+    /// or not finite.
+    pub fn record(&self, m: &AgentMetrics) -> u64 {
+        let h = self.handles(m);
+        self.instruments.record_into(&h, m)
     }
 }
 
@@ -296,52 +375,66 @@ impl Instruments {
         self.folded.get()
     }
 
-    /// Record one record; returns how many values were skipped as negative
-    /// or not finite.
-    pub fn record(&self, m: &AgentMetrics, folded: bool, server_address: Option<&str>) -> u64 {
-        if folded {
-            self.folded.inc();
+    fn handles(&self, m: &AgentMetrics, folded: bool, server_address: Option<&str>) -> Handles {
+        let labels = labels(m, folded, server_address);
+        Handles {
+            requests: self.requests.get_or_create_owned(&labels),
+            errors: m.is_error().then(|| self.errors.get_or_create_owned(&labels)),
+            duration: self.duration.get_or_create_owned(&labels),
+            ttfc: OnceLock::new(),
+            cost: OnceLock::new(),
+            input: OnceLock::new(),
+            output: OnceLock::new(),
+            labels,
         }
-        let l = labels(m, folded, server_address);
+    }
+
+    fn token_hist(&self, h: &Handles, kind: &'static str) -> Histogram {
+        let mut l = h.labels.clone();
+        l.push((label::TOKEN_TYPE, kind.into()));
+        self.tokens.get_or_create_owned(&l)
+    }
+
+    fn record_into(&self, h: &Handles, m: &AgentMetrics) -> u64 {
         let repeat = repeat_count(m.sample_weight);
         let w = counter_weight(m.sample_weight);
         let mut invalid = 0;
 
-        self.requests.get_or_create(&l).inc_by(w);
-        if m.is_error() {
-            self.errors.get_or_create(&l).inc_by(w);
+        h.requests.inc_by(w);
+        if let Some(e) = &h.errors {
+            e.inc_by(w);
         }
         match seconds(m.latency_ms) {
-            Some(s) => {
-                let h = self.duration.get_or_create(&l);
-                (0..repeat).for_each(|_| h.observe(s));
-            }
+            Some(s) => (0..repeat).for_each(|_| h.duration.observe(s)),
             None => invalid += 1,
         }
         if let Some(t) = m.ttft_ms {
             match seconds(t) {
                 Some(s) => {
-                    let h = self.ttfc.get_or_create(&l);
-                    (0..repeat).for_each(|_| h.observe(s));
+                    let hist = h.ttfc.get_or_init(|| self.ttfc.get_or_create_owned(&h.labels));
+                    (0..repeat).for_each(|_| hist.observe(s));
                 }
                 None => invalid += 1,
             }
         }
         match m.cost_usd {
             Some(c) if c.is_finite() && c >= 0.0 => {
-                self.cost.get_or_create(&l).inc_by(c * w);
+                h.cost
+                    .get_or_init(|| self.cost.get_or_create_owned(&h.labels))
+                    .inc_by(c * w);
             }
             Some(_) => invalid += 1,
             None => {}
         }
-        for (kind, n) in [("input", m.input_tokens), ("output", m.output_tokens)] {
+        for (kind, n, cell) in [
+            ("input", m.input_tokens, &h.input),
+            ("output", m.output_tokens, &h.output),
+        ] {
             if m.is_error() && n == 0 {
                 continue;
             }
-            let mut tl = l.clone();
-            tl.push((label::TOKEN_TYPE, kind.into()));
-            let h = self.tokens.get_or_create(&tl);
-            (0..repeat).for_each(|_| h.observe(n as f64));
+            let hist = cell.get_or_init(|| self.token_hist(h, kind));
+            (0..repeat).for_each(|_| hist.observe(n as f64));
         }
         invalid
     }
@@ -353,15 +446,14 @@ mod tests {
     use super::*;
     use prometheus_client::encoding::text::encode;
     use proptest::prelude::*;
-    use steer_metrics::ErrorClass;
 
     fn exposition(records: &[AgentMetrics], max_series: usize) -> String {
         let inst = Instruments::new();
         let mut reg = Registry::default();
         inst.register(&mut reg);
-        let cap = SeriesCap::new(max_series);
+        let rec = Recorder::new(inst, max_series, Some("api.openai.com".into()));
         for m in records {
-            inst.record(m, cap.fold(m), Some("api.openai.com"));
+            rec.record(m);
         }
         let mut s = String::new();
         encode(&mut s, &reg).unwrap();
@@ -414,6 +506,37 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("m4"));
+    }
+
+    #[test]
+    fn memory_is_bounded_by_the_cap() {
+        let rec = Recorder::new(Instruments::new(), 2, None);
+        for i in 0..5000 {
+            let class = if i % 2 == 0 {
+                None
+            } else {
+                Some(ErrorClass::ALL[i % 11])
+            };
+            let mut m = AgentMetrics::new("openai", format!("model-{i}")).with_latency_ms(1.0);
+            m.error_class = class;
+            rec.record(&m);
+        }
+        let st = rec.state.lock().unwrap();
+        assert_eq!(st.series.len(), 2, "folded combinations are not remembered");
+        assert_eq!(rec.instruments().folded(), 4998);
+        // Same combination, same handles; a different error class, another slot.
+        drop(st);
+        let a = AgentMetrics::new("openai", "model-0");
+        assert!(Arc::ptr_eq(&rec.handles(&a), &rec.handles(&a)));
+        assert!(!Arc::ptr_eq(
+            &rec.handles(&a),
+            &rec.handles(&a.clone().with_error(ErrorClass::Timeout))
+        ));
+        // Length-prefixed keys: ("ab", "c") and ("a", "bc") are distinct series.
+        let rec = Recorder::new(Instruments::new(), 10, None);
+        rec.record(&AgentMetrics::new("ab", "c"));
+        rec.record(&AgentMetrics::new("a", "bc"));
+        assert_eq!(rec.state.lock().unwrap().series.len(), 2);
     }
 
     #[test]

@@ -62,7 +62,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use config::{PrometheusSinkBuilder, ServeError};
-use instruments::{Instruments, SeriesCap};
+use instruments::{Instruments, Recorder};
 pub use server::{render, CONTENT_TYPE_OPENMETRICS};
 
 /// Re-exported so users can pass their own registry.
@@ -94,9 +94,7 @@ struct Server {
 
 struct Inner {
     name: String,
-    instruments: Instruments,
-    cap: SeriesCap,
-    server_address: Option<String>,
+    recorder: Recorder,
     close_grace: Duration,
     registry: Option<Arc<Registry>>,
     local_addr: Option<SocketAddr>,
@@ -128,9 +126,7 @@ impl PrometheusSinkBuilder {
         PrometheusSink {
             inner: Arc::new(Inner {
                 name: self.name,
-                instruments,
-                cap: SeriesCap::new(self.max_series),
-                server_address: self.server_address,
+                recorder: Recorder::new(instruments, self.max_series, self.server_address),
                 close_grace: self.close_grace,
                 registry,
                 local_addr,
@@ -222,7 +218,7 @@ impl PrometheusSink {
     pub fn stats(&self) -> PrometheusStats {
         PrometheusStats {
             records: self.inner.records.load(Relaxed),
-            folded_records: self.inner.instruments.folded(),
+            folded_records: self.inner.recorder.instruments().folded(),
             invalid_values: self.inner.invalid.load(Relaxed),
             scrapes: self.inner.scrapes.load(Relaxed),
         }
@@ -234,8 +230,7 @@ impl PrometheusSink {
             return Err(SinkError::permanent("Prometheus sink is closed"));
         }
         for m in batch {
-            let folded = i.cap.fold(m);
-            let invalid = i.instruments.record(m, folded, i.server_address.as_deref());
+            let invalid = i.recorder.record(m);
             if invalid > 0 {
                 i.invalid.fetch_add(invalid, Relaxed);
             }
