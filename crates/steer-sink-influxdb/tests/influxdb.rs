@@ -465,3 +465,51 @@ fn adversarial_strings_round_trip_through_the_real_server() {
         panic!("{e}");
     }
 }
+
+#[tokio::test]
+async fn placement_options_round_trip() {
+    use steer_sink_influxdb::Placement;
+    let Some(url) = server_url() else { return };
+    let db = Db::create(&url, "placement").await;
+    let sink = InfluxSink::new(
+        InfluxSink::builder(&url)
+            .database(&db.name)
+            .measurement("placed")
+            .tags(&[Attribute::Model, Attribute::ResponseModel])
+            .place(Attribute::UserTags, Placement::Field)
+            .place(Attribute::TraceId, Placement::Omit)
+            .place(Attribute::SampleWeight, Placement::Omit)
+            .user_tag_prefix("u_")
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
+    let m = full_record().with_tag("time", "t, \"q\"\n");
+    sink.record(&m).await.unwrap();
+    let points = db.points("placed").await;
+    assert_eq!(points.len(), 1);
+    let p = &points[0];
+    // Tags now: model and response_model only; the rest became fields.
+    let tags = db.query_raw(Some(&db.name), "SHOW TAG KEYS FROM placed").await;
+    let tag_keys: Vec<&str> = tags["results"][0]["series"][0]["values"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v[0].as_str().unwrap())
+        .collect();
+    assert_eq!(tag_keys, ["model", "response_model"]);
+    assert_eq!(p["model"], json!("claude-sonnet-4-5"));
+    assert_eq!(p["response_model"], json!("claude-sonnet-4-5-20250929"));
+    assert_eq!(p["provider"], json!("anthropic"));
+    assert_eq!(p["status"], json!("error"));
+    assert_eq!(p["error_class"], json!("rate_limit"));
+    // User tags as string fields under the prefix, values exact.
+    assert_eq!(p["u_team"], json!("search"));
+    assert_eq!(p["u_region"], json!("eu west"));
+    assert_eq!(p["u_time"], json!("t, \"q\"\n"));
+    assert!(
+        !p.contains_key("trace_id") && !p.contains_key("sample_weight"),
+        "{p:?}"
+    );
+    db.drop().await;
+}
