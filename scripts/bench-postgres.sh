@@ -3,7 +3,7 @@
 # rows, on a throwaway local PostgreSQL (started like scripts/services/postgres.sh).
 #
 #   scripts/bench-postgres.sh            # 200 000 records, 3 runs each
-#   N=500000 RUNS=5 scripts/bench-postgres.sh
+#   N=500000 RUNS=5 CONCURRENCY=1 scripts/bench-postgres.sh
 #
 # For each run: the throughput example sends N synthetic records through a
 # MetricsCollector with one PostgresSink (batch 5000) into an empty table,
@@ -16,6 +16,7 @@ cd "$(dirname "$0")/.."
 N=${N:-200000}
 RUNS=${RUNS:-3}
 BATCH=${BATCH:-5000}
+CONCURRENCY=${CONCURRENCY:-2}   # the sink's write_concurrency (connections per batch)
 
 log() { printf '== %s\n' "$*" >&2; }
 free_port() {
@@ -63,7 +64,7 @@ sink_rates=()
 copy_rates=()
 for run in $(seq "$RUNS"); do
   schema="bench_$run"
-  rate=$("$EXAMPLE" "$URL" "$N" "$schema" "$BATCH" | sed -n 's/^records_per_sec=//p')
+  rate=$("$EXAMPLE" "$URL" "$N" "$schema" "$BATCH" "$CONCURRENCY" | sed -n 's/^records_per_sec=//p')
   sink_rates+=("$rate")
 
   "$PSQL" -q "$URL" -c "\\copy $schema.llm_metrics TO '$CSV' CSV"
@@ -80,11 +81,11 @@ for run in $(seq "$RUNS"); do
   "$PSQL" -q "$URL" -c "SET client_min_messages = warning; DROP SCHEMA $schema CASCADE"
 done
 
-python3 - "${sink_rates[*]}" "${copy_rates[*]}" "$N" "$BATCH" <<'PY'
+python3 - "${sink_rates[*]}" "${copy_rates[*]}" "$N" "$BATCH" "$CONCURRENCY" <<'PY'
 import statistics, sys
 sink = [float(x) for x in sys.argv[1].split()]
 copy = [float(x) for x in sys.argv[2].split()]
 ms, mc = statistics.median(sink), statistics.median(copy)
-print(f"records={sys.argv[3]} batch_size={sys.argv[4]} runs={len(sink)}")
+print(f"records={sys.argv[3]} batch_size={sys.argv[4]} write_concurrency={sys.argv[5]} runs={len(sink)}")
 print(f"median: sink {ms:.0f} records/s, psql \\copy {mc:.0f} rows/s, ratio {ms / mc:.2f}")
 PY

@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! cargo run --release -p steer-sink-postgres --example throughput -- \
-//!     postgres://postgres@127.0.0.1:5432/bench 200000 [schema] [batch_size]
+//!     postgres://postgres@127.0.0.1:5432/bench 200000 [schema] [batch_size] [write_concurrency]
 //! ```
 //! (the URL may also come from `STEER_BENCH_POSTGRES_URL`). Prints
 //! `records_per_sec=<n>` on the last line; exits non-zero unless every
@@ -23,14 +23,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let url = match args.next() {
         Some(u) => u,
         None => std::env::var("STEER_BENCH_POSTGRES_URL").map_err(|_| {
-            "usage: throughput URL [N] [SCHEMA] [BATCH_SIZE] (or set STEER_BENCH_POSTGRES_URL)"
+            "usage: throughput URL [N] [SCHEMA] [BATCH_SIZE] [WRITE_CONCURRENCY] (or set STEER_BENCH_POSTGRES_URL)"
         })?,
     };
     let n: usize = args.next().map(|s| s.parse()).transpose()?.unwrap_or(200_000);
     let schema = args.next().unwrap_or_else(|| "steer_bench".into());
     let batch_size: usize = args.next().map(|s| s.parse()).transpose()?.unwrap_or(5000);
+    let concurrency: usize = args.next().map(|s| s.parse()).transpose()?.unwrap_or(2);
 
-    let sink = PostgresSink::builder(&url).schema(&schema).pool_size(2).build()?;
+    let sink = PostgresSink::builder(&url)
+        .schema(&schema)
+        .pool_size(concurrency.max(1))
+        .write_concurrency(concurrency)
+        .build()?;
     sink.migrate().await?;
     let store = sink.store();
     let before = store.count(None).await?;
@@ -58,7 +63,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let rate = n as f64 / elapsed.as_secs_f64();
     println!("{stats}");
     println!(
-        "records={n} batch_size={batch_size} seconds={:.3} rows_added={}",
+        "records={n} batch_size={batch_size} write_concurrency={concurrency} seconds={:.3} rows_added={}",
         elapsed.as_secs_f64(),
         after - before
     );
