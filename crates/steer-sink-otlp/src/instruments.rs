@@ -21,13 +21,14 @@
 //! `round(w)` times (at least once, at most [`MAX_REPEAT`] times), so for
 //! integer weights a histogram's count equals the request counter.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use opentelemetry::metrics::{Counter, Histogram, Meter};
 use opentelemetry::KeyValue;
-use steer_metrics::AgentMetrics;
+use steer_metrics::{AgentMetrics, ErrorClass};
 
 /// `gen_ai.client.operation.duration`.
 pub const DURATION: &str = "gen_ai.client.operation.duration";
@@ -178,43 +179,116 @@ pub fn common_attributes(m: &AgentMetrics, folded: bool, server_address: Option<
     a
 }
 
-/// Caps the number of distinct (provider, request model, response model)
-/// series; records beyond the cap are folded into model `other`.
+/// The attribute sets of one series, built once.
 #[derive(Debug)]
-pub struct SeriesCap {
-    max: usize,
-    seen: Mutex<HashSet<(String, String, Option<String>)>>,
+struct SeriesAttrs {
+    common: Vec<KeyValue>,
+    input: Vec<KeyValue>,
+    output: Vec<KeyValue>,
+}
+
+impl SeriesAttrs {
+    fn new(m: &AgentMetrics, folded: bool, server_address: Option<&str>) -> Self {
+        let common = common_attributes(m, folded, server_address);
+        let with = |t: &'static str| {
+            let mut a = common.clone();
+            a.push(KeyValue::new(attr::TOKEN_TYPE, t));
+            a
+        };
+        SeriesAttrs {
+            input: with("input"),
+            output: with("output"),
+            common,
+        }
+    }
+}
+
+/// One slot for success and one per error class.
+type Slots = [Option<Arc<SeriesAttrs>>; 1 + ErrorClass::ALL.len()];
+
+#[derive(Debug, Default)]
+struct State {
+    key: String,
+    series: HashMap<String, Slots>,
+    other: Slots,
+}
+
+fn slot(class: Option<ErrorClass>) -> usize {
+    class.map_or(0, |c| {
+        1 + ErrorClass::ALL.iter().position(|x| *x == c).unwrap_or(0)
+    })
+}
+
+/// Records into [`Instruments`] with the series cap: at most `max_series`
+/// distinct (provider, request model, response model) combinations; the
+/// records of further ones are folded into model `other` and counted.
+/// Attribute sets are built once per series; memory is bounded by the cap
+/// (folded combinations are not remembered).
+#[derive(Debug)]
+pub struct Recorder {
+    instruments: Instruments,
+    max_series: usize,
+    server_address: Option<String>,
+    state: Mutex<State>,
     folded: AtomicU64,
 }
 
-impl SeriesCap {
-    /// At most `max` distinct model series (0 folds everything).
-    pub fn new(max: usize) -> Self {
-        SeriesCap {
-            max,
-            seen: Mutex::new(HashSet::new()),
+impl Recorder {
+    /// A recorder into `instruments`.
+    pub fn new(instruments: Instruments, max_series: usize, server_address: Option<String>) -> Self {
+        Recorder {
+            instruments,
+            max_series,
+            server_address,
+            state: Mutex::new(State::default()),
             folded: AtomicU64::new(0),
         }
-    }
-
-    /// Whether this record's model must be folded into `other`.
-    pub fn fold(&self, m: &AgentMetrics) -> bool {
-        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        let key = (m.provider.clone(), m.model.clone(), m.response_model.clone());
-        if seen.contains(&key) {
-            return false;
-        }
-        if seen.len() < self.max {
-            seen.insert(key);
-            return false;
-        }
-        self.folded.fetch_add(1, Relaxed);
-        true
     }
 
     /// Records folded so far.
     pub fn folded(&self) -> u64 {
         self.folded.load(Relaxed)
+    }
+
+    fn attrs(&self, m: &AgentMetrics) -> Arc<SeriesAttrs> {
+        let mut guard = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let st = &mut *guard;
+        st.key.clear();
+        // Length-prefixed, so no two combinations share a key.
+        let _ = write!(
+            st.key,
+            "{}:{}{}:{}",
+            m.provider.len(),
+            m.provider,
+            m.model.len(),
+            m.model
+        );
+        match &m.response_model {
+            Some(r) => {
+                let _ = write!(st.key, "+{r}");
+            }
+            None => st.key.push('-'),
+        }
+        let folded = !st.series.contains_key(st.key.as_str()) && st.series.len() >= self.max_series;
+        if folded {
+            self.folded.fetch_add(1, Relaxed);
+        }
+        let slots = if folded {
+            &mut st.other
+        } else {
+            let key = st.key.clone();
+            st.series.entry(key).or_default()
+        };
+        slots[slot(m.error_class)]
+            .get_or_insert_with(|| Arc::new(SeriesAttrs::new(m, folded, self.server_address.as_deref())))
+            .clone()
+    }
+
+    /// Record one record; returns how many values were skipped as negative
+    /// or not finite.
+    pub fn record(&self, m: &AgentMetrics) -> u64 {
+        let a = self.attrs(m);
+        self.instruments.record_with(m, &a)
     }
 }
 
@@ -269,40 +343,37 @@ impl Instruments {
         }
     }
 
-    /// Record one record. Returns the number of values that were skipped
-    /// because they were negative or not finite.
-    pub fn record(&self, m: &AgentMetrics, folded: bool, server_address: Option<&str>) -> u64 {
-        let attrs = common_attributes(m, folded, server_address);
+    /// Record one record with the attributes built for it. Returns the
+    /// number of values skipped as negative or not finite.
+    fn record_with(&self, m: &AgentMetrics, a: &SeriesAttrs) -> u64 {
         let repeat = repeat_count(m.sample_weight);
         let w = counter_weight(m.sample_weight);
         let mut invalid = 0;
 
-        self.requests.add(w, &attrs);
+        self.requests.add(w, &a.common);
         if m.is_error() {
-            self.errors.add(w, &attrs);
+            self.errors.add(w, &a.common);
         }
         match seconds(m.latency_ms) {
-            Some(s) => (0..repeat).for_each(|_| self.duration.record(s, &attrs)),
+            Some(s) => (0..repeat).for_each(|_| self.duration.record(s, &a.common)),
             None => invalid += 1,
         }
         if let Some(t) = m.ttft_ms {
             match seconds(t) {
-                Some(s) => (0..repeat).for_each(|_| self.ttfc.record(s, &attrs)),
+                Some(s) => (0..repeat).for_each(|_| self.ttfc.record(s, &a.common)),
                 None => invalid += 1,
             }
         }
         match m.cost_usd {
-            Some(c) if c.is_finite() && c >= 0.0 => self.cost.add(c * w, &attrs),
+            Some(c) if c.is_finite() && c >= 0.0 => self.cost.add(c * w, &a.common),
             Some(_) => invalid += 1,
             None => {}
         }
-        for (kind, n) in [("input", m.input_tokens), ("output", m.output_tokens)] {
+        for (n, attrs) in [(m.input_tokens, &a.input), (m.output_tokens, &a.output)] {
             if m.is_error() && n == 0 {
                 continue;
             }
-            let mut a = attrs.clone();
-            a.push(KeyValue::new(attr::TOKEN_TYPE, kind));
-            (0..repeat).for_each(|_| self.tokens.record(n, &a));
+            (0..repeat).for_each(|_| self.tokens.record(n, attrs));
         }
         invalid
     }
@@ -313,7 +384,6 @@ impl Instruments {
 mod tests {
     use super::*;
     use proptest::prelude::*;
-    use steer_metrics::ErrorClass;
 
     fn get(attrs: &[KeyValue], key: &str) -> Option<String> {
         attrs
@@ -374,18 +444,35 @@ mod tests {
         assert_eq!(seconds(f64::NAN), None);
     }
 
+    fn recorder(max: usize) -> Recorder {
+        let provider = opentelemetry_sdk::metrics::SdkMeterProvider::builder().build();
+        let meter = opentelemetry::metrics::MeterProvider::meter(&provider, "t");
+        Recorder::new(Instruments::new(&meter), max, None)
+    }
+
     #[test]
-    fn cap_folds_new_series_beyond_the_limit_only() {
-        let cap = SeriesCap::new(2);
-        let a = AgentMetrics::new("openai", "a");
-        let b = AgentMetrics::new("openai", "b");
-        let c = AgentMetrics::new("openai", "c");
-        assert!(!cap.fold(&a));
-        assert!(!cap.fold(&b));
-        assert!(cap.fold(&c));
-        assert!(!cap.fold(&a), "known series stay");
-        assert!(cap.fold(&c));
-        assert_eq!(cap.folded(), 2);
+    fn cap_folds_new_series_beyond_the_limit_only_and_forgets_them() {
+        let rec = recorder(2);
+        for i in 0..5000 {
+            rec.record(&AgentMetrics::new("openai", format!("m{i}")));
+        }
+        assert_eq!(rec.folded(), 4998);
+        assert_eq!(rec.state.lock().unwrap().series.len(), 2);
+        let known = AgentMetrics::new("openai", "m0");
+        rec.record(&known);
+        assert_eq!(rec.folded(), 4998, "known series stay");
+        let a = rec.attrs(&known);
+        assert!(Arc::ptr_eq(&a, &rec.attrs(&known)), "attributes built once");
+        assert_eq!(get(&a.common, attr::REQUEST_MODEL).as_deref(), Some("m0"));
+        assert_eq!(get(&a.input, attr::TOKEN_TYPE).as_deref(), Some("input"));
+        let f = rec.attrs(&AgentMetrics::new("openai", "new").with_error(ErrorClass::Timeout));
+        assert_eq!(get(&f.common, attr::REQUEST_MODEL).as_deref(), Some("other"));
+        assert_eq!(get(&f.common, attr::ERROR_TYPE).as_deref(), Some("timeout"));
+        // Length-prefixed keys: ("ab", "c") and ("a", "bc") are distinct.
+        let rec = recorder(10);
+        rec.record(&AgentMetrics::new("ab", "c"));
+        rec.record(&AgentMetrics::new("a", "bc"));
+        assert_eq!(rec.state.lock().unwrap().series.len(), 2);
     }
 
     #[test]

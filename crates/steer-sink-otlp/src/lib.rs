@@ -70,7 +70,7 @@ pub use config::{
     redact_url, ConfigError, OtlpSinkBuilder, Protocol, Temporality, DEFAULT_GRPC_ENDPOINT,
     DEFAULT_HTTP_ENDPOINT, METRICS_PATH,
 };
-use instruments::{Instruments, SeriesCap};
+use instruments::{Instruments, Recorder};
 
 /// Re-exported so users can attach the sink to their own provider.
 pub use opentelemetry_sdk::metrics::SdkMeterProvider as MeterProvider;
@@ -165,9 +165,7 @@ pub struct OtlpSink {
 
 struct Inner {
     name: String,
-    instruments: Instruments,
-    cap: SeriesCap,
-    server_address: Option<String>,
+    recorder: Recorder,
     provider: Option<SdkMeterProvider>,
     owns_provider: bool,
     exports: Option<Arc<ExportCounters>>,
@@ -260,9 +258,7 @@ impl OtlpSinkBuilder {
         OtlpSink {
             inner: Arc::new(Inner {
                 name: self.name,
-                instruments: Instruments::new(&meter),
-                cap: SeriesCap::new(self.max_series),
-                server_address: self.server_address,
+                recorder: Recorder::new(Instruments::new(&meter), self.max_series, self.server_address),
                 provider,
                 owns_provider,
                 exports,
@@ -382,7 +378,7 @@ impl OtlpSink {
         };
         OtlpStats {
             records: self.inner.records.load(Relaxed),
-            folded_records: self.inner.cap.folded(),
+            folded_records: self.inner.recorder.folded(),
             invalid_values: self.inner.invalid.load(Relaxed),
             exports_succeeded: ok,
             exports_failed: failed,
@@ -396,8 +392,7 @@ impl OtlpSink {
         }
         let i = &self.inner;
         for m in batch {
-            let folded = i.cap.fold(m);
-            let invalid = i.instruments.record(m, folded, i.server_address.as_deref());
+            let invalid = i.recorder.record(m);
             if invalid > 0 {
                 i.invalid.fetch_add(invalid, Relaxed);
             }

@@ -518,6 +518,11 @@ async fn attaches_to_the_users_meter_provider_without_shutting_it_down() {
     assert_eq!(cap.count(), 2);
     let dur = hist_points(&metrics(&cap.last().request)["gen_ai.client.operation.duration"]);
     assert_eq!(dur[0].count, 1);
+    assert_eq!(
+        dur[0].explicit_bounds,
+        DURATION_BUCKETS.to_vec(),
+        "advisory buckets apply in the user's provider"
+    );
     assert!(
         !str_attrs(&dur[0].attributes).contains_key("server.address"),
         "server.address only when configured"
