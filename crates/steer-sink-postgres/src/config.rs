@@ -203,7 +203,7 @@ impl PostgresSinkBuilder {
         self
     }
 
-    /// The table (default `llm_metrics`). At most 40 bytes, so that the
+    /// The table (default `llm_metrics`). At most 37 bytes, so that the
     /// index and helper-table names derived from it fit PostgreSQL's 63-byte
     /// identifiers.
     pub fn table(mut self, table: impl Into<String>) -> Self {
