@@ -823,3 +823,54 @@ async fn a_restart_mid_run_loses_and_duplicates_nothing() {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn costs_are_sent_as_exact_numerics() {
+    let Some(url) = url() else { return };
+    let _shared = SERVER.read().await;
+    let c = admin(&url).await;
+    let stmt = c
+        .prepare("SELECT $1::numeric::float8, $1::numeric::text")
+        .await
+        .unwrap();
+    let mut rng = 0x2545_f491_4f6c_dd1du64;
+    let mut values = vec![
+        0.0,
+        -0.0,
+        1.0,
+        -2.5,
+        0.1,
+        0.012_345_678_9,
+        1e-9,
+        123_456.789,
+        1e20,
+        1e300,
+        -1e-300,
+        5e-324,
+        f64::MAX,
+        f64::MIN_POSITIVE,
+        9_999.999_9,
+        10_000.0,
+    ];
+    for _ in 0..2000 {
+        // xorshift: arbitrary finite bit patterns
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        let v = f64::from_bits(rng);
+        if v.is_finite() {
+            values.push(v);
+        }
+    }
+    for v in values {
+        let row = c
+            .query_one(&stmt, &[&steer_sink_postgres::encode::Numeric(v)])
+            .await
+            .unwrap_or_else(|e| panic!("{v:e}: {e}"));
+        let back: f64 = row.get(0);
+        assert_eq!(back, v, "{v:e} came back as {back:e}");
+        let text: String = row.get(1);
+        let want = format!("{}", if v == 0.0 { 0.0 } else { v });
+        assert_eq!(text, want);
+    }
+}
