@@ -58,6 +58,13 @@ async fn known_workload_reads_back_exactly() {
 
     let c = client(&ep, 3);
     assert_published(&c, &ns, &records).await;
+    // Cross-check one model with boto3 against moto directly (not through the shim).
+    let want = expected(&records);
+    for metric in [Metric::Latency, Metric::TotalTokens, Metric::CostUsd] {
+        if let Some(got) = stats_boto3(&ns, metric.name(), "gpt-4o") {
+            want[&("gpt-4o".to_string(), metric)].assert_matches(&got, 1e-9, metric.name());
+        }
+    }
 
     let shim = shim_stats(&ep, &ns).await;
     // 10 models x 10 metrics, latency/TTFT split into <= 150 values per

@@ -223,3 +223,37 @@ pub async fn assert_published(c: &cw::Client, ns: &str, records: &[AgentMetrics]
         w.assert_matches(&got, 1e-9, &format!("{model} {}", metric.name()));
     }
 }
+
+/// The same four statistics read with boto3 straight from moto (not
+/// through the shim), when the service script exported the venv python.
+pub fn stats_boto3(ns: &str, metric: &str, model: &str) -> Option<Four> {
+    let python = std::env::var("STEER_TEST_PYTHON").ok()?;
+    let moto = std::env::var("STEER_TEST_MOTO_ENDPOINT").ok()?;
+    let script = r#"
+import sys, json, datetime, boto3
+ep, ns, metric, model = sys.argv[1:5]
+c = boto3.client("cloudwatch", endpoint_url=ep, region_name="us-east-1",
+                 aws_access_key_id="testing", aws_secret_access_key="testing")
+now = datetime.datetime.now(datetime.timezone.utc)
+r = c.get_metric_statistics(Namespace=ns, MetricName=metric,
+    Dimensions=[{"Name": "Model", "Value": model}],
+    StartTime=now - datetime.timedelta(hours=3), EndTime=now + datetime.timedelta(hours=1),
+    Period=60, Statistics=["SampleCount", "Sum", "Minimum", "Maximum"])
+d = r["Datapoints"]
+print(json.dumps({"count": sum(x["SampleCount"] for x in d), "sum": sum(x["Sum"] for x in d),
+                  "min": min(x["Minimum"] for x in d), "max": max(x["Maximum"] for x in d)}))
+"#;
+    let out = std::process::Command::new(python)
+        .args(["-c", script, &moto, ns, metric, model])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let f = |k: &str| v[k].as_f64().unwrap();
+    Some(Four {
+        count: f("count"),
+        sum: f("sum"),
+        min: f("min"),
+        max: f("max"),
+    })
+}
