@@ -54,7 +54,8 @@ use async_trait::async_trait;
 use deadpool_postgres::Pool;
 use steer_metrics::{AgentMetrics, MetricsSink, SinkError};
 
-use crate::client::{Class, DbError};
+use crate::client::Class;
+pub use crate::client::DbError;
 use crate::config::ConnSettings;
 pub use crate::config::{ConfigError, PostgresSinkBuilder};
 pub use crate::schema::TableRef;
