@@ -93,6 +93,10 @@ pub async fn build(spec: &SinkSpec) -> Result<Tracked, CliError> {
                 .await
                 .map_err(|e| setup(spec, e))?,
         ),
+        #[cfg(feature = "prometheus")]
+        SinkSpec::Prometheus(addr) => {
+            Box::new(steer_sink_prometheus::PrometheusSink::bind(addr).map_err(|e| setup(spec, e))?)
+        }
         #[allow(unreachable_patterns)]
         other => return Err(CliError::SinkNotBuilt(other.kind())),
     };

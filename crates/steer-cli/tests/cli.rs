@@ -262,13 +262,25 @@ fn errors_have_actionable_messages_and_exit_codes() {
     assert_eq!(o.status.code(), Some(2), "a bad --sink is a command-line error");
     assert!(String::from_utf8_lossy(&o.stderr).contains("unknown sink"));
 
-    // A sink not built yet.
+    // A sink that cannot be set up: a missing key, a bad address. Exit 4, the reason, no secret.
+    let o = Command::new(env!("CARGO_BIN_EXE_steer"))
+        .args(["demo", "--requests", "1", "--sink", "datadog"])
+        .current_dir(dir.path())
+        .env_remove("DD_API_KEY")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(4));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("DD_API_KEY"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let o = steer(
-        &["demo", "--requests", "1", "--sink", "prometheus:127.0.0.1:0"],
+        &["demo", "--requests", "1", "--sink", "prometheus:not-an-address"],
         dir.path(),
     );
     assert_eq!(o.status.code(), Some(4));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("not available"));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("cannot set up sink prometheus:not-an-address"));
 
     // Unreadable store: missing file, and a file that is not a store.
     let o = steer(&["stats", "--db", "does-not-exist.db"], dir.path());

@@ -58,3 +58,25 @@ pub use steer_metrics::{
     MetricsCollector, MetricsConfig, MetricsSink, OverflowPolicy, RetryPolicy, SinkError, SinkOptions,
     Summary,
 };
+
+/// The CloudWatch sink (feature `cloudwatch`).
+#[cfg(feature = "cloudwatch")]
+pub use steer_sink_cloudwatch as sink_cloudwatch;
+/// The Datadog sink (feature `datadog`).
+#[cfg(feature = "datadog")]
+pub use steer_sink_datadog as sink_datadog;
+/// The InfluxDB sink (feature `influxdb`).
+#[cfg(feature = "influxdb")]
+pub use steer_sink_influxdb as sink_influxdb;
+/// The OpenTelemetry OTLP sink (feature `otlp`).
+#[cfg(feature = "otlp")]
+pub use steer_sink_otlp as sink_otlp;
+/// The PostgreSQL sink and store (feature `postgres`).
+#[cfg(feature = "postgres")]
+pub use steer_sink_postgres as sink_postgres;
+/// The Prometheus exporter sink (feature `prometheus`).
+#[cfg(feature = "prometheus")]
+pub use steer_sink_prometheus as sink_prometheus;
+/// The embedded SQLite store (feature `sqlite`).
+#[cfg(feature = "sqlite")]
+pub use steer_sink_sqlite as sink_sqlite;
