@@ -155,7 +155,7 @@ pub(crate) fn pool(s: &ConnSettings) -> Result<Pool, ConfigError> {
         .map_err(|e| ConfigError::Pool(e.to_string()))
 }
 
-/// How [`write_rows`] wrote a batch.
+/// How a batch was written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WritePath {
     /// Binary COPY straight into the table (no row was already there).
