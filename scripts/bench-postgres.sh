@@ -44,7 +44,9 @@ trap cleanup EXIT INT TERM
 
 if ! dpkg -s postgresql >/dev/null 2>&1 && ! _pg_bindir >/dev/null; then
   log "installing postgresql"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql >/dev/null
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends postgresql >/dev/null
 fi
 
 log "building the throughput example (release)"
