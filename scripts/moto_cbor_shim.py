@@ -13,12 +13,14 @@ Test controls (per namespace, so tests running in parallel do not interfere):
 
   GET  /_shim/health                      -> 200 "ok"
   POST /_shim/faults  {"namespace": NS, "throttle": N, "server_error": N,
-                       "reject_dimension_value": "V", "name_member": true}
+                       "reject_dimension_value": "V", "name_member": true,
+                       "after": K}
        the next N PutMetricData calls for NS answer Throttling (400) or
        InternalServiceError (500); any call for NS carrying a dimension whose
        value is V answers InvalidParameterValue (400), like a server that
        refuses one datum and therefore the whole call; the message names
        the datum (MetricData.member.N...) unless name_member is false.
+       With "after": K, the first K calls pass untouched.
   GET  /_shim/stats?namespace=NS          -> JSON counters of PutMetricData
        calls for NS: attempts, accepted, datums (accepted), max_datums,
        max_body_bytes (uncompressed CBOR), gzip_calls, values (accepted
@@ -127,7 +129,7 @@ class Faults:
         ns = spec.get("namespace", "")
         with self.lock:
             f = self.by_ns.setdefault(
-                ns, {"throttle": 0, "server_error": 0, "reject": None, "name_member": True}
+                ns, {"throttle": 0, "server_error": 0, "reject": None, "name_member": True, "after": 0}
             )
             if "throttle" in spec:
                 f["throttle"] = int(spec["throttle"])
@@ -135,6 +137,8 @@ class Faults:
                 f["server_error"] = int(spec["server_error"])
             if "reject_dimension_value" in spec:
                 f["reject"] = spec["reject_dimension_value"]
+            if "after" in spec:
+                f["after"] = int(spec["after"])
             if "name_member" in spec:
                 f["name_member"] = bool(spec["name_member"])
 
@@ -143,6 +147,9 @@ class Faults:
         with self.lock:
             f = self.by_ns.get(ns)
             if not f:
+                return None
+            if f["after"] > 0:
+                f["after"] -= 1
                 return None
             if f["throttle"] > 0:
                 f["throttle"] -= 1
