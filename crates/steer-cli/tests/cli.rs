@@ -383,3 +383,85 @@ fn bench_reports_throughput_into_sqlite() {
         .unwrap();
     assert_eq!(n, 20000);
 }
+
+/// The PostgreSQL URL of the test server, or a loud skip (a failure under CI).
+fn postgres_url() -> Option<String> {
+    match std::env::var("STEER_TEST_POSTGRES_URL") {
+        Ok(u) if !u.is_empty() => Some(u),
+        _ if std::env::var_os("STEER_REQUIRE_SERVICES").is_some() || std::env::var_os("CI").is_some() => {
+            panic!("STEER_TEST_POSTGRES_URL is not set: run the tests through scripts/test.sh")
+        }
+        _ => {
+            eprintln!(
+                "SKIPPED: set STEER_TEST_POSTGRES_URL (scripts/test.sh does) to run the PostgreSQL CLI test"
+            );
+            None
+        }
+    }
+}
+
+#[test]
+fn demo_into_postgres_then_stats_from_postgres_agree() {
+    let Some(base) = postgres_url() else { return };
+    // A database of our own, so parallel tests and reruns do not interfere.
+    let db = format!("steer_cli_{}", std::process::id());
+    let psql = std::env::var("STEER_TEST_PG_BIN")
+        .map(|b| format!("{b}/psql"))
+        .unwrap_or_else(|_| "psql".into());
+    let run_sql = |sql: &str| {
+        let st = Command::new(&psql)
+            .args([base.as_str(), "-q", "-c", sql])
+            .status()
+            .unwrap();
+        assert!(st.success(), "{sql}");
+    };
+    run_sql(&format!("DROP DATABASE IF EXISTS {db}"));
+    run_sql(&format!("CREATE DATABASE {db}"));
+    let url = base.replacen("/steer_test", &format!("/{db}"), 1);
+    assert_ne!(url, base);
+    let dir = tempfile::tempdir().unwrap();
+    let demo = stdout_json(&steer(
+        &[
+            "demo",
+            "--requests",
+            "500",
+            "--latency-scale",
+            "0",
+            "--db",
+            dir.path().join("x.db").to_str().unwrap(),
+            "--sink",
+            &url,
+            "--format",
+            "json",
+        ],
+        dir.path(),
+    ));
+    let pg = demo["delivery"]["sinks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["stats"]["name"].as_str().unwrap().starts_with("postgres"))
+        .unwrap()
+        .clone();
+    assert_eq!(pg["stats"]["delivered"], 500, "{pg}");
+    let stats = stdout_json(&steer(
+        &["stats", "--postgres", &url, "--format", "json"],
+        dir.path(),
+    ));
+    close(&stats["total"], &demo["total"], "total");
+    close(&stats["groups"], &demo["groups"], "groups");
+    let by_provider = stdout_json(&steer(
+        &[
+            "stats",
+            "--postgres",
+            &url,
+            "--by",
+            "provider",
+            "--format",
+            "json",
+        ],
+        dir.path(),
+    ));
+    assert_eq!(by_provider["groups"].as_object().unwrap().len(), 3);
+    run_sql(&format!("DROP DATABASE {db}"));
+}
