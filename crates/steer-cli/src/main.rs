@@ -1,5 +1,6 @@
 //! The `steer` command: `demo`, `generate`, `stats`, `bench`.
 #![warn(missing_docs)]
+#![cfg_attr(test, allow(clippy::unwrap_used))]
 
 mod bench;
 mod demo;
