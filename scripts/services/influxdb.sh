@@ -3,7 +3,15 @@
 # log and SERVICES_DIR). Tests create their own uniquely named databases.
 #
 #   start_influxdb   -> exports STEER_TEST_INFLUXDB_URL=http://127.0.0.1:PORT
-#   stop_influxdb
+#                       and, so a test can stop and restart the server on the
+#                       same data dir and port (crates/steer-suites outage test):
+#                       STEER_TEST_INFLUXD_BIN     the influxd binary
+#                       STEER_TEST_INFLUXDB_CONFIG its config file
+#                       STEER_TEST_INFLUXDB_PID    the PID it started with
+#                       STEER_TEST_INFLUXDB_PIDFILE a file holding the current PID
+#                                                  (a test that restarts the server
+#                                                  writes the new PID there)
+#   stop_influxdb    -> stops the PID in the PID file (or the one it started)
 
 # shellcheck shell=bash
 influxdb_packages="influxdb influxdb-client"
@@ -38,11 +46,17 @@ EOF
   # A plain command in the background, so $! is the server itself.
   influxd -config "$dir/influxdb.conf" >"$dir/influxd.log" 2>&1 &
   INFLUXDB_PID=$!
+  echo "$INFLUXDB_PID" >"$dir/influxd.pid"
   if ! wait_for influxdb 30 _influxdb_ping "$port"; then
     tail -n 20 "$dir/influxd.log" >&2 || true
     return 1
   fi
   export STEER_TEST_INFLUXDB_URL="http://127.0.0.1:$port"
+  export STEER_TEST_INFLUXD_BIN
+  STEER_TEST_INFLUXD_BIN=$(command -v influxd)
+  export STEER_TEST_INFLUXDB_CONFIG="$dir/influxdb.conf"
+  export STEER_TEST_INFLUXDB_PID="$INFLUXDB_PID"
+  export STEER_TEST_INFLUXDB_PIDFILE="$dir/influxd.pid"
   log "influxdb ready at $STEER_TEST_INFLUXDB_URL (pid $INFLUXDB_PID)"
 }
 
@@ -55,6 +69,11 @@ sys.exit(0 if r.status == 204 else 1)' "$1"
 }
 
 stop_influxdb() {
+  local pidfile="$SERVICES_DIR/influx/influxd.pid" cur
+  # A test may have restarted the server: the PID file names the current one.
+  if [ -f "$pidfile" ] && cur=$(head -1 "$pidfile" 2>/dev/null) && [ -n "$cur" ] && [ "$cur" != "$INFLUXDB_PID" ]; then
+    stop_pid "$cur"
+  fi
   if [ -n "$INFLUXDB_PID" ]; then
     stop_pid "$INFLUXDB_PID"
     INFLUXDB_PID=""
