@@ -10,9 +10,10 @@ use crossbeam_queue::ArrayQueue;
 use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::task::JoinHandle;
 
-use crate::config::{MetricsConfig, OverflowPolicy, SinkOptions};
+use crate::config::{MetricsConfig, OverflowPolicy, RetryPolicy, SinkOptions};
 use crate::record::AgentMetrics;
 use crate::sink::{MetricsSink, SinkError};
+use crate::spool::{Spool, SpoolError};
 use crate::stats::{CollectorStats, Counters, DeliveryReport, SinkReport};
 
 /// Errors building a collector.
@@ -25,6 +26,15 @@ pub enum BuildError {
     /// Two sinks share a name; stats and reports are keyed by name.
     #[error("two sinks are named `{0}`; give each sink a distinct name")]
     DuplicateSinkName(String),
+    /// A sink's disk spool could not be read at start.
+    #[error("the disk spool of sink `{sink}` could not be read: {source}")]
+    Spool {
+        /// The sink's name.
+        sink: String,
+        /// What the spool reported.
+        #[source]
+        source: SpoolError,
+    },
 }
 
 /// Receives [`AgentMetrics`] and delivers them to every sink without ever
@@ -84,6 +94,8 @@ struct SinkHandle {
     shared: Arc<Shared>,
     control: mpsc::UnboundedSender<Control>,
     worker: Mutex<Option<JoinHandle<()>>>,
+    /// The task moving records from the memory queue to the disk spool.
+    spooler: Mutex<Option<JoinHandle<()>>>,
 }
 
 /// State shared between `record()` and one sink's worker.
@@ -100,6 +112,20 @@ struct Shared {
     batch_size: usize,
     counters: Counters,
     overflow: OverflowPolicy,
+    /// The sink's disk spool, if any.
+    spool: Option<Arc<dyn Spool>>,
+    /// Spooler -> worker: records were appended to (or dropped by) the spool.
+    spooled: Notify,
+    /// Records taken from the memory queue by the spooler and persisted (or
+    /// dropped by the spool's cap), plus those found in the spool at start.
+    synced: AtomicU64,
+    /// Wakes `sync_spools` waiters after each append.
+    synced_notify: Notify,
+    /// Set at shutdown (or when the collector is dropped): the spooler
+    /// drains the memory queue and stops.
+    closing: AtomicBool,
+    /// Set by the spooler when it has stopped.
+    spooler_done: AtomicBool,
 }
 
 impl Shared {
@@ -181,12 +207,14 @@ enum Control {
     },
 }
 
+type SinkEntry = (Box<dyn MetricsSink>, Option<SinkOptions>, Option<Arc<dyn Spool>>);
+
 /// Builds a [`MetricsCollector`].
 #[must_use]
 #[derive(Default)]
 pub struct MetricsCollectorBuilder {
     config: MetricsConfig,
-    sinks: Vec<(Box<dyn MetricsSink>, Option<SinkOptions>)>,
+    sinks: Vec<SinkEntry>,
 }
 
 impl MetricsCollectorBuilder {
@@ -198,19 +226,41 @@ impl MetricsCollectorBuilder {
 
     /// Add a sink with the config's default [`SinkOptions`].
     pub fn sink(mut self, sink: impl MetricsSink) -> Self {
-        self.sinks.push((Box::new(sink), None));
+        self.sinks.push((Box::new(sink), None, None));
         self
     }
 
     /// Add a sink with its own options.
     pub fn sink_with_options(mut self, sink: impl MetricsSink, options: SinkOptions) -> Self {
-        self.sinks.push((Box::new(sink), Some(options)));
+        self.sinks.push((Box::new(sink), Some(options), None));
+        self
+    }
+
+    /// Add a sink backed by a disk [`Spool`] (write-ahead): records move
+    /// from the sink's memory queue to the spool as soon as it can take
+    /// them and are delivered from the spool, in order, then acknowledged.
+    /// While the backend is down the spool grows (up to its own cap), not
+    /// the memory queue; whatever the spool holds at start (left by a
+    /// crash or a shutdown deadline) is delivered first.
+    ///
+    /// With a spool, transient failures never exhaust: the head batch is
+    /// retried with backoff (capped at `retry.max_backoff`) until the
+    /// backend takes it; `retry.max_attempts` and `retry.batch_deadline`
+    /// do not apply. Permanent rejections still fail (counted `rejected`).
+    /// See `docs/spool.md`.
+    pub fn sink_with_spool(
+        mut self,
+        sink: impl MetricsSink,
+        options: Option<SinkOptions>,
+        spool: Arc<dyn Spool>,
+    ) -> Self {
+        self.sinks.push((Box::new(sink), options, Some(spool)));
         self
     }
 
     /// Add an already boxed sink, optionally with its own options.
     pub fn boxed_sink(mut self, sink: Box<dyn MetricsSink>, options: Option<SinkOptions>) -> Self {
-        self.sinks.push((sink, options));
+        self.sinks.push((sink, options, None));
         self
     }
 
@@ -218,14 +268,23 @@ impl MetricsCollectorBuilder {
     pub fn build(self) -> Result<MetricsCollector, BuildError> {
         let rt = tokio::runtime::Handle::try_current().map_err(|_| BuildError::NoRuntime)?;
         let mut names = std::collections::HashSet::new();
-        for (s, _) in &self.sinks {
+        for (s, _, _) in &self.sinks {
             if !names.insert(s.name().to_string()) {
                 return Err(BuildError::DuplicateSinkName(s.name().to_string()));
             }
         }
         let mut sinks = Vec::with_capacity(self.sinks.len());
-        for (sink, options) in self.sinks {
+        for (sink, options, spool) in self.sinks {
             let options = options.unwrap_or_else(|| self.config.default_sink_options.clone());
+            // Records left in the spool by a previous process are delivered
+            // first and accounted for as received (and `replayed`).
+            let replayed = match &spool {
+                Some(sp) => sp.len().map_err(|source| BuildError::Spool {
+                    sink: sink.name().to_string(),
+                    source,
+                })?,
+                None => 0,
+            };
             let shared = Arc::new(Shared {
                 queue: ArrayQueue::new(options.queue_capacity.max(1)),
                 data: Notify::new(),
@@ -235,7 +294,20 @@ impl MetricsCollectorBuilder {
                 batch_size: options.batch_size.max(1),
                 counters: Counters::default(),
                 overflow: options.overflow,
+                spool: spool.clone(),
+                spooled: Notify::new(),
+                synced: AtomicU64::new(replayed),
+                synced_notify: Notify::new(),
+                closing: AtomicBool::new(false),
+                spooler_done: AtomicBool::new(spool.is_none()),
             });
+            if replayed > 0 {
+                let c = &shared.counters;
+                c.enqueued.store(replayed, Relaxed);
+                c.replayed.store(replayed, Relaxed);
+                c.spool_depth.store(replayed, Relaxed);
+                tracing::info!(sink = %sink.name(), records = replayed, "delivering records left in the disk spool by a previous run");
+            }
             let (tx, rx) = mpsc::unbounded_channel();
             let name = sink.name().to_string();
             let worker = Worker {
@@ -245,13 +317,26 @@ impl MetricsCollectorBuilder {
                 options,
                 control: rx,
                 log: LogLimiter::default(),
+                persistent: spool.is_some(),
             };
-            let handle = rt.spawn(worker.run());
+            let (handle, spooler) = match spool {
+                Some(sp) => {
+                    let spooler = rt.spawn(run_spooler(
+                        name.clone(),
+                        shared.clone(),
+                        sp.clone(),
+                        worker.options.retry,
+                    ));
+                    (rt.spawn(worker.run_spooled(sp)), Some(spooler))
+                }
+                None => (rt.spawn(worker.run()), None),
+            };
             sinks.push(SinkHandle {
                 name,
                 shared,
                 control: tx,
                 worker: Mutex::new(Some(handle)),
+                spooler: Mutex::new(spooler),
             });
         }
         Ok(MetricsCollector {
@@ -364,6 +449,10 @@ impl MetricsCollector {
     /// to every sink or failed for good, then call each sink's `flush()`.
     /// Bounded only by the sinks' retry policies; see
     /// [`flush_timeout`](Self::flush_timeout) for a hard deadline.
+    ///
+    /// For a sink with a disk spool this includes the spool's content
+    /// (records replayed from a previous run too), and it waits while the
+    /// backend is down (spooled records are retried until delivered).
     pub async fn flush(&self) -> DeliveryReport {
         self.flush_inner(None).await
     }
@@ -372,6 +461,35 @@ impl MetricsCollector {
     /// sinks that had not finished are reported with `completed: false`.
     pub async fn flush_timeout(&self, deadline: Duration) -> DeliveryReport {
         self.flush_inner(Some(deadline)).await
+    }
+
+    /// Wait until every record recorded before this call has reached the
+    /// disk spool of every spool-backed sink (persisted under the spool's
+    /// sync policy, or dropped by its cap and counted), or until the spool
+    /// has stopped. Sinks without a spool are not waited for. After this
+    /// returns, a crash of the process no longer loses those records.
+    ///
+    /// Waits as long as a spool refuses writes (disk full, I/O error); wrap
+    /// it in `tokio::time::timeout` for a bound.
+    pub async fn sync_spools(&self) {
+        for s in &self.inner.sinks {
+            let sh = &s.shared;
+            if sh.spool.is_none() {
+                continue;
+            }
+            let target = sh.counters.enqueued.load(Relaxed);
+            loop {
+                let notified = sh.synced_notify.notified();
+                tokio::pin!(notified);
+                notified.as_mut().enable();
+                let out = sh.synced.load(Relaxed) + sh.counters.dropped_evicted_oldest.load(Relaxed);
+                if out >= target || sh.spooler_done.load(Relaxed) {
+                    break;
+                }
+                // Evictions from the memory queue do not notify: re-check now and then.
+                let _ = tokio::time::timeout(Duration::from_millis(50), notified).await;
+            }
+        }
     }
 
     async fn flush_inner(&self, deadline: Option<Duration>) -> DeliveryReport {
@@ -414,8 +532,16 @@ impl MetricsCollector {
     /// report per sink what was and was not delivered. Returns by `deadline`
     /// at the latest: records still queued then are counted as dropped
     /// (`closed`) and the sink is reported as not completed.
+    ///
+    /// For a sink with a disk spool, records still in the spool at the
+    /// deadline are not lost: they are reported as `spooled` and delivered
+    /// at the next start on the same spool.
     pub async fn shutdown(&self, deadline: Duration) -> DeliveryReport {
         self.inner.closed.store(true, Relaxed);
+        for s in &self.inner.sinks {
+            s.shared.closing.store(true, SeqCst);
+            s.shared.data.notify_one();
+        }
         let waits = self.inner.sinks.iter().map(|s| {
             let (tx, rx) = oneshot::channel();
             let sent = s.control.send(Control::Shutdown { done: tx }).is_ok();
@@ -434,20 +560,43 @@ impl MetricsCollector {
         let mut reports = Vec::with_capacity(results.len());
         for (s, (completed, error)) in self.inner.sinks.iter().zip(results) {
             let handle = s.worker.lock().ok().and_then(|mut g| g.take());
+            let spooler = s.spooler.lock().ok().and_then(|mut g| g.take());
             if !completed {
-                if let Some(h) = handle {
+                for h in [handle, spooler].into_iter().flatten() {
                     h.abort();
                     let _ = h.await;
                 }
-                // Whatever was not settled is now lost: count it.
+                // Whatever was not settled is now lost, unless it is in the
+                // disk spool: count it.
                 let c = &s.shared.counters;
                 while s.shared.queue.pop().is_some() {}
                 let outstanding = c.enqueued.load(Relaxed).saturating_sub(c.settled.load(Relaxed));
-                c.dropped_closed.fetch_add(outstanding, Relaxed);
+                let in_spool = match &s.shared.spool {
+                    Some(sp) => {
+                        let sp = sp.clone();
+                        match tokio::task::spawn_blocking(move || sp.len()).await {
+                            Ok(Ok(n)) => n,
+                            _ => c.spool_depth.load(Relaxed),
+                        }
+                    }
+                    None => 0,
+                };
+                let spooled = outstanding.min(in_spool);
+                let lost = outstanding - spooled;
+                c.spooled.fetch_add(spooled, Relaxed);
+                c.spool_depth.store(in_spool, Relaxed);
+                c.dropped_closed.fetch_add(lost, Relaxed);
                 c.settled.fetch_add(outstanding, Relaxed);
-                tracing::warn!(sink = %s.name, lost = outstanding, "shutdown deadline reached before the sink finished; records not delivered");
-            } else if let Some(h) = handle {
-                let _ = h.await;
+                if lost > 0 {
+                    tracing::warn!(sink = %s.name, lost, "shutdown deadline reached before the sink finished; records not delivered");
+                }
+                if spooled > 0 {
+                    tracing::warn!(sink = %s.name, spooled, "shutdown deadline reached; records kept in the disk spool for the next start");
+                }
+            } else {
+                for h in [handle, spooler].into_iter().flatten() {
+                    let _ = h.await;
+                }
             }
             reports.push(SinkReport {
                 stats: sink_stats(s),
@@ -498,6 +647,8 @@ struct Worker {
     options: SinkOptions,
     control: mpsc::UnboundedReceiver<Control>,
     log: LogLimiter,
+    /// Records are safe in a disk spool: transient failures never exhaust.
+    persistent: bool,
 }
 
 struct FlushWaiter {
@@ -592,6 +743,109 @@ impl Worker {
             }
             if idle {
                 self.shared.idle.store(false, Relaxed);
+            }
+        }
+    }
+
+    /// The worker of a spool-backed sink: deliver from the spool head, in
+    /// order, and acknowledge; the spooler task fills the spool.
+    async fn run_spooled(mut self, spool: Arc<dyn Spool>) {
+        let batch_size = self.options.batch_size.max(1);
+        let shared = self.shared.clone();
+        let c = &shared.counters;
+        let mut flushes: Vec<FlushWaiter> = Vec::new();
+        let mut shutdown: Option<oneshot::Sender<Option<String>>> = None;
+        let mut control_open = true;
+        let mut spool_failures: u32 = 0;
+
+        loop {
+            let closing = shutdown.is_some() || !control_open;
+            if closing && !shared.closing.load(Relaxed) {
+                shared.closing.store(true, SeqCst);
+                shared.data.notify_one();
+            }
+            // Read before peeking: if the spooler had stopped and the spool
+            // is empty, nothing more will come.
+            let spooler_done = shared.spooler_done.load(SeqCst);
+            let mut retry_at = None;
+            match blocking(&spool, move |sp| sp.peek(batch_size)).await {
+                Ok(head) if !head.is_empty() => {
+                    spool_failures = 0;
+                    let last = head.last().map_or(0, |(seq, _)| *seq);
+                    let n = head.len() as u64;
+                    let records: Vec<AgentMetrics> = head.into_iter().map(|(_, m)| m).collect();
+                    self.deliver(records).await;
+                    // Acknowledge; until it succeeds the records would be
+                    // delivered (and counted) again, so insist.
+                    let mut ack_failures: u32 = 0;
+                    while let Err(e) = blocking(&spool, move |sp| sp.ack(last)).await {
+                        ack_failures += 1;
+                        if self.should_log() {
+                            tracing::warn!(sink = %self.name, error = %e, "cannot acknowledge delivered records in the disk spool; retrying");
+                        }
+                        tokio::time::sleep(self.options.retry.backoff(ack_failures, None)).await;
+                    }
+                    let _ = c
+                        .spool_depth
+                        .fetch_update(Relaxed, Relaxed, |d| Some(d.saturating_sub(n)));
+                    self.log_drops();
+                    continue;
+                }
+                Ok(_) => spool_failures = 0,
+                Err(e) => {
+                    spool_failures += 1;
+                    if self.should_log() {
+                        tracing::warn!(sink = %self.name, error = %e, "cannot read the disk spool; retrying");
+                    }
+                    retry_at =
+                        Some(tokio::time::Instant::now() + self.options.retry.backoff(spool_failures, None));
+                }
+            }
+
+            if retry_at.is_none() {
+                // The spool is empty: answer flushes whose records have settled.
+                let settled = c.settled.load(Relaxed);
+                if flushes.iter().any(|f| settled >= f.target) {
+                    let err = self.call_sink(SinkCall::Flush).await;
+                    let (ready, waiting): (Vec<_>, Vec<_>) =
+                        flushes.drain(..).partition(|f| settled >= f.target);
+                    flushes = waiting;
+                    for f in ready {
+                        let _ = f.done.send(err.clone());
+                    }
+                    continue;
+                }
+                if closing && spooler_done {
+                    let err = self.call_sink(SinkCall::Close).await;
+                    self.log_drops();
+                    for f in flushes.drain(..) {
+                        let _ = f.done.send(err.clone());
+                    }
+                    if let Some(done) = shutdown.take() {
+                        let _ = done.send(err);
+                    }
+                    return;
+                }
+            }
+
+            // Re-check now and then while someone waits: records evicted from
+            // the memory queue settle without waking us.
+            let recheck = if retry_at.is_some() {
+                retry_at
+            } else if !flushes.is_empty() || closing {
+                Some(tokio::time::Instant::now() + Duration::from_millis(50))
+            } else {
+                None
+            };
+            tokio::select! {
+                biased;
+                msg = self.control.recv(), if control_open => match msg {
+                    Some(Control::Flush { target, done }) => flushes.push(FlushWaiter { target, done }),
+                    Some(Control::Shutdown { done }) => shutdown = Some(done),
+                    None => control_open = false,
+                },
+                _ = shared.spooled.notified() => {}
+                _ = sleep_until_opt(recheck) => {}
             }
         }
     }
@@ -700,7 +954,9 @@ impl Worker {
             failures += 1;
             let wait = policy.backoff(failures, err.retry_after());
             let pending = take(&concerned);
-            if failures >= policy.max_attempts || started.elapsed() + wait > policy.batch_deadline {
+            let exhausted =
+                failures >= policy.max_attempts || started.elapsed() + wait > policy.batch_deadline;
+            if exhausted && !self.persistent {
                 let mut n = pending.len() as u64;
                 for rest in work.drain(..) {
                     n += rest.len() as u64;
@@ -710,7 +966,11 @@ impl Worker {
                 tracing::warn!(sink = %self.name, lost = n, attempts = failures, error = %err, "giving up on a batch after retries");
                 return;
             }
-            tracing::debug!(sink = %self.name, attempt = failures, ?wait, error = %err, "delivery failed; retrying");
+            if exhausted && self.should_log() {
+                tracing::warn!(sink = %self.name, attempts = failures, pending = pending.len(), error = %err, "backend still failing; records kept in the disk spool, retrying");
+            } else {
+                tracing::debug!(sink = %self.name, attempt = failures, ?wait, error = %err, "delivery failed; retrying");
+            }
             c.retried.fetch_add(pending.len() as u64, Relaxed);
             work.push_front(pending);
             tokio::time::sleep(wait).await;
@@ -737,6 +997,90 @@ impl Worker {
                 self.log.reported_drops = dropped;
             }
         }
+    }
+}
+
+/// Run a spool operation on a blocking thread.
+async fn blocking<T: Send + 'static>(
+    spool: &Arc<dyn Spool>,
+    f: impl FnOnce(&dyn Spool) -> Result<T, SpoolError> + Send + 'static,
+) -> Result<T, SpoolError> {
+    let sp = spool.clone();
+    match tokio::task::spawn_blocking(move || f(&*sp)).await {
+        Ok(r) => r,
+        Err(e) => Err(SpoolError::new(format!(
+            "spool operation panicked or was cancelled: {e}"
+        ))),
+    }
+}
+
+/// Move records from a sink's memory queue to its disk spool, a batch (one
+/// append, one sync) at a time, as soon as they arrive.
+async fn run_spooler(name: String, shared: Arc<Shared>, spool: Arc<dyn Spool>, retry: RetryPolicy) {
+    let c = &shared.counters;
+    let mut last_log: Option<Instant> = None;
+    loop {
+        let mut batch: Vec<AgentMetrics> = Vec::with_capacity(shared.batch_size.min(1024));
+        while batch.len() < shared.batch_size {
+            match shared.queue.pop() {
+                Some(m) => batch.push(Arc::unwrap_or_clone(m)),
+                None => break,
+            }
+        }
+        if !batch.is_empty() {
+            if shared.blocked_producers.load(Relaxed) > 0 {
+                shared.space.notify_waiters();
+            }
+            let n = batch.len() as u64;
+            let batch = Arc::new(batch);
+            let mut failures: u32 = 0;
+            let dropped = loop {
+                let b = batch.clone();
+                match blocking(&spool, move |sp| sp.append(&b)).await {
+                    Ok(dropped) => break dropped.min(n + c.spool_depth.load(Relaxed)),
+                    Err(e) => {
+                        // Keep the batch; the memory queue buffers (and, when
+                        // full, drops and counts) meanwhile.
+                        failures += 1;
+                        if last_log.is_none_or(|t| t.elapsed() >= LOG_EVERY) {
+                            last_log = Some(Instant::now());
+                            tracing::warn!(sink = %name, error = %e, "cannot write to the disk spool; retrying");
+                        }
+                        tokio::time::sleep(retry.backoff(failures, None)).await;
+                    }
+                }
+            };
+            if dropped > 0 {
+                c.dropped_spool_full.fetch_add(dropped, Relaxed);
+                c.settled.fetch_add(dropped, Relaxed);
+                if last_log.is_none_or(|t| t.elapsed() >= LOG_EVERY) {
+                    last_log = Some(Instant::now());
+                    tracing::warn!(sink = %name, dropped, total_dropped = c.dropped_spool_full.load(Relaxed), "disk spool full; records dropped");
+                }
+            }
+            let _ = c
+                .spool_depth
+                .fetch_update(Relaxed, Relaxed, |d| Some((d + n).saturating_sub(dropped)));
+            shared.synced.fetch_add(n, SeqCst);
+            shared.synced_notify.notify_waiters();
+            shared.spooled.notify_one();
+            continue;
+        }
+        if shared.closing.load(SeqCst) {
+            shared.spooler_done.store(true, SeqCst);
+            shared.synced_notify.notify_waiters();
+            shared.spooled.notify_one();
+            return;
+        }
+        // Park until a producer wakes us (same protocol as the worker).
+        shared.idle.store(true, Relaxed);
+        fence(SeqCst);
+        if !shared.queue.is_empty() || shared.closing.load(SeqCst) {
+            shared.idle.store(false, Relaxed);
+            continue;
+        }
+        shared.data.notified().await;
+        shared.idle.store(false, Relaxed);
     }
 }
 

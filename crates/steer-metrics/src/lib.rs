@@ -21,6 +21,11 @@
 //!
 //! Built-in sinks are in [`sinks`]; helpers to test your own sinks are in
 //! [`testkit`]. See `docs/custom-sinks.md` for writing a sink.
+//!
+//! A sink can be backed by a disk [`Spool`]
+//! ([`MetricsCollectorBuilder::sink_with_spool`]) so that an outage or a
+//! crash loses nothing; the `steer-spool` crate provides one on SQLite
+//! (see `docs/spool.md`).
 #![warn(missing_docs)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
@@ -29,6 +34,7 @@ mod config;
 mod record;
 mod sink;
 pub mod sinks;
+mod spool;
 mod stats;
 pub mod summary;
 pub mod testkit;
@@ -37,6 +43,7 @@ pub use collector::{BuildError, MetricsCollector, MetricsCollectorBuilder};
 pub use config::{MetricsConfig, OverflowPolicy, RetryPolicy, SinkOptions};
 pub use record::{AgentMetrics, ErrorClass, Method, UnknownName};
 pub use sink::{MetricsSink, SinkError, SinkErrorKind};
+pub use spool::{Spool, SpoolError};
 pub use stats::{CollectorStats, DeliveryReport, DroppedCounts, FailedCounts, SinkReport, SinkStats};
 pub use summary::{Distribution, GroupBy, Summary};
 

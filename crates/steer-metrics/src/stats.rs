@@ -19,6 +19,14 @@ pub(crate) struct Counters {
     pub dropped_closed: AtomicU64,
     pub failed_rejected: AtomicU64,
     pub failed_retries_exhausted: AtomicU64,
+    /// Records dropped by the disk spool to respect its cap.
+    pub dropped_spool_full: AtomicU64,
+    /// Records found in the spool at start (left by a previous process).
+    pub replayed: AtomicU64,
+    /// Records left in the spool at a shutdown deadline (pending for the next start).
+    pub spooled: AtomicU64,
+    /// Records in the spool now (maintained by the spooler and the worker).
+    pub spool_depth: AtomicU64,
     /// Records that entered the queue (sequence number of the last push).
     pub enqueued: AtomicU64,
     /// Records that left the pipeline for good after entering the queue
@@ -37,6 +45,7 @@ impl Counters {
                 queue_full: self.dropped_queue_full.load(Relaxed),
                 evicted_oldest: self.dropped_evicted_oldest.load(Relaxed),
                 closed: self.dropped_closed.load(Relaxed) + self.refused_closed.load(Relaxed),
+                spool_full: self.dropped_spool_full.load(Relaxed),
             },
             failed: FailedCounts {
                 rejected: self.failed_rejected.load(Relaxed),
@@ -47,6 +56,9 @@ impl Counters {
                 .enqueued
                 .load(Relaxed)
                 .saturating_sub(self.settled.load(Relaxed)),
+            spool_depth: self.spool_depth.load(Relaxed),
+            replayed: self.replayed.load(Relaxed),
+            spooled: self.spooled.load(Relaxed),
         }
     }
 }
@@ -60,12 +72,15 @@ pub struct DroppedCounts {
     pub evicted_oldest: u64,
     /// Recorded after shutdown, or still queued when the shutdown deadline hit.
     pub closed: u64,
+    /// Dropped by the sink's disk spool to respect its size cap (under
+    /// either of its policies: oldest evicted or newest refused).
+    pub spool_full: u64,
 }
 
 impl DroppedCounts {
     /// All dropped records.
     pub fn total(&self) -> u64 {
-        self.queue_full + self.evicted_oldest + self.closed
+        self.queue_full + self.evicted_oldest + self.closed + self.spool_full
     }
 }
 
@@ -87,7 +102,12 @@ impl FailedCounts {
 
 /// A snapshot of one sink's accounting.
 ///
-/// Invariant: `received == delivered + dropped.total() + failed.total() + in_flight`.
+/// Invariant: `received == delivered + dropped.total() + failed.total() + in_flight + spooled`.
+///
+/// For a sink with a disk spool, `received` includes the records found in
+/// the spool at start (`replayed`), and `spooled` counts the records still
+/// in the spool when a shutdown deadline hit: they are not lost, the next
+/// start delivers them. `spooled` is 0 for sinks without a spool.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SinkStats {
     /// The sink's name.
@@ -104,8 +124,16 @@ pub struct SinkStats {
     pub failed: FailedCounts,
     /// Records waiting in the queue now.
     pub queue_depth: usize,
-    /// Records queued or being delivered now.
+    /// Records queued, spooled or being delivered now.
     pub in_flight: u64,
+    /// Records in the sink's disk spool now (0 without a spool).
+    pub spool_depth: u64,
+    /// Records found in the disk spool at start, left by a previous
+    /// process; included in `received`.
+    pub replayed: u64,
+    /// Records left in the disk spool when the shutdown deadline hit:
+    /// pending for the next start, not lost.
+    pub spooled: u64,
 }
 
 impl SinkStats {
@@ -119,7 +147,7 @@ impl fmt::Display for SinkStats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{}: received {} delivered {} retried {} dropped {} (queue_full {}, evicted {}, closed {}) failed {} (rejected {}, retries_exhausted {}) in_flight {}",
+            "{}: received {} delivered {} retried {} dropped {} (queue_full {}, evicted {}, closed {}{}) failed {} (rejected {}, retries_exhausted {}) in_flight {}",
             self.name,
             self.received,
             self.delivered,
@@ -128,11 +156,24 @@ impl fmt::Display for SinkStats {
             self.dropped.queue_full,
             self.dropped.evicted_oldest,
             self.dropped.closed,
+            if self.dropped.spool_full > 0 {
+                format!(", spool_full {}", self.dropped.spool_full)
+            } else {
+                String::new()
+            },
             self.failed.total(),
             self.failed.rejected,
             self.failed.retries_exhausted,
             self.in_flight
-        )
+        )?;
+        if self.spool_depth > 0 || self.replayed > 0 || self.spooled > 0 {
+            write!(
+                f,
+                " spool_depth {} replayed {} spooled {}",
+                self.spool_depth, self.replayed, self.spooled
+            )?;
+        }
+        Ok(())
     }
 }
 
