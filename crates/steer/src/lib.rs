@@ -80,3 +80,55 @@ pub use steer_sink_prometheus as sink_prometheus;
 /// The embedded SQLite store (feature `sqlite`).
 #[cfg(feature = "sqlite")]
 pub use steer_sink_sqlite as sink_sqlite;
+
+/// Entry points for the fuzz targets in `fuzz/` (not a public API: no
+/// stability promise, hidden from the docs).
+#[doc(hidden)]
+pub mod __fuzz {
+    use crate::providers::{anthropic, openai, Decoder};
+    use crate::sse::SseEvent;
+
+    /// A provider wire protocol.
+    #[derive(Debug, Clone, Copy)]
+    pub enum Dialect {
+        /// OpenAI Chat Completions.
+        OpenAi,
+        /// Anthropic Messages.
+        Anthropic,
+    }
+
+    /// Parse a non-streaming response body: the answer text, or the error message.
+    pub fn parse_body(d: Dialect, body: &[u8]) -> Result<String, String> {
+        let r = match d {
+            Dialect::OpenAi => openai::parse(body),
+            Dialect::Anthropic => anthropic::parse(body),
+        };
+        r.map(|c| c.text).map_err(|e| e.message)
+    }
+
+    /// Decode stream events up to the first error: the text deltas, then the
+    /// final text or the error message.
+    pub fn decode_stream(d: Dialect, events: Vec<SseEvent>) -> (Vec<String>, Result<String, String>) {
+        let mut dec: Box<dyn Decoder> = match d {
+            Dialect::OpenAi => Box::<openai::StreamDecoder>::default(),
+            Dialect::Anthropic => Box::<anthropic::StreamDecoder>::default(),
+        };
+        let mut deltas = Vec::new();
+        for ev in events {
+            match dec.on_event(ev) {
+                Ok(Some(t)) => deltas.push(t),
+                Ok(None) => {}
+                Err(e) => return (deltas, Err(e.message)),
+            }
+            if dec.is_done() {
+                break;
+            }
+        }
+        (deltas, dec.finish().map(|c| c.text).map_err(|e| e.message))
+    }
+
+    /// Parse an error body of either provider: (type, code, message).
+    pub fn parse_error_body(body: &[u8]) -> (Option<String>, Option<String>, Option<String>) {
+        crate::error::parse_error_body(body)
+    }
+}
