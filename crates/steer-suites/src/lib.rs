@@ -244,50 +244,50 @@ fn build(category: Category, seed: u64, i: usize, base: DateTime<Utc>) -> AgentM
             m.retries = u32::MAX;
         }
         Category::MegaStrings => {
-            m.model = format!("m{nth}-{}", "x".repeat(MEGA));
+            m.model = format!("m-{}", "x".repeat(MEGA));
             m.error_message = Some("e".repeat(MEGA));
             m.tags.insert("big".into(), "v".repeat(MEGA));
         }
         Category::NulBytes => {
-            m.model = format!("gpt\0-{nth}");
+            m.model = "gpt\0-4o".into();
             m.provider = "open\0ai".into();
             m.tags.insert("k\0ey".into(), "va\0lue".into());
             m.error_message = Some("nul\0inside".into());
         }
         Category::Newlines => {
-            m.model = format!("line1\nline2-{nth}\r");
+            m.model = "line1\nline2\r".into();
             m.provider = "prov\nider".into();
             m.tags.insert("multi\nline".into(), "a\nb\r\nc".into());
             m.error_message = Some("first\nsecond".into());
         }
         Category::Quotes => {
-            m.model = format!("it's \"quoted\" {nth}");
+            m.model = "it's \"quoted\"".into();
             m.provider = "o'\"p".into();
             m.tags.insert("q\"k'".into(), "\"v'".into());
             m.error_message = Some("say \"hi\" 'there'".into());
         }
         Category::Backslashes => {
-            m.model = format!("back\\slash-{nth}\\");
+            m.model = "back\\slash\\".into();
             m.provider = "prov\\".into();
             m.tags.insert("k\\".into(), "v\\\\".into());
             m.tags.insert("mid".into(), "a\\,b\\ c\\=d".into());
             m.error_message = Some("C:\\path\\".into());
         }
         Category::Separators => {
-            m.model = format!("a=b,c d-{nth}");
+            m.model = "a=b,c d".into();
             m.provider = "p=q, r".into();
             m.tags.insert("k=e,y z".into(), "v=a,l u".into());
             m.tags.insert(" lead".into(), "trail ".into());
         }
         Category::Unicode => {
-            m.model = format!("\u{202e}مرحبا-{nth}-🚀");
+            m.model = "\u{202e}مرحبا-🚀".into();
             m.provider = "שלום".into();
             m.tags.insert("🔥".into(), "\u{200f}ערך 👩‍👩‍👧".into());
             m.error_message = Some("ошибка 💥".into());
         }
         Category::SqlInjection => {
             let s = SQL_INJECTIONS[nth % SQL_INJECTIONS.len()];
-            m.model = format!("{s}{nth}");
+            m.model = s.into();
             m.provider = s.into();
             m.tags.insert(s.into(), s.into());
             m.error_message = Some(s.into());
@@ -303,6 +303,27 @@ fn build(category: Category, seed: u64, i: usize, base: DateTime<Utc>) -> AgentM
             m.tags.insert(String::new(), "empty-key".into());
             m.tags.insert("empty_value".into(), String::new());
         }
+    }
+    // The hostile string also lands in the `team` tag, which the aggregating
+    // sinks are configured to promote to a dimension / tag.
+    if matches!(
+        category,
+        Category::MegaStrings
+            | Category::NulBytes
+            | Category::Newlines
+            | Category::Quotes
+            | Category::Backslashes
+            | Category::Separators
+            | Category::Unicode
+            | Category::SqlInjection
+            | Category::EmptyModel
+    ) {
+        let team = if category == Category::MegaStrings {
+            "t".repeat(MEGA)
+        } else {
+            m.model.clone()
+        };
+        m.tags.insert("team".into(), team);
     }
     m
 }
