@@ -168,7 +168,7 @@ pub fn hostile_corpus(seed: u64, base: DateTime<Utc>) -> Vec<Case> {
     let mut heavy_seen: BTreeMap<Category, usize> = BTreeMap::new();
     let mut cycle = Category::HOSTILE.iter().copied().cycle();
     for i in 0..CORPUS_SIZE {
-        let category = if i % 2 == 0 {
+        let category = if i.is_multiple_of(2) {
             Category::Ordinary
         } else {
             loop {
@@ -203,11 +203,11 @@ fn ordinary(seed: u64, i: usize, base: DateTime<Utc>) -> AgentMetrics {
     m.request_id = Uuid::from_u64_pair(seed, i64_index);
     m.timestamp = base + Duration::milliseconds(i as i64);
     m.cost_usd = Some(0.001);
-    if i % 10 == 0 {
+    if i.is_multiple_of(10) {
         m.method = Method::Stream;
         m.ttft_ms = Some(40.0);
     }
-    if i % 20 == 0 {
+    if i.is_multiple_of(20) {
         m = m.with_error(ErrorClass::RateLimit);
         m.error_message = Some("429 slow down".into());
     }
