@@ -267,13 +267,15 @@ impl Server for Influx {
             let pid = std::fs::read_to_string(&self.pidfile).unwrap().trim().to_string();
             let _ = Command::new("kill").args(["-TERM", &pid]).status();
             let t = Instant::now();
-            // Not our child: it disappears (no zombie) once it has exited.
+            // Not our child: gone once it has exited (or a zombie until its
+            // parent, the shell that started it, reaps it).
             while Command::new("kill")
                 .args(["-0", &pid])
                 .stderr(Stdio::null())
                 .status()
                 .unwrap()
                 .success()
+                && !is_zombie(&pid)
             {
                 assert!(
                     t.elapsed() < Duration::from_secs(20),
@@ -307,6 +309,13 @@ impl Server for Influx {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
+}
+
+fn is_zombie(pid: &str) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rsplit_once(") ").map(|(_, rest)| rest.starts_with('Z')))
+        .unwrap_or(false)
 }
 
 async fn influx_query(http: &reqwest::Client, url: &str, db: Option<&str>, q: &str) -> serde_json::Value {
