@@ -759,6 +759,26 @@ impl Worker {
         let mut spool_failures: u32 = 0;
 
         loop {
+            // Take control messages without waiting: under steady load the
+            // spool is never empty and the select below is not reached.
+            while control_open {
+                match self.control.try_recv() {
+                    Ok(Control::Flush { target, done }) => flushes.push(FlushWaiter { target, done }),
+                    Ok(Control::Shutdown { done }) => shutdown = Some(done),
+                    Err(mpsc::error::TryRecvError::Empty) => break,
+                    Err(mpsc::error::TryRecvError::Disconnected) => control_open = false,
+                }
+            }
+            // Answer flushes whose records have all settled.
+            let settled = c.settled.load(Relaxed);
+            if flushes.iter().any(|f| settled >= f.target) {
+                let err = self.call_sink(SinkCall::Flush).await;
+                let (ready, waiting): (Vec<_>, Vec<_>) = flushes.drain(..).partition(|f| settled >= f.target);
+                flushes = waiting;
+                for f in ready {
+                    let _ = f.done.send(err.clone());
+                }
+            }
             let closing = shutdown.is_some() || !control_open;
             if closing && !shared.closing.load(Relaxed) {
                 shared.closing.store(true, SeqCst);
@@ -803,16 +823,8 @@ impl Worker {
             }
 
             if retry_at.is_none() {
-                // The spool is empty: answer flushes whose records have settled.
-                let settled = c.settled.load(Relaxed);
-                if flushes.iter().any(|f| settled >= f.target) {
-                    let err = self.call_sink(SinkCall::Flush).await;
-                    let (ready, waiting): (Vec<_>, Vec<_>) =
-                        flushes.drain(..).partition(|f| settled >= f.target);
-                    flushes = waiting;
-                    for f in ready {
-                        let _ = f.done.send(err.clone());
-                    }
+                // The spool is empty.
+                if flushes.iter().any(|f| c.settled.load(Relaxed) >= f.target) {
                     continue;
                 }
                 if closing && spooler_done {

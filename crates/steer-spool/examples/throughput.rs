@@ -9,7 +9,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use steer_metrics::testkit::synthetic;
-use steer_metrics::{async_trait, AgentMetrics, MetricsCollector, MetricsSink, OverflowPolicy, SinkError, SinkOptions};
+use steer_metrics::{
+    async_trait, AgentMetrics, MetricsCollector, MetricsSink, OverflowPolicy, SinkError, SinkOptions,
+};
 use steer_spool::{SpoolConfig, SqliteSpool, SyncPolicy};
 
 struct Noop;
@@ -37,7 +39,8 @@ async fn run(label: &str, records: &[AgentMetrics], spool: Option<SyncPolicy>, b
     let builder = MetricsCollector::builder();
     let builder = match spool {
         Some(sync) => {
-            let spool = SqliteSpool::open(dir.path().join("spool.db"), SpoolConfig::default().sync(sync)).unwrap();
+            let spool =
+                SqliteSpool::open(dir.path().join("spool.db"), SpoolConfig::default().sync(sync)).unwrap();
             builder.sink_with_spool(Noop, Some(options), Arc::new(spool))
         }
         None => builder.sink_with_options(Noop, options),
@@ -62,11 +65,20 @@ async fn run(label: &str, records: &[AgentMetrics], spool: Option<SyncPolicy>, b
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let n: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(200_000);
+    let n: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(200_000);
     let records = synthetic(n, 7);
     for batch in [100, 500] {
         run("no spool", &records, None, batch).await;
-        run("spool, sync EveryBatch", &records, Some(SyncPolicy::EveryBatch), batch).await;
+        run(
+            "spool, sync EveryBatch",
+            &records,
+            Some(SyncPolicy::EveryBatch),
+            batch,
+        )
+        .await;
         run("spool, sync Normal", &records, Some(SyncPolicy::Normal), batch).await;
     }
 }

@@ -213,3 +213,44 @@ async fn dropping_the_collector_without_shutdown_keeps_what_was_synced() {
     let got: Vec<u64> = sink.records().iter().map(id).collect();
     assert_eq!(got, (0..100).collect::<Vec<_>>());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flush_completes_while_records_keep_arriving() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = SqliteSpool::open(
+        dir.path().join("s.db"),
+        SpoolConfig::default().sync(SyncPolicy::Normal),
+    )
+    .unwrap();
+    let sink = RecordingSink::new();
+    let c = MetricsCollector::builder()
+        .sink_with_spool(sink.clone(), Some(options()), Arc::new(spool))
+        .build()
+        .unwrap();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let producer = {
+        let (c, stop) = (c.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut i = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                record_synced(&c, i..i + 8).await;
+                i += 8;
+            }
+            i
+        })
+    };
+    wait_for(|| sink.len() > 200).await;
+    let before = c.stats().sinks[0].received;
+    let report = c.flush_timeout(Duration::from_secs(10)).await;
+    assert!(
+        report.is_complete(),
+        "flush must not wait for an empty spool: {report}"
+    );
+    assert!(sink.len() as u64 >= before);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let n = producer.await.unwrap();
+    let report = c.shutdown(Duration::from_secs(10)).await;
+    assert!(report.is_complete(), "{report}");
+    let got: Vec<u64> = sink.records().iter().map(id).collect();
+    assert_eq!(got, (0..n).collect::<Vec<_>>());
+}
