@@ -682,6 +682,21 @@ async fn datadog(cases: Vec<Case>) {
         .filter(|(k, _)| k.0 == "steer.llm.requests")
         .map(|(_, v)| v)
         .sum();
+    // Per model series, with the sink's own tag normalisation.
+    let mut got_models: BTreeMap<Option<String>, f64> = BTreeMap::new();
+    for (k, v) in counts.iter().filter(|(k, _)| k.0 == "steer.llm.requests") {
+        let model = k.1.iter().find(|t| t.starts_with("model:")).cloned();
+        *got_models.entry(model).or_default() += v;
+    }
+    let mut want_models: BTreeMap<Option<String>, f64> = BTreeMap::new();
+    for c in &cases {
+        *want_models
+            .entry(steer_sink_datadog::encode::tag("model", &c.record.model))
+            .or_default() += 1.0;
+    }
+    if s.failed.total() == 0 {
+        assert_eq!(got_models, want_models, "[datadog] requests per model series");
+    }
     eprintln!(
         "[datadog] steer.llm.requests total {requests}, {} bodies",
         bodies.len()
@@ -753,8 +768,10 @@ async fn otlp(cases: Vec<Case>) {
     // Cumulative temporality: the last export holds the totals.
     let last =
         ExportMetricsServiceRequest::decode(&reqs.last().unwrap().body[..]).expect("[otlp] valid protobuf");
+    use opentelemetry_proto::tonic::common::v1::any_value;
     let mut requests = 0.0;
     let mut models = HashSet::new();
+    let mut got_models: BTreeMap<String, f64> = BTreeMap::new();
     for rm in &last.resource_metrics {
         for sm in &rm.scope_metrics {
             for m in &sm.metrics {
@@ -779,9 +796,19 @@ async fn otlp(cases: Vec<Case>) {
                         Some(Value::AsInt(i)) => i as f64,
                         None => 0.0,
                     };
+                    let v = match p.value {
+                        Some(Value::AsDouble(d)) => d,
+                        Some(Value::AsInt(i)) => i as f64,
+                        None => 0.0,
+                    };
                     for kv in &p.attributes {
                         if kv.key == "gen_ai.request.model" {
                             models.insert(format!("{:?}", kv.value));
+                            if let Some(any_value::Value::StringValue(m)) =
+                                kv.value.as_ref().and_then(|v| v.value.as_ref())
+                            {
+                                *got_models.entry(m.clone()).or_default() += v;
+                            }
                         }
                     }
                 }
@@ -797,6 +824,16 @@ async fn otlp(cases: Vec<Case>) {
         requests, s.delivered as f64,
         "[otlp] request counter vs delivered: {s:?}"
     );
+    let mut want_models: BTreeMap<String, f64> = BTreeMap::new();
+    for c in &cases {
+        *want_models
+            .entry(steer_sink_otlp::instruments::attribute_value(&c.record.model))
+            .or_default() += 1.0;
+    }
+    assert_eq!(
+        got_models, want_models,
+        "[otlp] requests per gen_ai.request.model"
+    );
     assert_eq!(
         s.delivered,
         cases.len() as u64,
@@ -805,6 +842,24 @@ async fn otlp(cases: Vec<Case>) {
 }
 
 // ------------------------------------------------------------ prometheus
+
+/// The unescaped value of label `name` in one exposition line.
+fn prom_label(line: &str, name: &str) -> Option<String> {
+    let start = line.find(&format!("{name}=\""))? + name.len() + 2;
+    let mut out = String::new();
+    let mut chars = line[start..].chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => return Some(out),
+            '\\' => match chars.next()? {
+                'n' => out.push('\n'),
+                other => out.push(other),
+            },
+            c => out.push(c),
+        }
+    }
+    None
+}
 
 /// Tolerant OpenMetrics parsing: the sum of the samples of `metric`
 /// (the value is the first token after the label set's closing brace).
@@ -839,6 +894,24 @@ async fn prometheus(cases: Vec<Case>) {
         assert!(!l.contains('\0'), "[prometheus] raw NUL in the exposition");
     }
     let requests = prom_sum(&text, "steer_llm_requests_total");
+    let mut got_models: BTreeMap<String, f64> = BTreeMap::new();
+    for l in text
+        .lines()
+        .filter(|l| l.starts_with("steer_llm_requests_total{"))
+    {
+        let model = prom_label(l, "gen_ai_request_model").unwrap_or_default();
+        *got_models.entry(model).or_default() += prom_sum(l, "steer_llm_requests_total");
+    }
+    let mut want_models: BTreeMap<String, f64> = BTreeMap::new();
+    for c in &cases {
+        *want_models
+            .entry(steer_sink_prometheus::instruments::label_value(&c.record.model))
+            .or_default() += 1.0;
+    }
+    assert_eq!(
+        got_models, want_models,
+        "[prometheus] requests per gen_ai_request_model"
+    );
     let folded = prom_sum(&text, "steer_prometheus_folded_series_total");
     eprintln!(
         "[prometheus] requests {requests}, folded {folded}, {} bytes",
@@ -919,6 +992,7 @@ async fn cloudwatch_publishes_or_rejects_and_counts_add_up() {
     }
     let now = Utc::now().timestamp();
     let mut total = 0.0;
+    let mut got_models: BTreeMap<String, f64> = BTreeMap::new();
     for dims in &dims_sets {
         let out = client
             .get_metric_statistics()
@@ -932,11 +1006,19 @@ async fn cloudwatch_publishes_or_rejects_and_counts_add_up() {
             .send()
             .await
             .unwrap();
-        total += out
+        let sum = out
             .datapoints()
             .iter()
             .map(|d| d.sum().unwrap_or(0.0))
             .sum::<f64>();
+        total += sum;
+        let model = dims
+            .iter()
+            .find(|d| d.name() == Some("Model"))
+            .and_then(|d| d.value())
+            .unwrap_or("")
+            .to_string();
+        *got_models.entry(model).or_default() += sum;
         for d in dims {
             let v = d.value().unwrap_or("");
             assert!(
@@ -958,6 +1040,30 @@ async fn cloudwatch_publishes_or_rejects_and_counts_add_up() {
     );
     let ordinary = cases.iter().filter(|c| c.category == Category::Ordinary).count() as u64;
     assert!(s.delivered >= ordinary, "[cloudwatch] {s:?}");
+    // Per Model dimension, with the sink's own normalisation and validity rule.
+    let mut want_models: BTreeMap<String, f64> = BTreeMap::new();
+    let mut invalid = 0;
+    for c in &cases {
+        if steer_sink_cloudwatch::encode::invalid_reason(&c.record).is_some() {
+            invalid += 1;
+            continue;
+        }
+        *want_models
+            .entry(steer_sink_cloudwatch::encode::normalize(
+                &c.record.model,
+                "none",
+                false,
+            ))
+            .or_default() += 1.0;
+    }
+    assert_eq!(
+        s.failed.rejected, invalid,
+        "[cloudwatch] rejected vs the sink's own validity rule"
+    );
+    assert_eq!(
+        got_models, want_models,
+        "[cloudwatch] Requests per Model dimension"
+    );
     // Documented rejections: NaN, ±Inf, negative and out-of-range values.
     let hostile_numbers = cases
         .iter()
