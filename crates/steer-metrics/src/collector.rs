@@ -897,14 +897,21 @@ impl Worker {
             if chunk.is_empty() {
                 continue;
             }
-            let outcome =
-                match tokio::time::timeout(policy.attempt_timeout, self.sink.record_batch(&chunk)).await {
-                    Ok(r) => r,
-                    Err(_) => Err(SinkError::retryable(format!(
-                        "record_batch did not finish within {:?}",
-                        policy.attempt_timeout
-                    ))),
-                };
+            let attempt = CatchPanic(self.sink.record_batch(&chunk));
+            let outcome = match tokio::time::timeout(policy.attempt_timeout, attempt).await {
+                Ok(Ok(r)) => r,
+                // A sink that panics is treated like one that refuses the
+                // batch: split until the record that triggers it is alone,
+                // then count it rejected. The worker lives on.
+                Ok(Err(panic)) => {
+                    tracing::error!(sink = %self.name, panic = %panic, batch = chunk.len(), "sink panicked in record_batch");
+                    Err(SinkError::permanent(format!("sink panicked: {panic}")))
+                }
+                Err(_) => Err(SinkError::retryable(format!(
+                    "record_batch did not finish within {:?}",
+                    policy.attempt_timeout
+                ))),
+            };
             let err = match outcome {
                 Ok(()) => {
                     let n = chunk.len() as u64;
@@ -1115,5 +1122,35 @@ async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
     match at {
         Some(t) => tokio::time::sleep_until(t).await,
         None => std::future::pending().await,
+    }
+}
+
+/// Polls a future, turning a panic inside it into an `Err` with the panic
+/// message, so a faulty sink cannot kill its worker and leave records
+/// unaccounted for.
+struct CatchPanic<F>(F);
+
+impl<F: std::future::Future + Unpin> std::future::Future for CatchPanic<F> {
+    type Output = Result<F::Output, String>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let inner = &mut self.0;
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            std::pin::Pin::new(inner).poll(cx)
+        })) {
+            Ok(std::task::Poll::Ready(v)) => std::task::Poll::Ready(Ok(v)),
+            Ok(std::task::Poll::Pending) => std::task::Poll::Pending,
+            Err(payload) => {
+                let msg = payload
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| payload.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "non-string panic payload".to_string());
+                std::task::Poll::Ready(Err(msg))
+            }
+        }
     }
 }

@@ -474,3 +474,66 @@ async fn jsonl_sink_appends_and_fsyncs() {
     let back: Vec<AgentMetrics> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(back, records);
 }
+
+#[tokio::test]
+async fn a_panicking_sink_is_isolated_and_every_record_accounted_for() {
+    struct Panicky(RecordingSink);
+    #[steer_metrics::async_trait]
+    impl MetricsSink for Panicky {
+        fn name(&self) -> &str {
+            "panicky"
+        }
+        async fn record(&self, m: &AgentMetrics) -> Result<(), steer_metrics::SinkError> {
+            self.record_batch(std::slice::from_ref(m)).await
+        }
+        async fn record_batch(&self, b: &[AgentMetrics]) -> Result<(), steer_metrics::SinkError> {
+            if b.iter().any(|m| m.input_tokens == u64::MAX) {
+                panic!("attempt to add with overflow");
+            }
+            self.0.record_batch(b).await
+        }
+    }
+    let rec = RecordingSink::new();
+    let c = MetricsCollector::builder()
+        .sink_with_options(Panicky(rec.clone()), opts().batch_size(50))
+        .build()
+        .unwrap();
+    let mut records = synthetic(200, 12);
+    records[17].input_tokens = u64::MAX;
+    for m in records {
+        c.record(m);
+    }
+    let report = c.flush().await;
+    assert!(report.is_complete(), "the worker survived the panic");
+    let s = &report.sinks[0].stats;
+    assert_eq!((s.delivered, s.failed.rejected, s.in_flight), (199, 1, 0));
+    assert_eq!(rec.len(), 199);
+}
+
+#[tokio::test]
+async fn jsonl_rejects_non_finite_numbers_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.jsonl");
+    let c = MetricsCollector::builder()
+        .sink_with_options(steer_metrics::sinks::JsonLinesSink::new(&path), opts())
+        .build()
+        .unwrap();
+    let mut records = synthetic(10, 13);
+    records[2].latency_ms = f64::NAN;
+    records[5].cost_usd = Some(f64::NEG_INFINITY);
+    for m in records.clone() {
+        c.record(m);
+    }
+    let report = c.flush().await;
+    assert_eq!(report.sinks[0].stats.failed.rejected, 2);
+    assert_eq!(report.sinks[0].stats.delivered, 8);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let back: Vec<AgentMetrics> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let want: Vec<AgentMetrics> = records
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| *i != 2 && *i != 5)
+        .map(|(_, m)| m)
+        .collect();
+    assert_eq!(back, want);
+}

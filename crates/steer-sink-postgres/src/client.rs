@@ -33,8 +33,10 @@ pub fn classify_state(state: Option<&SqlState>) -> Class {
         return Class::Retryable;
     };
     match &code[..2] {
-        // data exception, integrity constraint violation
-        "22" | "23" => Class::BadData,
+        // data exception, integrity constraint violation, program limit
+        // exceeded (54000: e.g. a 1 MB model name makes an index row too
+        // large) — all caused by some record's values: isolate them
+        "22" | "23" | "54" => Class::BadData,
         // syntax error or access rule violation (42501 insufficient privilege,
         // 42P01 undefined table ...), invalid authorization, invalid catalog /
         // schema name, feature not supported, invalid role
@@ -267,6 +269,7 @@ mod tests {
             (SqlState::DISK_FULL, Retryable),
             (SqlState::LOCK_NOT_AVAILABLE, Retryable),
             (SqlState::CHARACTER_NOT_IN_REPERTOIRE, BadData),
+            (SqlState::PROGRAM_LIMIT_EXCEEDED, BadData),
             (SqlState::NUMERIC_VALUE_OUT_OF_RANGE, BadData),
             (SqlState::NOT_NULL_VIOLATION, BadData),
             (SqlState::UNIQUE_VIOLATION, BadData),

@@ -65,8 +65,9 @@ impl MetricsSink for JsonLinesSink {
         let mut bad = Vec::new();
         for (i, m) in batch.iter().enumerate() {
             let start = buf.len();
-            // serde_json refuses NaN/Inf floats: reject that record alone.
-            if serde_json::to_writer(&mut buf, m).is_err() {
+            // JSON has no NaN or Infinity (serde_json would write `null`, which
+            // does not read back as the record): reject such a record alone.
+            if !finite(m) || serde_json::to_writer(&mut buf, m).is_err() {
                 buf.truncate(start);
                 bad.push(i);
                 continue;
@@ -93,7 +94,7 @@ impl MetricsSink for JsonLinesSink {
         if bad.is_empty() {
             Ok(())
         } else {
-            Err(SinkError::permanent("record not representable as JSON").with_records(bad))
+            Err(SinkError::permanent("NaN or infinite number: not representable in JSON").with_records(bad))
         }
     }
 
@@ -107,4 +108,12 @@ impl MetricsSink for JsonLinesSink {
         }
         Ok(())
     }
+}
+
+/// Whether every float of the record is finite (representable in JSON).
+fn finite(m: &AgentMetrics) -> bool {
+    m.latency_ms.is_finite()
+        && m.sample_weight.is_finite()
+        && m.ttft_ms.is_none_or(f64::is_finite)
+        && m.cost_usd.is_none_or(f64::is_finite)
 }
