@@ -50,6 +50,12 @@ pub struct BenchArgs {
     /// Concurrent calls for `--source sim`.
     #[arg(long, default_value_t = 64)]
     concurrency: usize,
+    /// Put a disk spool (SQLite file) between the queue and the sink: an outage fills the spool, not memory.
+    #[arg(long, value_name = "PATH")]
+    spool: Option<std::path::PathBuf>,
+    /// Spool size cap in MiB.
+    #[arg(long, default_value_t = 256)]
+    spool_max_mib: u64,
     /// Seed for the synthetic records.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -105,17 +111,41 @@ pub async fn run(args: BenchArgs, _ctx: &Context) -> Result<ExitCode, CliError> 
         .batch_size(args.batch)
         .queue_capacity(args.queue.unwrap_or(args.records))
         .linger(Duration::from_millis(50));
-    let collector = MetricsCollector::builder()
-        .sink_with_options(sink, options)
-        .build()
-        .map_err(|e| CliError::Other(e.to_string()))?;
+    let builder = match &args.spool {
+        Some(path) => {
+            let spool = steer_spool::SqliteSpool::open(
+                path,
+                steer_spool::SpoolConfig::default().max_bytes(args.spool_max_mib.saturating_mul(1 << 20)),
+            )
+            .map_err(|e| CliError::SinkSetup {
+                spec: format!("spool {}", path.display()),
+                message: e.to_string(),
+            })?;
+            MetricsCollector::builder().sink_with_spool(sink, Some(options), std::sync::Arc::new(spool))
+        }
+        None => MetricsCollector::builder().sink_with_options(sink, options),
+    };
+    let collector = builder.build().map_err(|e| CliError::Other(e.to_string()))?;
 
     let start;
     match args.source {
         Source::Synthetic => {
-            let records = steer_metrics::testkit::synthetic(args.records, args.seed);
+            // Up to POOL records are generated before the clock starts; longer
+            // runs cycle through them with fresh request ids, so memory stays
+            // flat however many records are pushed (what an outage test needs).
+            const POOL: usize = 100_000;
+            let pool = steer_metrics::testkit::synthetic(args.records.min(POOL), args.seed);
             start = Instant::now();
-            pace(records.into_iter(), args.rate, start, |m| collector.record(m)).await;
+            if args.records <= POOL {
+                pace(pool.into_iter(), args.rate, start, |m| collector.record(m)).await;
+            } else {
+                let items = (0..args.records).map(|i| {
+                    let mut m = pool[i % POOL].clone();
+                    m.request_id = uuid::Uuid::now_v7();
+                    m
+                });
+                pace(items, args.rate, start, |m| collector.record(m)).await;
+            }
         }
         Source::Sim => {
             let client = crate::demo::sim_client(collector.clone(), args.seed, 0.0, false)?;

@@ -465,3 +465,36 @@ fn demo_into_postgres_then_stats_from_postgres_agree() {
     assert_eq!(by_provider["groups"].as_object().unwrap().len(), 3);
     run_sql(&format!("DROP DATABASE {db}"));
 }
+
+#[test]
+fn bench_through_a_disk_spool_delivers_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("bench.db");
+    let spool = dir.path().join("spool.db");
+    let o = steer(
+        &[
+            "bench",
+            "--sink",
+            &format!("sqlite:{}", db.display()),
+            "--records",
+            "5000",
+            "--batch",
+            "500",
+            "--spool",
+            spool.to_str().unwrap(),
+            "--format",
+            "json",
+        ],
+        dir.path(),
+    );
+    let v = stdout_json(&o);
+    assert_eq!(v["stats"]["delivered"], 5000, "{v}");
+    assert!(spool.exists());
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let n: i64 = conn
+        .query_row("SELECT count(DISTINCT request_id) FROM llm_metrics", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(n, 5000);
+}
