@@ -16,6 +16,32 @@ use steer_metrics::AgentMetrics;
 use uuid::Uuid;
 
 use crate::encode::tag;
+use crate::{MAX_COST_USD, MAX_DURATION_MS, MAX_POINT_VALUE};
+
+/// A cost Datadog gets: finite, not negative, at most [`MAX_COST_USD`].
+pub(crate) fn valid_cost(c: f64) -> bool {
+    c.is_finite() && (0.0..=MAX_COST_USD).contains(&c)
+}
+
+/// A latency or TTFT Datadog gets: finite, not negative, at most
+/// [`MAX_DURATION_MS`].
+pub(crate) fn valid_duration(ms: f64) -> bool {
+    ms.is_finite() && (0.0..=MAX_DURATION_MS).contains(&ms)
+}
+
+/// How many of a record's latency, TTFT and cost are left out as negative,
+/// not finite or above their bound.
+pub(crate) fn invalid_values(m: &AgentMetrics) -> u64 {
+    u64::from(!valid_duration(m.latency_ms))
+        + u64::from(m.ttft_ms.is_some_and(|t| !valid_duration(t)))
+        + u64::from(m.cost_usd.is_some_and(|c| !valid_cost(c)))
+}
+
+/// Whether a count point may carry this value (finite, at most
+/// [`MAX_POINT_VALUE`], so its JSON number is always in the double range).
+pub(crate) fn fits_point(v: f64) -> bool {
+    v.is_finite() && v <= MAX_POINT_VALUE
+}
 
 /// Tags of a series, normalised, sorted and de-duplicated.
 pub(crate) type Tags = Arc<[String]>;
@@ -62,7 +88,7 @@ impl Count {
             Count::OutputTokens => m.output_tokens as f64,
             Count::CachedTokens => m.cached_tokens as f64,
             Count::Retries => m.retries as f64,
-            Count::Cost => return m.cost_usd.filter(|c| c.is_finite() && *c > 0.0),
+            Count::Cost => return m.cost_usd.filter(|c| valid_cost(*c) && *c > 0.0),
         };
         (v > 0.0).then_some(v)
     }
@@ -103,7 +129,7 @@ impl Dist {
             Dist::Latency => m.latency_ms,
             Dist::Ttft => m.ttft_ms?,
         };
-        (v.is_finite() && v >= 0.0).then_some(v)
+        valid_duration(v).then_some(v)
     }
 }
 
@@ -162,6 +188,9 @@ pub(crate) struct Touched {
 pub(crate) struct AggCounters {
     pub folded: u64,
     pub lost_points: u64,
+    /// Values left out: see [`invalid_values`], plus count contributions
+    /// that would have pushed a point past [`MAX_POINT_VALUE`].
+    pub invalid_values: u64,
 }
 
 /// Remembers, per request id, what of a partly shipped record is done, so
@@ -335,22 +364,36 @@ impl Aggregator {
                 // Marked before anything is sent: if this call is cancelled
                 // (attempt timeout), the retry must not add these again.
                 self.resume.set(m.request_id, t.bits_before | COUNTS_ADDED);
+                self.counters.invalid_values += invalid_values(m);
             }
             for c in Count::ALL {
                 let Some(amount) = c.amount(m) else { continue };
                 let key = (bucket, c, tags.clone());
                 if add {
+                    let b = self.buckets.entry(bucket).or_default();
+                    let cell_key = (c, tags.clone());
+                    let current = b.cells.get(&cell_key).map_or(0.0, |cell| cell.value);
+                    let next = current + amount * weight;
+                    if !fits_point(next) {
+                        // Left out rather than sent as a number no JSON
+                        // parser reads (or a total that means nothing).
+                        self.counters.invalid_values += 1;
+                        tracing::warn!(
+                            metric = c.metric(),
+                            "datadog sink: a count contribution would push its point past {MAX_POINT_VALUE:e}; left out"
+                        );
+                        continue;
+                    }
                     let version = self.next_version;
                     self.next_version += 1;
-                    let b = self.buckets.entry(bucket).or_default();
-                    let cell = b.cells.entry((c, tags.clone())).or_insert(Cell {
-                        value: 0.0,
-                        version,
-                        dirty: true,
-                    });
-                    cell.value += amount * weight;
-                    cell.version = version;
-                    cell.dirty = true;
+                    b.cells.insert(
+                        cell_key,
+                        Cell {
+                            value: next,
+                            version,
+                            dirty: true,
+                        },
+                    );
                 }
                 t.cells.push(key);
             }
@@ -536,5 +579,64 @@ mod tests {
         let ts: Vec<i64> = a.buckets.keys().copied().collect();
         assert_eq!(ts, vec![1_040, 1_050]);
         assert_eq!(total(&a, Count::Requests), 2.0);
+    }
+
+    #[test]
+    fn huge_values_are_left_out_and_points_stay_in_the_double_range() {
+        let mut a = Aggregator::new(10, 1000, 60, vec![], vec![]);
+        let huge = |secs| {
+            let mut m = rec("a", secs);
+            m.cost_usd = Some(1e308);
+            m.latency_ms = 1e308;
+            m.ttft_ms = Some(f64::INFINITY);
+            m
+        };
+        let mut ok = rec("a", 1_002);
+        ok.cost_usd = Some(0.25);
+        let batch = [huge(1_000), huge(1_001), ok];
+        let (_, dists) = a.add_batch(&batch, &[false; 3]);
+        for p in a.dirty() {
+            assert!(fits_point(p.value), "{:?} carries {}", p.key.1, p.value);
+        }
+        assert_eq!(total(&a, Count::Cost), 0.25, "only the plausible cost");
+        assert_eq!(total(&a, Count::Requests), 3.0, "the records are still counted");
+        assert_eq!(total(&a, Count::InputTokens), 30.0);
+        let lat: Vec<f64> = dists.iter().flat_map(|d| d.values.clone()).collect();
+        assert_eq!(lat, vec![100.0], "1e308 ms is not a latency");
+        assert_eq!(a.counters.invalid_values, 6, "latency, ttft and cost of both");
+        // A retry of the same records adds nothing and counts nothing again.
+        a.add_batch(&batch[..2], &[false; 2]);
+        assert_eq!(a.counters.invalid_values, 6);
+        assert_eq!(total(&a, Count::Requests), 3.0);
+    }
+
+    #[test]
+    fn a_contribution_past_the_point_bound_is_left_out() {
+        let mut a = Aggregator::new(10, 1000, 60, vec![], vec![]);
+        let mut m = rec("a", 1_000);
+        m.cost_usd = Some(1e9);
+        m.sample_weight = 6e291; // cost 6e300: past the bound; tokens 6e292 fit
+        let mut n = m.clone();
+        n.request_id = uuid::Uuid::now_v7();
+        a.add_batch(&[m, n], &[false; 2]);
+        assert_eq!(total(&a, Count::Cost), 0.0);
+        assert_eq!(total(&a, Count::Requests), 2.0 * 6e291);
+        assert_eq!(a.counters.invalid_values, 2);
+        for p in a.dirty() {
+            assert!(fits_point(p.value));
+        }
+        assert!(
+            !a.dirty().iter().any(|p| p.key.1 == Count::Cost),
+            "no empty cost point"
+        );
+    }
+
+    #[test]
+    fn bounds() {
+        assert!(valid_cost(0.0) && valid_cost(MAX_COST_USD));
+        assert!(!valid_cost(-0.5) && !valid_cost(1.1e9) && !valid_cost(f64::NAN));
+        assert!(valid_duration(MAX_DURATION_MS) && !valid_duration(1e308));
+        assert!(!valid_duration(f64::NEG_INFINITY) && !valid_duration(-1.0));
+        assert!(fits_point(MAX_POINT_VALUE) && !fits_point(f64::MAX) && !fits_point(f64::INFINITY));
     }
 }

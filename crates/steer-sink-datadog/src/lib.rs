@@ -76,7 +76,27 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
 use steer_metrics::{AgentMetrics, MetricsSink, SinkError};
 
-use aggregate::{Aggregator, CountPoint, Dist, COUNTS_ADDED, LAT_DONE, TTFT_DONE};
+use aggregate::{
+    fits_point, invalid_values, valid_duration, Aggregator, CountPoint, Dist, COUNTS_ADDED, LAT_DONE,
+    TTFT_DONE,
+};
+
+/// Largest cost of one call sent, in US dollars. A cost that is negative,
+/// not finite or above this bound is not a price: it is left out of
+/// `steer.llm.cost_usd` (the rest of the record is still counted) and
+/// counted in [`DatadogStats::invalid_values`].
+pub const MAX_COST_USD: f64 = 1e9;
+
+/// Largest latency or TTFT sent, in milliseconds (about 11.6 days). Larger,
+/// negative or non-finite values are left out of the distributions and
+/// counted in [`DatadogStats::invalid_values`].
+pub const MAX_DURATION_MS: f64 = 1e9;
+
+/// Largest value a count point carries. A contribution that would push a
+/// point's running total (or a raw point) past it, or to a non-finite
+/// value, is left out and counted in [`DatadogStats::invalid_values`]; so
+/// every number in a body is far inside the double range.
+pub const MAX_POINT_VALUE: f64 = 1e300;
 use client::Client;
 pub use client::{classify, parse_retry_after, Endpoint, Outcome};
 pub use config::{
@@ -106,6 +126,11 @@ pub struct DatadogStats {
     pub lost_points: u64,
     /// Count cells currently held.
     pub cells: u64,
+    /// Values left out: latency/TTFT negative, not finite or above
+    /// [`MAX_DURATION_MS`]; cost negative, not finite or above
+    /// [`MAX_COST_USD`]; count contributions that would push a point past
+    /// [`MAX_POINT_VALUE`]. The records themselves are still counted.
+    pub invalid_values: u64,
 }
 
 #[derive(Debug, Default)]
@@ -238,6 +263,7 @@ impl DatadogSink {
             folded_records: agg.folded,
             lost_points: agg.lost_points,
             cells,
+            invalid_values: agg.invalid_values,
         }
     }
 
@@ -596,18 +622,27 @@ impl DatadogSink {
             } else {
                 1.0
             };
+            let mut invalid = if bits[i] == 0 { invalid_values(m) } else { 0 };
             for c in aggregate::Count::ALL {
                 if let Some(v) = c.amount(m) {
+                    let v = v * weight;
+                    if !fits_point(v) {
+                        invalid += 1;
+                        continue;
+                    }
                     let t = Self::count_tags(&tags, c.extra_tag());
-                    count_entries.push(count_entry(c.metric(), &t, self.host(), ts, v * weight, 1));
+                    count_entries.push(count_entry(c.metric(), &t, self.host(), ts, v, 1));
                     count_rec.push(i);
                 }
+            }
+            if invalid > 0 {
+                self.state().counters.invalid_values += invalid;
             }
             for (d, v, bit) in [
                 (Dist::Latency, Some(m.latency_ms), LAT_DONE),
                 (Dist::Ttft, m.ttft_ms, TTFT_DONE),
             ] {
-                let Some(v) = v.filter(|v| v.is_finite() && *v >= 0.0) else {
+                let Some(v) = v.filter(|v| valid_duration(*v)) else {
                     continue;
                 };
                 if bits[i] & bit != 0 {

@@ -20,6 +20,19 @@
 //! calls: counters add *w* exactly; histograms record the observation
 //! `round(w)` times (at least once, at most [`MAX_REPEAT`] times), so for
 //! integer weights a histogram's count equals the request counter.
+//!
+//! **Implausible values are skipped, never recorded.** The record is still
+//! counted (requests, errors); only the value is left out and counted in
+//! the sink's `invalid_values`:
+//!
+//! * latency and TTFT that are negative, not finite or above
+//!   [`MAX_DURATION_MS`];
+//! * a cost that is negative, not finite or above [`MAX_COST_USD`] (so the
+//!   `steer.llm.cost` counter never becomes +Inf);
+//! * a token count above [`MAX_TOKENS`], or one that would take its series'
+//!   running token total past [`TOKEN_SUM_LIMIT`]: the SDK sums a `u64`
+//!   histogram in a `u64` (a panic on overflow in debug builds, a wrapped
+//!   sum in release), so nothing that could overflow it is handed over.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -93,6 +106,25 @@ pub const MAX_VALUE_LEN: usize = 256;
 /// Most times one record's observation is repeated for its sample weight.
 pub const MAX_REPEAT: u32 = 10_000;
 
+/// Largest cost of one call recorded, in US dollars; above it the value is
+/// skipped (counted as invalid).
+pub const MAX_COST_USD: f64 = 1e9;
+
+/// Largest latency or TTFT recorded, in milliseconds (about 11.6 days).
+pub const MAX_DURATION_MS: f64 = 1e9;
+
+/// Largest token count of one call recorded (2^40, about 1.1e12); a larger
+/// count is skipped (counted as invalid).
+pub const MAX_TOKENS: u64 = 1 << 40;
+
+/// Largest running token total per series (2^60) the sink lets the SDK's
+/// `u64` histogram sum reach; an observation that would pass it is skipped
+/// (counted as invalid). One record adds at most
+/// `MAX_TOKENS * MAX_REPEAT` (< 2^54), so the SDK sum stays at least 16
+/// times below `u64::MAX` even where attribute values cut to
+/// [`MAX_VALUE_LEN`] make several series share one attribute set.
+pub const TOKEN_SUM_LIMIT: u64 = 1 << 60;
+
 /// The `gen_ai.provider.name` for a steer provider name: the conventions'
 /// well-known value where it differs (`xai` → `x_ai`), else the name itself.
 pub fn provider_name(provider: &str) -> &str {
@@ -145,9 +177,18 @@ pub fn counter_weight(weight: f64) -> f64 {
     }
 }
 
-/// Milliseconds to seconds, `None` for negative or non-finite values.
+/// Milliseconds to seconds, `None` for negative or non-finite values and
+/// those above [`MAX_DURATION_MS`].
 pub fn seconds(ms: f64) -> Option<f64> {
-    (ms.is_finite() && ms >= 0.0).then_some(ms / 1000.0)
+    (ms.is_finite() && (0.0..=MAX_DURATION_MS).contains(&ms)).then_some(ms / 1000.0)
+}
+
+/// What the cost counter adds for a record: `cost × weight` when the cost
+/// is finite, not negative and at most [`MAX_COST_USD`] (and the product
+/// finite); `None` otherwise.
+pub fn cost_amount(cost: f64, weight: f64) -> Option<f64> {
+    let v = cost * weight;
+    (cost.is_finite() && (0.0..=MAX_COST_USD).contains(&cost) && v.is_finite()).then_some(v)
 }
 
 /// The attributes common to every instrument for one record (`model` is
@@ -185,6 +226,21 @@ struct SeriesAttrs {
     common: Vec<KeyValue>,
     input: Vec<KeyValue>,
     output: Vec<KeyValue>,
+    /// Tokens handed to the SDK so far per type (input, output): the
+    /// running total its `u64` histogram sums (cumulative temporality).
+    token_sums: [AtomicU64; 2],
+}
+
+impl SeriesAttrs {
+    /// Reserve `n` tokens of running total; false (nothing reserved) when
+    /// the total would pass [`TOKEN_SUM_LIMIT`].
+    fn reserve_tokens(&self, kind: usize, n: u64) -> bool {
+        self.token_sums[kind]
+            .fetch_update(Relaxed, Relaxed, |s| {
+                s.checked_add(n).filter(|t| *t <= TOKEN_SUM_LIMIT)
+            })
+            .is_ok()
+    }
 }
 
 impl SeriesAttrs {
@@ -199,6 +255,7 @@ impl SeriesAttrs {
             input: with("input"),
             output: with("output"),
             common,
+            token_sums: [AtomicU64::new(0), AtomicU64::new(0)],
         }
     }
 }
@@ -284,8 +341,8 @@ impl Recorder {
             .clone()
     }
 
-    /// Record one record; returns how many values were skipped as negative
-    /// or not finite.
+    /// Record one record; returns how many values were skipped as negative,
+    /// not finite or implausible (see the module documentation).
     pub fn record(&self, m: &AgentMetrics) -> u64 {
         let a = self.attrs(m);
         self.instruments.record_with(m, &a)
@@ -344,7 +401,7 @@ impl Instruments {
     }
 
     /// Record one record with the attributes built for it. Returns the
-    /// number of values skipped as negative or not finite.
+    /// number of values skipped as negative, not finite or implausible.
     fn record_with(&self, m: &AgentMetrics, a: &SeriesAttrs) -> u64 {
         let repeat = repeat_count(m.sample_weight);
         let w = counter_weight(m.sample_weight);
@@ -364,13 +421,18 @@ impl Instruments {
                 None => invalid += 1,
             }
         }
-        match m.cost_usd {
-            Some(c) if c.is_finite() && c >= 0.0 => self.cost.add(c * w, &a.common),
-            Some(_) => invalid += 1,
+        match m.cost_usd.map(|c| cost_amount(c, w)) {
+            Some(Some(v)) => self.cost.add(v, &a.common),
+            Some(None) => invalid += 1,
             None => {}
         }
-        for (n, attrs) in [(m.input_tokens, &a.input), (m.output_tokens, &a.output)] {
+        for (kind, n, attrs) in [(0, m.input_tokens, &a.input), (1, m.output_tokens, &a.output)] {
             if m.is_error() && n == 0 {
+                continue;
+            }
+            // n ≤ 2^40 and repeat ≤ 10 000: the product fits easily.
+            if n > MAX_TOKENS || !a.reserve_tokens(kind, n * u64::from(repeat)) {
+                invalid += 1;
                 continue;
             }
             (0..repeat).for_each(|_| self.tokens.record(n, attrs));
@@ -473,6 +535,51 @@ mod tests {
         rec.record(&AgentMetrics::new("ab", "c"));
         rec.record(&AgentMetrics::new("a", "bc"));
         assert_eq!(rec.state.lock().unwrap().series.len(), 2);
+    }
+
+    #[test]
+    fn max_tokens_and_huge_costs_never_reach_the_sdk() {
+        // Before: the second u64::MAX observation overflowed the SDK's u64
+        // histogram sum (a panic in debug builds), and the cost counter
+        // summed two 1e308 costs to +Inf.
+        let rec = recorder(10);
+        let mut m = AgentMetrics::new("openai", "m").with_latency_ms(1e308);
+        m.input_tokens = u64::MAX;
+        m.output_tokens = MAX_TOKENS + 1;
+        m.cost_usd = Some(1e308);
+        m.ttft_ms = Some(f64::NAN);
+        for _ in 0..3 {
+            assert_eq!(rec.record(&m), 5, "latency, ttft, cost, input and output tokens");
+        }
+        let mut ok = AgentMetrics::new("openai", "m").with_latency_ms(MAX_DURATION_MS);
+        ok.input_tokens = MAX_TOKENS;
+        ok.cost_usd = Some(MAX_COST_USD);
+        assert_eq!(rec.record(&ok), 0, "the bounds themselves are recorded");
+        assert_eq!(cost_amount(-0.5, 1.0), None);
+        assert_eq!(cost_amount(1e9, 2.0), Some(2e9));
+        assert_eq!(cost_amount(1e9, 1e300), None, "product not finite");
+        assert_eq!(seconds(1e9 + 1.0), None);
+    }
+
+    #[test]
+    fn the_running_token_total_of_a_series_is_bounded() {
+        let rec = recorder(10);
+        let a = rec.attrs(&AgentMetrics::new("openai", "m"));
+        let per = MAX_TOKENS * u64::from(MAX_REPEAT);
+        let fit = TOKEN_SUM_LIMIT / per;
+        for _ in 0..fit {
+            assert!(a.reserve_tokens(0, per));
+        }
+        assert!(!a.reserve_tokens(0, per), "past the limit");
+        assert!(a.reserve_tokens(1, per), "per token type");
+        let left = TOKEN_SUM_LIMIT - fit * per;
+        assert!(a.reserve_tokens(0, left), "up to the limit exactly");
+        assert!(!a.reserve_tokens(0, 1));
+        assert!(!a.reserve_tokens(0, u64::MAX), "no wrap-around");
+        assert_eq!(a.token_sums[0].load(Relaxed), TOKEN_SUM_LIMIT);
+        // A series at the limit records no more tokens, and says so.
+        let m = AgentMetrics::new("openai", "m").with_tokens(1, 0);
+        assert_eq!(rec.record(&m), 1);
     }
 
     #[test]

@@ -553,6 +553,54 @@ async fn series_beyond_the_cap_fold_into_other() {
     sink.close().await.unwrap();
 }
 
+/// u64::MAX token counts used to overflow the SDK's `u64` histogram sum (a
+/// panic in debug builds), and two 1e308 costs made the cost counter +Inf.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn implausible_values_are_skipped_so_sums_stay_exact_and_finite() {
+    use steer_sink_otlp::instruments::MAX_TOKENS;
+    let cap = Capture::start().await;
+    let sink = sink_for(&cap).build().unwrap();
+    let mut huge = success(10.0, u64::MAX);
+    huge.output_tokens = u64::MAX;
+    huge.cost_usd = Some(1e308);
+    huge.latency_ms = 1e308;
+    let mut also = huge.clone();
+    also.input_tokens = MAX_TOKENS + 1;
+    let mut max = success(20.0, MAX_TOKENS);
+    max.cost_usd = Some(1e9);
+    let batch = vec![huge, also, success(30.0, 7), max];
+    sink.record_batch(&batch).await.unwrap();
+    sink.flush().await.unwrap();
+    let st = sink.stats();
+    assert_eq!(st.records, 4, "every record is counted");
+    // Per huge record: latency, cost, input and output tokens.
+    assert_eq!(st.invalid_values, 8, "{st:?}");
+
+    let m = metrics(&cap.last().request);
+    let base = [
+        ("gen_ai.operation.name", "chat"),
+        ("gen_ai.provider.name", "openai"),
+        ("gen_ai.request.model", "gpt-4o"),
+        ("gen_ai.response.model", "gpt-4o-2024-08-06"),
+        ("server.address", "api.openai.com"),
+    ];
+    let cost = sum_for(&sum_points(&m["steer.llm.cost"]), &base);
+    assert_eq!(cost, 0.01 + 1e9, "only the plausible costs");
+    assert_eq!(sum_for(&sum_points(&m["steer.llm.requests"]), &base), 4.0);
+    let tok = hist_points(&m["gen_ai.client.token.usage"]);
+    let input = hist_for(&tok, &with(&base, &[("gen_ai.token.type", "input")]));
+    assert_eq!(input.count, 2);
+    assert_eq!(input.sum, Some((7 + MAX_TOKENS) as f64));
+    let output = hist_for(&tok, &with(&base, &[("gen_ai.token.type", "output")]));
+    assert_eq!(output.count, 2);
+    assert_eq!(output.sum, Some(20.0));
+    let dur = hist_points(&m["gen_ai.client.operation.duration"]);
+    let d = hist_for(&dur, &base);
+    assert_eq!(d.count, 2, "1e308 ms is not a duration");
+
+    sink.close().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secrets_stay_out_of_errors_and_debug() {
     // Nothing listens here: the export fails with a connection error.

@@ -25,6 +25,15 @@
 //! **Sample weights.** Counters add the weight *w*; histograms observe the
 //! value `round(w)` times (at least once, at most [`MAX_REPEAT`]), so for
 //! integer weights a histogram's `_count` equals the request counter.
+//!
+//! **Implausible values are skipped, never observed.** The record is still
+//! counted (requests, errors); only the value is left out and counted in
+//! the sink's `invalid_values`: latency and TTFT that are negative, not
+//! finite or above [`MAX_DURATION_MS`]; a cost that is negative, not finite
+//! or above [`MAX_COST_USD`] (or whose weighted amount is not finite). So
+//! `steer_llm_cost_usd_total` and the histogram sums stay finite: one
+//! `+Inf` added to a counter would poison it (and every `rate()` over it)
+//! for the life of the process.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -149,9 +158,25 @@ pub fn counter_weight(weight: f64) -> f64 {
     }
 }
 
-/// Milliseconds to seconds; `None` for negative or non-finite values.
+/// Largest cost of one call counted, in US dollars; above it the value is
+/// skipped (counted as invalid).
+pub const MAX_COST_USD: f64 = 1e9;
+
+/// Largest latency or TTFT observed, in milliseconds (about 11.6 days).
+pub const MAX_DURATION_MS: f64 = 1e9;
+
+/// Milliseconds to seconds; `None` for negative or non-finite values and
+/// those above [`MAX_DURATION_MS`].
 pub fn seconds(ms: f64) -> Option<f64> {
-    (ms.is_finite() && ms >= 0.0).then_some(ms / 1000.0)
+    (ms.is_finite() && (0.0..=MAX_DURATION_MS).contains(&ms)).then_some(ms / 1000.0)
+}
+
+/// What the cost counter adds for a record: `cost × weight` when the cost
+/// is finite, not negative and at most [`MAX_COST_USD`] (and the product
+/// finite); `None` otherwise.
+pub fn cost_amount(cost: f64, weight: f64) -> Option<f64> {
+    let v = cost * weight;
+    (cost.is_finite() && (0.0..=MAX_COST_USD).contains(&cost) && v.is_finite()).then_some(v)
 }
 
 /// The labels of one record.
@@ -279,8 +304,8 @@ impl Recorder {
             .clone()
     }
 
-    /// Record one record; returns how many values were skipped as negative
-    /// or not finite.
+    /// Record one record; returns how many values were skipped as negative,
+    /// not finite or implausible (see the module documentation).
     pub fn record(&self, m: &AgentMetrics) -> u64 {
         let h = self.handles(m);
         self.instruments.record_into(&h, m)
@@ -417,13 +442,13 @@ impl Instruments {
                 None => invalid += 1,
             }
         }
-        match m.cost_usd {
-            Some(c) if c.is_finite() && c >= 0.0 => {
+        match m.cost_usd.map(|c| cost_amount(c, w)) {
+            Some(Some(v)) => {
                 h.cost
                     .get_or_init(|| self.cost.get_or_create_owned(&h.labels))
-                    .inc_by(c * w);
+                    .inc_by(v);
             }
-            Some(_) => invalid += 1,
+            Some(None) => invalid += 1,
             None => {}
         }
         for (kind, n, cell) in [
@@ -492,6 +517,43 @@ mod tests {
             !text.contains("error_type=\"rate_limit\",server_address=\"api.openai.com\",gen_ai_token_type"),
             "no token usage for a failure without tokens"
         );
+    }
+
+    #[test]
+    fn huge_costs_and_durations_are_skipped_and_counters_stay_finite() {
+        // Before: two 1e308 costs summed to +Inf and the counter read `inf`.
+        let inst = Instruments::new();
+        let mut reg = Registry::default();
+        inst.register(&mut reg);
+        let rec = Recorder::new(inst, 10, None);
+        let mut huge = AgentMetrics::new("openai", "m").with_latency_ms(1e308);
+        huge.cost_usd = Some(1e308);
+        huge.ttft_ms = Some(2e9);
+        for _ in 0..2 {
+            assert_eq!(rec.record(&huge), 3, "latency, ttft and cost");
+        }
+        let mut ok = AgentMetrics::new("openai", "m").with_latency_ms(MAX_DURATION_MS);
+        ok.cost_usd = Some(MAX_COST_USD);
+        assert_eq!(rec.record(&ok), 0, "the bounds themselves are recorded");
+        let mut s = String::new();
+        encode(&mut s, &reg).unwrap();
+        let line = |name: &str| {
+            s.lines()
+                .find(|l| l.starts_with(name))
+                .unwrap_or_else(|| panic!("no {name} in {s}"))
+                .rsplit(' ')
+                .next()
+                .unwrap()
+                .to_string()
+        };
+        assert_eq!(line("steer_llm_cost_usd_total{"), "1000000000.0");
+        assert_eq!(line("steer_llm_requests_total{"), "3.0");
+        assert_eq!(line("gen_ai_client_operation_duration_seconds_sum{"), "1000000.0");
+        assert_eq!(line("gen_ai_client_operation_duration_seconds_count{"), "1");
+        assert!(!s.contains("inf"), "{s}");
+        assert_eq!(cost_amount(1e9, 1e300), None, "product not finite");
+        assert_eq!(cost_amount(-0.5, 1.0), None);
+        assert_eq!(cost_amount(0.5, 2.0), Some(1.0));
     }
 
     #[test]

@@ -75,7 +75,9 @@ pub struct PrometheusStats {
     pub records: u64,
     /// Records folded into model `other` by the series cap.
     pub folded_records: u64,
-    /// Values skipped as negative or not finite.
+    /// Values skipped as negative, not finite or implausible (latency/TTFT
+    /// above [`instruments::MAX_DURATION_MS`], cost above
+    /// [`instruments::MAX_COST_USD`]).
     pub invalid_values: u64,
     /// Successful scrapes of the sink's own endpoint.
     pub scrapes: u64,
