@@ -82,7 +82,10 @@ pub struct OtlpStats {
     pub records: u64,
     /// Records whose model was folded into `other` by the series cap.
     pub folded_records: u64,
-    /// Values skipped because they were negative or not finite.
+    /// Values skipped because they were negative, not finite or
+    /// implausible (latency/TTFT above [`instruments::MAX_DURATION_MS`],
+    /// cost above [`instruments::MAX_COST_USD`], tokens above
+    /// [`instruments::MAX_TOKENS`] or past [`instruments::TOKEN_SUM_LIMIT`]).
     pub invalid_values: u64,
     /// Exports that succeeded (only for a sink that built its exporter).
     pub exports_succeeded: u64,
