@@ -4,7 +4,7 @@
 # runs fmt, clippy and all tests, then stops what it started.
 #
 #   scripts/test.sh                 # everything
-#   scripts/test.sh -p steer-metrics  # extra args go to `cargo test`
+#   scripts/test.sh -p steer-suites   # extra args go to `cargo test --all-features` instead of the whole workspace
 #
 # Each backend has a file in scripts/services/NAME.sh defining
 # `NAME_packages` (Debian packages it needs), `start_NAME` (exports the
@@ -88,4 +88,8 @@ if [ -z "${STEER_SKIP_LINT:-}" ]; then
   cargo clippy --workspace --all-targets --all-features -- -D warnings
 fi
 log "cargo test"
-cargo test --workspace --all-features "$@"
+if [ $# -gt 0 ]; then
+  cargo test --all-features "$@"          # e.g. -p steer-suites
+else
+  cargo test --workspace --all-features
+fi
