@@ -250,3 +250,29 @@ fn invalid_config_prints_no_secret() {
     assert!(!o.status.success(), "a type error is an error");
     assert_clean("steer.toml with a type error", &o);
 }
+
+/// Known leak found by fuzzing (fuzz/artifacts-found/README.md):
+/// `otlp://u:PASSWORD@host` is taken as `otlp:` + `//u:PASSWORD@host`, whose
+/// Display `redact` cannot parse, so the password is printed.
+#[test]
+#[ignore = "known leak: otlp spec without a scheme (see fuzz/artifacts-found/README.md)"]
+fn otlp_spec_without_scheme_prints_no_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = format!("--sink=otlp://steer:{PG_PASSWORD}@127.0.0.1:1");
+    let o = steer(
+        &[
+            "-vv",
+            "demo",
+            "--requests",
+            "2",
+            "--latency-scale",
+            "0",
+            "--quiet",
+            "--flush-timeout",
+            "1s",
+            &spec,
+        ],
+        dir.path(),
+    );
+    assert_clean("demo with otlp://user:password@host", &o);
+}
