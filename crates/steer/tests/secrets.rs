@@ -517,3 +517,47 @@ async fn sinks_that_cannot_connect_never_leak_secrets() {
     );
     assert_clean("logs", &logs);
 }
+
+/// Known leaks (see the report in docs/fuzzing.md): a password in the URL
+/// userinfo of an InfluxDB base URL (`http://user:password@host:8086`) is
+/// shown by `InfluxSink`'s Debug and `write_url()`, and by every delivery
+/// error ("request to http://user:password@.../write failed"), hence in logs
+/// and the DeliveryReport; a password in a Datadog site URL (a proxy) is
+/// shown by `DatadogSink`'s and `DatadogConfig`'s Debug. Fix in the sink
+/// crates: strip or redact the userinfo (InfluxDB: turn it into the
+/// credentials) before keeping or printing the URL. Run it alone
+/// (`-- --ignored passwords_in`): its leaks land in the log buffer every test
+/// of this binary scans.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "known leaks in steer-sink-influxdb and steer-sink-datadog (see the doc comment)"]
+async fn passwords_in_sink_url_userinfo_are_not_shown() {
+    logs();
+    let influx = InfluxSink::new(
+        InfluxSink::builder(format!("http://steer:{INFLUX_PASSWORD}@127.0.0.1:1"))
+            .database("steer")
+            .timeout(Duration::from_millis(500))
+            .name("influx-userinfo")
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_clean("InfluxSink Debug", &format!("{influx:?}"));
+    assert_clean("InfluxSink::write_url", influx.write_url());
+    let dd = DatadogSink::builder()
+        .site(format!("http://proxy:{DD_KEY}@127.0.0.1:1"))
+        .api_key("not-the-secret")
+        .host("test-host")
+        .timeout(Duration::from_millis(500))
+        .build()
+        .unwrap();
+    assert_clean("DatadogSink Debug", &format!("{dd:?} {:?}", dd.config()));
+    let collector = MetricsCollector::builder()
+        .sink_with_options(influx, quick())
+        .sink_with_options(dd, quick())
+        .build()
+        .unwrap();
+    collector.record(AgentMetrics::new("openai", "gpt-4o-mini").with_tokens(1, 1));
+    let report = collector.flush_timeout(Duration::from_secs(3)).await;
+    assert_clean("DeliveryReport", &format!("{report} {report:?}"));
+    assert_clean("logs", &log_text());
+}
