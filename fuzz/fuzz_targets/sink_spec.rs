@@ -1,7 +1,7 @@
 //! The CLI's sink-spec parser and `steer.toml` parsing (the binary-only
 //! crate's `spec.rs`, included by path). Never a panic; a spec that parses
 //! displays without its password and parses again to the same spec; errors
-//! never echo a URL password.
+//! never echo a URL password (checked as `:PASSWORD@`, the form a leak takes).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -12,12 +12,22 @@ mod spec;
 
 use spec::{ConfigFile, SinkSpec};
 
-/// `:PASSWORD@` of a URL-like spec, when the password occurs only there.
+/// `:PASSWORD@` of a URL-like spec, when the password occurs only there
+/// (not elsewhere in the input, nor in the URL without its userinfo, where
+/// normalisation such as percent-encoding can make it appear).
 fn password(s: &str) -> Option<String> {
     let u = url::Url::parse(s.trim()).ok()?;
     let p = u.password()?.to_string();
     let needle = format!(":{p}@");
-    (p.len() >= 4 && p != "***" && s.matches(&needle).count() == 1 && s.matches(&p).count() == 1).then_some(p)
+    let mut bare = u.clone();
+    let _ = bare.set_password(None);
+    let _ = bare.set_username("");
+    (p.len() >= 4
+        && p != "***"
+        && s.matches(&needle).count() == 1
+        && s.matches(&p).count() == 1
+        && !bare.as_str().contains(&p))
+    .then_some(needle)
 }
 
 fn check_spec(s: &str) {
