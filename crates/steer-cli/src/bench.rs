@@ -82,6 +82,8 @@ pub struct BenchReport {
     pub requests: u64,
     /// Records handed to the sink, retries included.
     pub records_sent: u64,
+    /// Resident memory when the records were ready and the clock started, in MiB (Linux).
+    pub start_rss_mib: Option<f64>,
     /// Peak resident memory of this process, in MiB (Linux).
     pub peak_rss_mib: Option<f64>,
     /// Whether flush finished in time.
@@ -90,12 +92,17 @@ pub struct BenchReport {
     pub stats: SinkStats,
 }
 
-/// Peak RSS from /proc/self/status (VmHWM), in MiB.
-pub fn peak_rss_mib() -> Option<f64> {
+/// A memory figure from /proc/self/status (`VmHWM:` peak, `VmRSS:` now), in MiB.
+fn status_mib(key: &str) -> Option<f64> {
     let s = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let line = s.lines().find(|l| l.starts_with(key))?;
     let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb / 1024.0)
+}
+
+/// Peak RSS of this process, in MiB.
+pub fn peak_rss_mib() -> Option<f64> {
+    status_mib("VmHWM:")
 }
 
 /// Run `steer bench`.
@@ -128,6 +135,7 @@ pub async fn run(args: BenchArgs, _ctx: &Context) -> Result<ExitCode, CliError> 
     let collector = builder.build().map_err(|e| CliError::Other(e.to_string()))?;
 
     let start;
+    let mut start_rss = None;
     match args.source {
         Source::Synthetic => {
             // Up to POOL records are generated before the clock starts; longer
@@ -135,6 +143,7 @@ pub async fn run(args: BenchArgs, _ctx: &Context) -> Result<ExitCode, CliError> 
             // flat however many records are pushed (what an outage test needs).
             const POOL: usize = 100_000;
             let pool = steer_metrics::testkit::synthetic(args.records.min(POOL), args.seed);
+            start_rss = status_mib("VmRSS:");
             start = Instant::now();
             if args.records <= POOL {
                 pace(pool.into_iter(), args.rate, start, |m| collector.record(m)).await;
@@ -149,6 +158,7 @@ pub async fn run(args: BenchArgs, _ctx: &Context) -> Result<ExitCode, CliError> 
         }
         Source::Sim => {
             let client = crate::demo::sim_client(collector.clone(), args.seed, 0.0, false)?;
+            start_rss = status_mib("VmRSS:");
             start = Instant::now();
             crate::demo::drive(
                 &client,
@@ -177,6 +187,7 @@ pub async fn run(args: BenchArgs, _ctx: &Context) -> Result<ExitCode, CliError> 
         records_per_sec: stats.delivered as f64 / seconds,
         requests: traffic.requests.load(Relaxed),
         records_sent: traffic.records.load(Relaxed),
+        start_rss_mib: start_rss,
         peak_rss_mib: peak_rss_mib(),
         completed: sink_report.completed,
         stats,
@@ -203,7 +214,10 @@ pub async fn run(args: BenchArgs, _ctx: &Context) -> Result<ExitCode, CliError> 
                 out.requests, out.records_sent
             );
             if let Some(rss) = out.peak_rss_mib {
-                println!("peak RSS        {rss:.1} MiB");
+                println!(
+                    "peak RSS        {rss:.1} MiB (at start {:.1} MiB)",
+                    out.start_rss_mib.unwrap_or(f64::NAN)
+                );
             }
         }
     }
