@@ -244,6 +244,11 @@ fn unreachable_backend_still_completes_and_reports_what_was_not_delivered() {
         String::from_utf8_lossy(&o.stderr)
     );
     assert!(stdout.contains("NOT DELIVERED"), "{stdout}");
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !stderr.contains('\u{1b}'),
+        "no terminal colour codes in logs written to a pipe: {stderr}"
+    );
     assert!(stdout.contains("influxdb://127.0.0.1:1/metrics"), "{stdout}");
     // The SQLite store still got everything.
     let line = stdout.lines().find(|l| l.contains("sqlite:")).unwrap();
