@@ -32,7 +32,7 @@ if [[ "$target" == all ]]; then
 else
     RUSTC_BOOTSTRAP=1 cargo fuzz build -s none -a --target-dir target "$target"
 fi
-bin=target/x86_64-unknown-linux-gnu/release
+bin="target/$(rustc -vV | sed -n 's/^host: //p')/release"
 
 status=0
 for t in "${targets[@]}"; do

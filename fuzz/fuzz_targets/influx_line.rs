@@ -17,12 +17,26 @@ use libfuzzer_sys::fuzz_target;
 use steer_metrics::{AgentMetrics, ErrorClass, Method};
 use steer_sink_influxdb::encode::MAX_STRING_FIELD_BYTES;
 use steer_sink_influxdb::{
-    normalize_key, normalize_measurement, normalize_name, Attribute, EncodeError, Encoder, Placement, Precision,
+    normalize_key, normalize_measurement, normalize_name, Attribute, EncodeError, Encoder, Placement,
+    Precision,
 };
 
 /// Strings biased towards the characters that matter to line protocol.
 fn text(u: &mut Unstructured<'_>) -> Result<String> {
-    const SPECIAL: [char; 12] = ['\\', ' ', ',', '=', '"', '\n', '\r', '\t', '\0', 'é', '\u{1F600}', 'x'];
+    const SPECIAL: [char; 12] = [
+        '\\',
+        ' ',
+        ',',
+        '=',
+        '"',
+        '\n',
+        '\r',
+        '\t',
+        '\0',
+        'é',
+        '\u{1F600}',
+        'x',
+    ];
     if u.ratio(1, 2)? {
         let n = u.int_in_range(0..=12)?;
         let mut s = String::new();
@@ -52,10 +66,17 @@ fn record(u: &mut Unstructured<'_>) -> Result<AgentMetrics> {
     m.timestamp = match u.int_in_range(0..=3)? {
         0 => DateTime::<Utc>::MIN_UTC,
         1 => DateTime::<Utc>::MAX_UTC,
-        _ => DateTime::from_timestamp(u.int_in_range(-20_000_000_000i64..=20_000_000_000)?, u.int_in_range(0..=999_999_999)?)
-            .unwrap_or(DateTime::UNIX_EPOCH),
+        _ => DateTime::from_timestamp(
+            u.int_in_range(-20_000_000_000i64..=20_000_000_000)?,
+            u.int_in_range(0..=999_999_999)?,
+        )
+        .unwrap_or(DateTime::UNIX_EPOCH),
     };
-    m.method = if u.arbitrary()? { Method::Stream } else { Method::Generate };
+    m.method = if u.arbitrary()? {
+        Method::Stream
+    } else {
+        Method::Generate
+    };
     m.latency_ms = float(u)?;
     m.ttft_ms = u.arbitrary::<bool>()?.then(|| float(u)).transpose()?;
     m.input_tokens = u.arbitrary()?;
@@ -224,15 +245,27 @@ fn check(enc: &Encoder, m: &AgentMetrics, user_tags_as_tags: bool) {
         Ok(()) => {}
     }
     // InfluxDB skips lines starting with `#` (comments).
-    assert_ne!(out.first(), Some(&b'#'), "line reads as a comment: {:?}", String::from_utf8_lossy(&out));
+    assert_ne!(
+        out.first(),
+        Some(&b'#'),
+        "line reads as a comment: {:?}",
+        String::from_utf8_lossy(&out)
+    );
     let line = match parse(&out) {
         Ok(l) => l,
-        Err(e) => panic!("line does not parse back ({e}): {:?}", String::from_utf8_lossy(&out)),
+        Err(e) => panic!(
+            "line does not parse back ({e}): {:?}",
+            String::from_utf8_lossy(&out)
+        ),
     };
     // No raw line break outside quoted strings: `parse` stops at one, so it
     // must have consumed the whole line (the timestamp parse would fail).
     assert_eq!(line.measurement, enc.measurement(), "measurement");
-    assert!(line.tags.windows(2).all(|w| w[0].0 < w[1].0), "tags sorted and unique: {:?}", line.tags);
+    assert!(
+        line.tags.windows(2).all(|w| w[0].0 < w[1].0),
+        "tags sorted and unique: {:?}",
+        line.tags
+    );
     let tag = |k: &str| line.tags.iter().find(|(tk, _)| tk == k).map(|(_, v)| v.as_str());
     for (k, v) in [("model", &m.model), ("provider", &m.provider)] {
         let n = normalize_name(v);
@@ -267,7 +300,10 @@ fn check(enc: &Encoder, m: &AgentMetrics, user_tags_as_tags: bool) {
             while !msg.is_char_boundary(cut) {
                 cut -= 1;
             }
-            assert_eq!(line.fields.get("error_message"), Some(&Value::Str(msg[..cut].to_string())));
+            assert_eq!(
+                line.fields.get("error_message"),
+                Some(&Value::Str(msg[..cut].to_string()))
+            );
         }
         None => assert!(!line.fields.contains_key("error_message")),
     }
@@ -277,7 +313,10 @@ fn check(enc: &Encoder, m: &AgentMetrics, user_tags_as_tags: bool) {
         None => assert!(!m.latency_ms.is_finite(), "finite latency dropped"),
     }
     let sat = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
-    assert_eq!(line.fields.get("input_tokens"), Some(&Value::Int(sat(m.input_tokens))));
+    assert_eq!(
+        line.fields.get("input_tokens"),
+        Some(&Value::Int(sat(m.input_tokens)))
+    );
     assert_eq!(
         line.fields.get("total_tokens"),
         Some(&Value::Int(sat(m.input_tokens.saturating_add(m.output_tokens))))
@@ -299,7 +338,11 @@ fuzz_target!(|data: &[u8]| {
         return;
     }
     check(&enc, &m, true);
-    for p in [Precision::Microseconds, Precision::Milliseconds, Precision::Seconds] {
+    for p in [
+        Precision::Microseconds,
+        Precision::Milliseconds,
+        Precision::Seconds,
+    ] {
         check(&Encoder::new(&measurement, p), &m, true);
     }
 

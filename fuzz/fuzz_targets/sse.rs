@@ -13,7 +13,8 @@ fuzz_target!(|data: &[u8]| {
 
     let mut whole = Vec::new();
     let mut p = SseParser::default();
-    p.feed(stream, &mut whole).expect("no line exceeds the default limit");
+    p.feed(stream, &mut whole)
+        .expect("no line exceeds the default limit");
     let whole_partial = p.has_partial();
 
     // Same bytes, in chunks of 1..=16 bytes chosen by the seed (also splitting
@@ -25,7 +26,8 @@ fuzz_target!(|data: &[u8]| {
     while !rest.is_empty() {
         s = s.wrapping_mul(1_103_515_245).wrapping_add(12_345);
         let n = ((s >> 16) as usize % 16 + 1).min(rest.len());
-        p.feed(&rest[..n], &mut split).expect("no line exceeds the default limit");
+        p.feed(&rest[..n], &mut split)
+            .expect("no line exceeds the default limit");
         rest = &rest[n..];
     }
     // Byte by byte for short inputs.
@@ -38,7 +40,11 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(whole, bytes, "byte-by-byte feeding changed the events");
     }
     assert_eq!(whole, split, "chunking changed the events");
-    assert_eq!(whole_partial, p.has_partial(), "chunking changed the partial state");
+    assert_eq!(
+        whole_partial,
+        p.has_partial(),
+        "chunking changed the partial state"
+    );
 
     for ev in &whole {
         // A data field never carries the line terminators of the stream.
