@@ -36,13 +36,10 @@ fn check_spec(s: &str) {
         Ok(spec) => {
             let shown = spec.to_string();
             let debug = format!("{spec:?}");
-            // Known issue (fuzz/artifacts-found/README.md): `otlp://u:pw@host`
-            // is taken as `otlp:` + `//u:pw@host`, which `redact` cannot parse,
-            // so Display and Debug show the password. Skipped until fixed in
-            // crates/steer-cli/src/spec.rs; set FUZZ_KNOWN=1 to check it too.
-            let known_otlp_leak = matches!(&spec, SinkSpec::Otlp(u) if u.starts_with("//"))
-                && std::env::var_os("FUZZ_KNOWN").is_none();
-            if let (Some(p), false) = (&secret, known_otlp_leak) {
+            // Was a known leak (fuzz/artifacts-found/README.md): `otlp://u:pw@host`
+            // kept `//u:pw@host`, which `redact` could not parse. Fixed: such a
+            // spec becomes `http://u:pw@host`, and `redact` masks `//u:pw@` too.
+            if let Some(p) = &secret {
                 assert!(!shown.contains(p.as_str()), "password in Display: {shown:?}");
                 assert!(!debug.contains(p.as_str()), "password in Debug: {debug:?}");
             }

@@ -31,7 +31,7 @@ pub enum Source {
 pub struct BenchArgs {
     /// The sink to measure.
     #[arg(long, value_name = "SPEC")]
-    sink: SinkSpec,
+    sink: String,
     /// Records to push.
     #[arg(long, default_value_t = 100_000)]
     records: usize,
@@ -112,7 +112,8 @@ pub async fn run(args: BenchArgs, _ctx: &Context) -> Result<ExitCode, CliError> 
             "--records and --batch must be at least 1".into(),
         ));
     }
-    let sink = crate::sinks::build(&args.sink).await?;
+    let spec: SinkSpec = args.sink.parse()?;
+    let sink = crate::sinks::build(&spec).await?;
     let traffic = sink.traffic();
     let options = SinkOptions::default()
         .batch_size(args.batch)
@@ -135,7 +136,7 @@ pub async fn run(args: BenchArgs, _ctx: &Context) -> Result<ExitCode, CliError> 
     let collector = builder.build().map_err(|e| CliError::Other(e.to_string()))?;
 
     let start;
-    let mut start_rss = None;
+    let start_rss;
     match args.source {
         Source::Synthetic => {
             // Up to POOL records are generated before the clock starts; longer
@@ -181,7 +182,7 @@ pub async fn run(args: BenchArgs, _ctx: &Context) -> Result<ExitCode, CliError> 
         .ok_or_else(|| CliError::Other("no sink".into()))?;
     let stats = sink_report.stats;
     let out = BenchReport {
-        sink: args.sink.to_string(),
+        sink: spec.to_string(),
         records: args.records,
         seconds,
         records_per_sec: stats.delivered as f64 / seconds,

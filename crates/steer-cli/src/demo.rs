@@ -178,7 +178,7 @@ pub async fn run(args: DemoArgs, ctx: &Context) -> Result<ExitCode, CliError> {
     let db = args.db.clone().unwrap_or_else(|| crate::stats::default_db(ctx));
     let mut specs = vec![SinkSpec::Sqlite(db.clone())];
     specs.extend(ctx.config_sinks.iter().cloned());
-    specs.extend(args.sinks.sinks.iter().cloned());
+    specs.extend(args.sinks.specs()?);
     let sinks = crate::sinks::build_all(&specs).await?;
 
     let mut builder = MetricsCollector::builder();

@@ -6,6 +6,8 @@ use crate::spec::{ConfigError, SpecError};
 pub mod exit {
     /// Anything else.
     pub const OTHER: u8 = 1;
+    /// Bad command line (also what clap uses), including an invalid `--sink` spec.
+    pub const USAGE: u8 = 2;
     /// A store could not be opened or read.
     pub const STORE: u8 = 3;
     /// A sink spec is unknown or a sink could not be set up.
@@ -63,8 +65,8 @@ impl CliError {
     /// The process exit code for this error.
     pub fn exit_code(&self) -> u8 {
         match self {
-            CliError::Spec(_)
-            | CliError::Config(ConfigError::Spec { .. })
+            CliError::Spec(_) => exit::USAGE,
+            CliError::Config(ConfigError::Spec { .. })
             | CliError::SinkNotBuilt(_)
             | CliError::SinkSetup { .. } => exit::SINK,
             CliError::Store { .. } => exit::STORE,

@@ -42,7 +42,7 @@ pub struct GenerateArgs {
 /// Run `steer generate`.
 pub async fn run(args: GenerateArgs, ctx: &Context) -> Result<ExitCode, CliError> {
     let mut specs = ctx.config_sinks.clone();
-    specs.extend(args.sinks.sinks.iter().cloned());
+    specs.extend(args.sinks.specs()?);
     let sinks = crate::sinks::build_all(&specs).await?;
     let mut builder = MetricsCollector::builder();
     for s in sinks {

@@ -62,8 +62,21 @@ pub struct SinkArgs {
     /// Extra sink (repeatable): sqlite:PATH, jsonl:PATH, log, postgres://USER@HOST:PORT/DB,
     /// influxdb://HOST:PORT/DB, influxdb2://HOST:PORT?org=O&bucket=B, cloudwatch:NS, datadog[:SITE], otlp:URL,
     /// prometheus:ADDR.
+    ///
+    /// Parsed after the command line (not by clap), so that an invalid spec's
+    /// error never echoes a password it contains.
     #[arg(long = "sink", value_name = "SPEC")]
-    pub sinks: Vec<SinkSpec>,
+    pub sinks: Vec<String>,
+}
+
+impl SinkArgs {
+    /// The parsed specs.
+    pub fn specs(&self) -> Result<Vec<SinkSpec>, CliError> {
+        self.sinks
+            .iter()
+            .map(|s| s.parse().map_err(CliError::Spec))
+            .collect()
+    }
 }
 
 /// Global settings resolved from flags and the config file.

@@ -124,7 +124,17 @@ impl FromStr for SinkSpec {
             "datadog" => Ok(SinkSpec::Datadog(
                 rest.map(str::trim).filter(|r| !r.is_empty()).map(String::from),
             )),
-            "otlp" => Ok(SinkSpec::Otlp(need("otlp", "URL")?)),
+            "otlp" => {
+                let url = need("otlp", "URL")?;
+                // `otlp://host:4318` means the OTLP/HTTP endpoint at host:4318.
+                let url = if url.starts_with("//") {
+                    format!("http:{url}")
+                } else {
+                    url
+                };
+                url_with_host("otlp", &url)?;
+                Ok(SinkSpec::Otlp(url))
+            }
             "prometheus" => Ok(SinkSpec::Prometheus(need("prometheus", "ADDR")?)),
             _ => Err(SpecError::Unknown(redact(s))),
         }
@@ -148,11 +158,11 @@ pub fn redact(s: &str) -> String {
         }
         Ok(_) => s.to_string(),
         // Not a URL: still hide anything that looks like user:pass@
-        Err(_) => match (s.find("://"), s.rfind('@')) {
+        Err(_) => match (s.find("//"), s.rfind('@')) {
             (Some(a), Some(b)) if b > a => {
-                let userinfo = &s[a + 3..b];
+                let userinfo = &s[a + 2..b];
                 match userinfo.split_once(':') {
-                    Some((user, _)) => format!("{}{}:***{}", &s[..a + 3], user, &s[b..]),
+                    Some((user, _)) => format!("{}{}:***{}", &s[..a + 2], user, &s[b..]),
                     None => s.to_string(),
                 }
             }

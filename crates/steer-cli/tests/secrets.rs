@@ -204,7 +204,6 @@ fn invalid_specs() -> Vec<String> {
 /// '--sink <SPEC>'`) before our redacted reason. Fix in the CLI: take the
 /// specs as strings and parse them after clap (or map the clap error).
 #[test]
-#[ignore = "known leak: clap echoes the raw --sink value (see the doc comment)"]
 fn invalid_sink_flags_print_no_secret() {
     let dir = tempfile::tempdir().unwrap();
     for spec in invalid_specs() {
@@ -255,7 +254,6 @@ fn invalid_config_prints_no_secret() {
 /// `otlp://u:PASSWORD@host` is taken as `otlp:` + `//u:PASSWORD@host`, whose
 /// Display `redact` cannot parse, so the password is printed.
 #[test]
-#[ignore = "known leak: otlp spec without a scheme (see fuzz/artifacts-found/README.md)"]
 fn otlp_spec_without_scheme_prints_no_password() {
     let dir = tempfile::tempdir().unwrap();
     let spec = format!("--sink=otlp://steer:{PG_PASSWORD}@127.0.0.1:1");

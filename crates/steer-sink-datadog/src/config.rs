@@ -71,7 +71,13 @@ impl fmt::Display for ApiKey {
 pub fn site_url(site: &str) -> Result<Url, ConfigError> {
     let s = site.trim();
     if s.starts_with("http://") || s.starts_with("https://") {
-        let mut url = Url::parse(s).map_err(|_| ConfigError::UnknownSite(site.to_string()))?;
+        let mut url = Url::parse(s).map_err(|_| ConfigError::UnknownSite(redact_userinfo(site)))?;
+        // The URL shows in Debug output and messages: it must hold no secret.
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(ConfigError::Invalid(
+                "the site URL must not contain credentials (the API key goes in DD_API_KEY)",
+            ));
+        }
         if !url.path().ends_with('/') {
             let p = format!("{}/", url.path());
             url.set_path(&p);
@@ -88,9 +94,20 @@ pub fn site_url(site: &str) -> Result<Url, ConfigError> {
         "ap1" | "ap1.datadoghq.com" => "api.ap1.datadoghq.com",
         "ap2" | "ap2.datadoghq.com" => "api.ap2.datadoghq.com",
         "ddog-gov.com" | "ddog-gov" | "gov" | "us1-fed" => "api.ddog-gov.com",
-        _ => return Err(ConfigError::UnknownSite(site.to_string())),
+        _ => return Err(ConfigError::UnknownSite(redact_userinfo(site))),
     };
-    Url::parse(&format!("https://{host}/")).map_err(|_| ConfigError::UnknownSite(site.to_string()))
+    Url::parse(&format!("https://{host}/")).map_err(|_| ConfigError::UnknownSite(redact_userinfo(site)))
+}
+
+/// `site` with anything that looks like `user:password@` masked.
+fn redact_userinfo(site: &str) -> String {
+    match site.rfind('@') {
+        Some(at) => {
+            let start = site[..at].find("//").map_or(0, |i| i + 2);
+            format!("{}***{}", &site[..start], &site[at..])
+        }
+        None => site.to_string(),
+    }
 }
 
 /// The host name to report when none is configured.

@@ -477,11 +477,25 @@ impl InfluxConfigBuilder {
     }
 
     /// Check and build.
-    pub fn build(self) -> Result<InfluxConfig, ConfigError> {
-        let url = Url::parse(&self.url).map_err(|e| ConfigError::InvalidUrl {
+    pub fn build(mut self) -> Result<InfluxConfig, ConfigError> {
+        let mut url = Url::parse(&self.url).map_err(|e| ConfigError::InvalidUrl {
             url: redact_url(&self.url),
             reason: e.to_string(),
         })?;
+        // Credentials in the URL become basic-auth credentials (unless set
+        // explicitly) and leave the URL, which appears in logs and errors.
+        if !url.username().is_empty() || url.password().is_some() {
+            if self.username.is_none() && !url.username().is_empty() {
+                self.username = Some(percent_decode(url.username()));
+            }
+            if self.password.is_none() {
+                if let Some(pw) = url.password() {
+                    self.password = Some(Secret(percent_decode(pw)));
+                }
+            }
+            let _ = url.set_username("");
+            let _ = url.set_password(None);
+        }
         if !matches!(url.scheme(), "http" | "https") {
             return Err(ConfigError::InvalidUrl {
                 url: redact_url(&self.url),

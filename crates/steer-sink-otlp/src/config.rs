@@ -48,6 +48,10 @@ pub enum ConfigError {
     /// A header name or value is not valid HTTP.
     #[error("invalid header `{0}`")]
     InvalidHeader(String),
+    /// The endpoint URL carries a user name or password; HTTP client logs
+    /// would show them. Send credentials as a header instead.
+    #[error("the OTLP endpoint must not contain credentials: pass them with OtlpSinkBuilder::header (e.g. authorization)")]
+    CredentialsInUrl,
     /// The exporter could not be built.
     #[error("OTLP exporter: {0}")]
     Exporter(String),

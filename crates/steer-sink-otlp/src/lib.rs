@@ -206,6 +206,9 @@ impl OtlpSinkBuilder {
         }
         let mut secrets: Vec<String> = self.headers.values().cloned().collect();
         if let Ok(u) = url::Url::parse(&endpoint) {
+            if !u.username().is_empty() || u.password().is_some() {
+                return Err(ConfigError::CredentialsInUrl);
+            }
             secrets.extend(u.password().map(str::to_string));
         }
         let counters = Arc::new(ExportCounters {

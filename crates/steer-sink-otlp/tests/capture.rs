@@ -605,10 +605,18 @@ async fn implausible_values_are_skipped_so_sums_stay_exact_and_finite() {
 async fn secrets_stay_out_of_errors_and_debug() {
     // Nothing listens here: the export fails with a connection error.
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://user:pw-s3cret@{}", l.local_addr().unwrap());
+    let addr = l.local_addr().unwrap();
     drop(l);
+    // Credentials in the URL are refused (HTTP client logs would show the
+    // URL), without repeating them.
+    let err = OtlpSink::builder()
+        .endpoint(format!("http://user:pw-s3cret@{addr}"))
+        .build()
+        .unwrap_err();
+    assert!(matches!(err, steer_sink_otlp::ConfigError::CredentialsInUrl));
+    assert!(!format!("{err} {err:?}").contains("pw-s3cret"));
     let sink = OtlpSink::builder()
-        .endpoint(url)
+        .endpoint(format!("http://{addr}"))
         .header("authorization", "Bearer sk-secret-9")
         .timeout(Duration::from_secs(2))
         .build()
