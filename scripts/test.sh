@@ -42,10 +42,12 @@ wait_for() {
   log "$what did not become ready in ${secs}s"; return 1
 }
 
+SUMMARY=""
 cleanup() {
   local rc=$?
   for ((i=${#STARTED[@]}-1; i>=0; i--)); do "stop_${STARTED[i]}" || true; done
   rm -rf "$SERVICES_DIR"
+  [ -n "$SUMMARY" ] && echo "$SUMMARY"
   exit $rc
 }
 trap cleanup EXIT INT TERM
@@ -88,8 +90,15 @@ if [ -z "${STEER_SKIP_LINT:-}" ]; then
   cargo clippy --workspace --all-targets --all-features -- -D warnings
 fi
 log "cargo test"
+TEST_LOG="$SERVICES_DIR/cargo-test.log"
+set +e
 if [ $# -gt 0 ]; then
-  cargo test --all-features "$@"          # e.g. -p steer-suites
+  cargo test --all-features "$@" 2>&1 | tee "$TEST_LOG"          # e.g. -p steer-suites
 else
-  cargo test --workspace --all-features
+  cargo test --workspace --all-features 2>&1 | tee "$TEST_LOG"
 fi
+rc=${PIPESTATUS[0]}
+set -e
+# One closing line for the whole run (cargo prints one per test binary).
+SUMMARY=$(awk '/^test result:/ {p+=$4; f+=$6; i+=$8} END {printf "tests: %d passed, %d failed, %d skipped", p, f, i}' "$TEST_LOG")
+exit "$rc"
