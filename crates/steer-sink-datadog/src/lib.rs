@@ -81,16 +81,11 @@ use aggregate::{
     TTFT_DONE,
 };
 
-/// Largest cost of one call sent, in US dollars. A cost that is negative,
-/// not finite or above this bound is not a price: it is left out of
-/// `steer.llm.cost_usd` (the rest of the record is still counted) and
-/// counted in [`DatadogStats::invalid_values`].
-pub const MAX_COST_USD: f64 = 1e9;
-
-/// Largest latency or TTFT sent, in milliseconds (about 11.6 days). Larger,
-/// negative or non-finite values are left out of the distributions and
-/// counted in [`DatadogStats::invalid_values`].
-pub const MAX_DURATION_MS: f64 = 1e9;
+/// Bounds beyond which a cost (USD per call) or a latency/TTFT (ms) is not
+/// plausible: the value is left out (the rest of the record still counted)
+/// and counted in [`DatadogStats::invalid_values`]. Shared by every
+/// aggregating sink.
+pub use steer_metrics::semconv::{MAX_COST_USD, MAX_DURATION_MS};
 
 /// Largest value a count point carries. A contribution that would push a
 /// point's running total (or a raw point) past it, or to a non-finite

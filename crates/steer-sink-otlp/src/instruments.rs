@@ -56,24 +56,10 @@ pub const ERRORS: &str = "steer.llm.errors";
 /// `steer.llm.cost`.
 pub const COST: &str = "steer.llm.cost";
 
-/// The semantic conventions' recommended boundaries for
-/// `gen_ai.client.operation.duration` (seconds).
-pub const DURATION_BUCKETS: [f64; 14] = [
-    0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92,
-];
-
-/// The semantic conventions' recommended boundaries for
-/// `gen_ai.client.token.usage`.
-pub const TOKEN_BUCKETS: [f64; 14] = [
-    1.0, 4.0, 16.0, 64.0, 256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0, 4194304.0,
-    16777216.0, 67108864.0,
-];
-
-/// Boundaries for `gen_ai.client.operation.time_to_first_chunk` (seconds):
-/// those the conventions recommend for the server-side time to first token.
-pub const TTFC_BUCKETS: [f64; 16] = [
-    0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
-];
+pub use steer_metrics::semconv::{
+    provider_name, DURATION_BUCKETS, MAX_COST_USD, MAX_DURATION_MS, MAX_REPEAT, MAX_VALUE_LEN, OTHER,
+    TOKEN_BUCKETS, TTFC_BUCKETS,
+};
 
 /// Attribute keys.
 pub mod attr {
@@ -96,23 +82,6 @@ pub mod attr {
 /// The value of `gen_ai.operation.name`.
 pub const OPERATION_CHAT: &str = "chat";
 
-/// The model name used for series beyond the cardinality cap.
-pub const OTHER: &str = "other";
-
-/// Longest attribute value kept, in bytes (longer ones are cut at a
-/// character boundary).
-pub const MAX_VALUE_LEN: usize = 256;
-
-/// Most times one record's observation is repeated for its sample weight.
-pub const MAX_REPEAT: u32 = 10_000;
-
-/// Largest cost of one call recorded, in US dollars; above it the value is
-/// skipped (counted as invalid).
-pub const MAX_COST_USD: f64 = 1e9;
-
-/// Largest latency or TTFT recorded, in milliseconds (about 11.6 days).
-pub const MAX_DURATION_MS: f64 = 1e9;
-
 /// Largest token count of one call recorded (2^40, about 1.1e12); a larger
 /// count is skipped (counted as invalid).
 pub const MAX_TOKENS: u64 = 1 << 40;
@@ -124,15 +93,6 @@ pub const MAX_TOKENS: u64 = 1 << 40;
 /// times below `u64::MAX` even where attribute values cut to
 /// [`MAX_VALUE_LEN`] make several series share one attribute set.
 pub const TOKEN_SUM_LIMIT: u64 = 1 << 60;
-
-/// The `gen_ai.provider.name` for a steer provider name: the conventions'
-/// well-known value where it differs (`xai` → `x_ai`), else the name itself.
-pub fn provider_name(provider: &str) -> &str {
-    match provider {
-        "xai" => "x_ai",
-        other => other,
-    }
-}
 
 /// An attribute value as exported: any UTF-8 is valid in OTLP, so the
 /// value is kept verbatim, only cut to [`MAX_VALUE_LEN`] bytes at a

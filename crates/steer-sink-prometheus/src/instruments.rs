@@ -67,21 +67,10 @@ pub const COST: &str = "steer_llm_cost_usd";
 /// Counter of records folded by the series cap (exposed with `_total`).
 pub const FOLDED: &str = "steer_prometheus_folded_series";
 
-/// Recommended boundaries for the duration histogram (seconds).
-pub const DURATION_BUCKETS: [f64; 14] = [
-    0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92,
-];
-
-/// Recommended boundaries for the token histogram.
-pub const TOKEN_BUCKETS: [f64; 14] = [
-    1.0, 4.0, 16.0, 64.0, 256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0, 4194304.0,
-    16777216.0, 67108864.0,
-];
-
-/// Boundaries for the time-to-first-chunk histogram (seconds).
-pub const TTFC_BUCKETS: [f64; 16] = [
-    0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
-];
+pub use steer_metrics::semconv::{
+    provider_name, DURATION_BUCKETS, MAX_COST_USD, MAX_DURATION_MS, MAX_REPEAT, MAX_VALUE_LEN, OTHER,
+    TOKEN_BUCKETS, TTFC_BUCKETS,
+};
 
 /// Label names.
 pub mod label {
@@ -101,13 +90,6 @@ pub mod label {
     pub const TOKEN_TYPE: &str = "gen_ai_token_type";
 }
 
-/// Model label value of folded series.
-pub const OTHER: &str = "other";
-/// Longest label value kept, in bytes.
-pub const MAX_VALUE_LEN: usize = 256;
-/// Most observations one record makes for its sample weight.
-pub const MAX_REPEAT: u32 = 10_000;
-
 /// A label value made safe: control characters other than newline (which
 /// the encoder escapes) become U+FFFD; cut to [`MAX_VALUE_LEN`] bytes at a
 /// character boundary.
@@ -125,15 +107,6 @@ pub fn label_value(s: &str) -> String {
         out.push(c);
     }
     out
-}
-
-/// `gen_ai_provider_name` for a steer provider (`xai` → `x_ai`, as the
-/// OpenTelemetry conventions name it).
-pub fn provider_name(provider: &str) -> &str {
-    match provider {
-        "xai" => "x_ai",
-        other => other,
-    }
 }
 
 /// How many times a histogram observes a record with this weight.
@@ -157,13 +130,6 @@ pub fn counter_weight(weight: f64) -> f64 {
         1.0
     }
 }
-
-/// Largest cost of one call counted, in US dollars; above it the value is
-/// skipped (counted as invalid).
-pub const MAX_COST_USD: f64 = 1e9;
-
-/// Largest latency or TTFT observed, in milliseconds (about 11.6 days).
-pub const MAX_DURATION_MS: f64 = 1e9;
 
 /// Milliseconds to seconds; `None` for negative or non-finite values and
 /// those above [`MAX_DURATION_MS`].
