@@ -44,3 +44,86 @@ pub fn provider_name(provider: &str) -> &str {
         other => other,
     }
 }
+
+/// How many times a histogram observes a record with this sample weight:
+/// `round(w)`, at least 1, at most [`MAX_REPEAT`].
+pub fn repeat_count(weight: f64) -> u32 {
+    if !weight.is_finite() || weight <= 1.0 {
+        return 1;
+    }
+    let r = weight.round();
+    if r >= f64::from(MAX_REPEAT) {
+        MAX_REPEAT
+    } else {
+        // In 1..MAX_REPEAT: exact.
+        r as u32
+    }
+}
+
+/// What a counter adds for a record with this sample weight: `w` when
+/// finite and positive, else 1.
+pub fn counter_weight(weight: f64) -> f64 {
+    if weight.is_finite() && weight > 0.0 {
+        weight
+    } else {
+        1.0
+    }
+}
+
+/// A plausible cost of one call: finite, not negative, at most [`MAX_COST_USD`].
+pub fn plausible_cost(usd: f64) -> bool {
+    usd.is_finite() && (0.0..=MAX_COST_USD).contains(&usd)
+}
+
+/// A plausible latency or TTFT: finite, not negative, at most [`MAX_DURATION_MS`].
+pub fn plausible_duration_ms(ms: f64) -> bool {
+    ms.is_finite() && (0.0..=MAX_DURATION_MS).contains(&ms)
+}
+
+/// Milliseconds to seconds; `None` unless [`plausible_duration_ms`].
+pub fn seconds(ms: f64) -> Option<f64> {
+    plausible_duration_ms(ms).then_some(ms / 1000.0)
+}
+
+/// What a cost counter adds for a record: `cost × weight` when the cost is
+/// finite, not negative and at most [`MAX_COST_USD`] (and the product
+/// finite); `None` otherwise.
+pub fn cost_amount(cost: f64, weight: f64) -> Option<f64> {
+    let v = cost * weight;
+    (plausible_cost(cost) && v.is_finite()).then_some(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn weights_repeats_and_bounds() {
+        assert_eq!(
+            (
+                repeat_count(f64::NAN),
+                repeat_count(0.2),
+                repeat_count(2.6),
+                repeat_count(1e12)
+            ),
+            (1, 1, 3, MAX_REPEAT)
+        );
+        assert_eq!((counter_weight(-1.0), counter_weight(4.0)), (1.0, 4.0));
+        assert_eq!(seconds(1500.0), Some(1.5));
+        assert_eq!(
+            (seconds(-1.0), seconds(f64::INFINITY), seconds(2e9)),
+            (None, None, None)
+        );
+        assert_eq!(cost_amount(0.5, 2.0), Some(1.0));
+        assert_eq!(
+            (
+                cost_amount(1e308, 1.0),
+                cost_amount(-0.1, 1.0),
+                cost_amount(1e9, f64::MAX)
+            ),
+            (None, None, None)
+        );
+        assert_eq!(provider_name("xai"), "x_ai");
+        assert_eq!(provider_name("openai"), "openai");
+    }
+}

@@ -16,18 +16,13 @@ use steer_metrics::AgentMetrics;
 use uuid::Uuid;
 
 use crate::encode::tag;
-use crate::{MAX_COST_USD, MAX_DURATION_MS, MAX_POINT_VALUE};
+use crate::MAX_POINT_VALUE;
 
-/// A cost Datadog gets: finite, not negative, at most [`MAX_COST_USD`].
-pub(crate) fn valid_cost(c: f64) -> bool {
-    c.is_finite() && (0.0..=MAX_COST_USD).contains(&c)
-}
-
-/// A latency or TTFT Datadog gets: finite, not negative, at most
-/// [`MAX_DURATION_MS`].
-pub(crate) fn valid_duration(ms: f64) -> bool {
-    ms.is_finite() && (0.0..=MAX_DURATION_MS).contains(&ms)
-}
+/// The costs and durations Datadog gets are the plausible ones, as for
+/// every aggregating sink.
+pub(crate) use steer_metrics::semconv::{
+    plausible_cost as valid_cost, plausible_duration_ms as valid_duration,
+};
 
 /// How many of a record's latency, TTFT and cost are left out as negative,
 /// not finite or above their bound.
@@ -518,6 +513,7 @@ impl Aggregator {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use crate::{MAX_COST_USD, MAX_DURATION_MS};
 
     fn rec(model: &str, secs: i64) -> AgentMetrics {
         let mut m = AgentMetrics::new("openai", model)

@@ -57,8 +57,8 @@ pub const ERRORS: &str = "steer.llm.errors";
 pub const COST: &str = "steer.llm.cost";
 
 pub use steer_metrics::semconv::{
-    provider_name, DURATION_BUCKETS, MAX_COST_USD, MAX_DURATION_MS, MAX_REPEAT, MAX_VALUE_LEN, OTHER,
-    TOKEN_BUCKETS, TTFC_BUCKETS,
+    cost_amount, counter_weight, provider_name, repeat_count, seconds, DURATION_BUCKETS, MAX_COST_USD,
+    MAX_DURATION_MS, MAX_REPEAT, MAX_VALUE_LEN, OTHER, TOKEN_BUCKETS, TTFC_BUCKETS,
 };
 
 /// Attribute keys.
@@ -110,45 +110,6 @@ fn truncate(s: &str, max: usize) -> &str {
         end -= 1;
     }
     &s[..end]
-}
-
-/// How many times a histogram records an observation of a record with
-/// this weight: `round(w)`, at least 1, at most [`MAX_REPEAT`].
-pub fn repeat_count(weight: f64) -> u32 {
-    if !weight.is_finite() || weight <= 1.0 {
-        return 1;
-    }
-    let r = weight.round();
-    if r >= f64::from(MAX_REPEAT) {
-        MAX_REPEAT
-    } else {
-        // In 1..MAX_REPEAT: exact.
-        r as u32
-    }
-}
-
-/// What a counter adds for a record with this weight: `w` when finite and
-/// positive, else 1.
-pub fn counter_weight(weight: f64) -> f64 {
-    if weight.is_finite() && weight > 0.0 {
-        weight
-    } else {
-        1.0
-    }
-}
-
-/// Milliseconds to seconds, `None` for negative or non-finite values and
-/// those above [`MAX_DURATION_MS`].
-pub fn seconds(ms: f64) -> Option<f64> {
-    (ms.is_finite() && (0.0..=MAX_DURATION_MS).contains(&ms)).then_some(ms / 1000.0)
-}
-
-/// What the cost counter adds for a record: `cost × weight` when the cost
-/// is finite, not negative and at most [`MAX_COST_USD`] (and the product
-/// finite); `None` otherwise.
-pub fn cost_amount(cost: f64, weight: f64) -> Option<f64> {
-    let v = cost * weight;
-    (cost.is_finite() && (0.0..=MAX_COST_USD).contains(&cost) && v.is_finite()).then_some(v)
 }
 
 /// The attributes common to every instrument for one record (`model` is

@@ -68,8 +68,8 @@ pub const COST: &str = "steer_llm_cost_usd";
 pub const FOLDED: &str = "steer_prometheus_folded_series";
 
 pub use steer_metrics::semconv::{
-    provider_name, DURATION_BUCKETS, MAX_COST_USD, MAX_DURATION_MS, MAX_REPEAT, MAX_VALUE_LEN, OTHER,
-    TOKEN_BUCKETS, TTFC_BUCKETS,
+    cost_amount, counter_weight, provider_name, repeat_count, seconds, DURATION_BUCKETS, MAX_COST_USD,
+    MAX_DURATION_MS, MAX_REPEAT, MAX_VALUE_LEN, OTHER, TOKEN_BUCKETS, TTFC_BUCKETS,
 };
 
 /// Label names.
@@ -107,42 +107,6 @@ pub fn label_value(s: &str) -> String {
         out.push(c);
     }
     out
-}
-
-/// How many times a histogram observes a record with this weight.
-pub fn repeat_count(weight: f64) -> u32 {
-    if !weight.is_finite() || weight <= 1.0 {
-        return 1;
-    }
-    let r = weight.round();
-    if r >= f64::from(MAX_REPEAT) {
-        MAX_REPEAT
-    } else {
-        r as u32
-    }
-}
-
-/// What counters add for a record with this weight.
-pub fn counter_weight(weight: f64) -> f64 {
-    if weight.is_finite() && weight > 0.0 {
-        weight
-    } else {
-        1.0
-    }
-}
-
-/// Milliseconds to seconds; `None` for negative or non-finite values and
-/// those above [`MAX_DURATION_MS`].
-pub fn seconds(ms: f64) -> Option<f64> {
-    (ms.is_finite() && (0.0..=MAX_DURATION_MS).contains(&ms)).then_some(ms / 1000.0)
-}
-
-/// What the cost counter adds for a record: `cost × weight` when the cost
-/// is finite, not negative and at most [`MAX_COST_USD`] (and the product
-/// finite); `None` otherwise.
-pub fn cost_amount(cost: f64, weight: f64) -> Option<f64> {
-    let v = cost * weight;
-    (cost.is_finite() && (0.0..=MAX_COST_USD).contains(&cost) && v.is_finite()).then_some(v)
 }
 
 /// The labels of one record.
