@@ -7,7 +7,7 @@
 use libfuzzer_sys::fuzz_target;
 
 #[allow(dead_code, missing_docs)]
-#[path = "../../crates/steer-cli/src/spec.rs"]
+#[path = "../../crates/steer/src/spec.rs"]
 mod spec;
 
 use spec::{ConfigFile, SinkSpec};

@@ -13,8 +13,8 @@ use serde::Serialize;
 use steer_metrics::{MetricsCollector, SinkOptions, SinkStats};
 
 use crate::error::{exit, CliError};
-use crate::spec::SinkSpec;
 use crate::{Context, Format};
+use steer::spec::SinkSpec;
 
 /// Where the records come from.
 #[derive(Debug, Clone, Copy, ValueEnum, Default, PartialEq, Eq)]

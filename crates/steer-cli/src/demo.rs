@@ -13,8 +13,8 @@ use steer_metrics::{AgentMetrics, GroupBy, MetricsCollector, SinkOptions, Summar
 
 use crate::error::{exit, CliError};
 use crate::output::{delivery, table, SummaryReport};
-use crate::spec::SinkSpec;
 use crate::{Context, Format, SinkArgs};
+use steer::spec::SinkSpec;
 
 /// Models of the three providers the demo calls by default.
 pub fn default_models() -> Vec<String> {

@@ -1,6 +1,6 @@
 //! Errors and exit codes.
 
-use crate::spec::{ConfigError, SpecError};
+use steer::spec::{ConfigError, SpecError};
 
 /// Exit codes (besides 0 = success and 2 = bad command line, from clap).
 pub mod exit {

@@ -8,7 +8,6 @@ mod error;
 mod generate;
 mod output;
 mod sinks;
-mod spec;
 mod stats;
 
 use std::path::PathBuf;
@@ -18,7 +17,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::error::CliError;
-use crate::spec::{ConfigFile, SinkSpec};
+use steer::spec::{ConfigFile, SinkSpec};
 
 /// Measure every LLM call and ship the metrics where you need them.
 #[derive(Debug, Parser)]

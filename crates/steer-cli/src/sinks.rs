@@ -3,11 +3,11 @@
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
-use steer_metrics::sinks::{JsonLinesSink, LogSink};
 use steer_metrics::{async_trait, AgentMetrics, MetricsSink, SinkError};
 
 use crate::error::CliError;
-use crate::spec::SinkSpec;
+use steer::spec::SinkSpec;
+use steer::SinkBuildError;
 
 /// Counts what a sink was asked to do (for `bench` and reports).
 #[derive(Debug, Default)]
@@ -53,53 +53,16 @@ impl MetricsSink for Tracked {
     }
 }
 
-fn setup(spec: &SinkSpec, e: impl std::fmt::Display) -> CliError {
-    CliError::SinkSetup {
-        spec: spec.to_string(),
-        message: e.to_string(),
-    }
-}
-
-/// Build the sink a spec names. Network sinks do not connect here: a
-/// backend that is down at start is retried by the collector and reported.
+/// Build the sink a spec names, wrapped to carry the spec as its name.
 pub async fn build(spec: &SinkSpec) -> Result<Tracked, CliError> {
-    let inner: Box<dyn MetricsSink> = match spec {
-        SinkSpec::Sqlite(path) => {
-            Box::new(steer_sink_sqlite::SqliteSink::open(path).map_err(|e| setup(spec, e))?)
-        }
-        SinkSpec::JsonLines(path) => Box::new(JsonLinesSink::new(path)),
-        SinkSpec::Log => Box::new(LogSink::new()),
-        #[cfg(feature = "postgres")]
-        SinkSpec::Postgres(url) => Box::new(
-            steer_sink_postgres::PostgresSink::builder(url)
-                .build()
-                .map_err(|e| setup(spec, e))?,
-        ),
-        #[cfg(feature = "influxdb")]
-        SinkSpec::Influx(url) => {
-            Box::new(steer_sink_influxdb::InfluxSink::from_url(url).map_err(|e| setup(spec, e))?)
-        }
-        #[cfg(feature = "datadog")]
-        SinkSpec::Datadog(site) => {
-            Box::new(steer_sink_datadog::DatadogSink::from_spec(site.as_deref()).map_err(|e| setup(spec, e))?)
-        }
-        #[cfg(feature = "otlp")]
-        SinkSpec::Otlp(url) => {
-            Box::new(steer_sink_otlp::OtlpSink::from_url(url).map_err(|e| setup(spec, e))?)
-        }
-        #[cfg(feature = "cloudwatch")]
-        SinkSpec::CloudWatch(ns) => Box::new(
-            steer_sink_cloudwatch::CloudWatchSink::from_namespace(ns)
-                .await
-                .map_err(|e| setup(spec, e))?,
-        ),
-        #[cfg(feature = "prometheus")]
-        SinkSpec::Prometheus(addr) => {
-            Box::new(steer_sink_prometheus::PrometheusSink::bind(addr).map_err(|e| setup(spec, e))?)
-        }
-        #[allow(unreachable_patterns)]
-        other => return Err(CliError::SinkNotBuilt(other.kind())),
-    };
+    let inner = spec.build().await.map_err(|e| match e {
+        SinkBuildError::NotBuilt(kind) => CliError::SinkNotBuilt(kind),
+        SinkBuildError::Setup { spec, message } => CliError::SinkSetup { spec, message },
+        other => CliError::SinkSetup {
+            spec: spec.to_string(),
+            message: other.to_string(),
+        },
+    })?;
     Ok(Tracked {
         name: spec.to_string(),
         inner,

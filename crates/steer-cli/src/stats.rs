@@ -76,10 +76,10 @@ async fn postgres_summary(
     by: GroupBy,
 ) -> Result<Summaries, CliError> {
     let store_err = |e: &dyn std::fmt::Display| CliError::Store {
-        store: crate::spec::redact(url),
+        store: steer::spec::redact(url),
         message: e.to_string(),
     };
-    let store = steer_sink_postgres::PostgresSink::builder(url)
+    let store = steer::sink_postgres::PostgresSink::builder(url)
         .build_store()
         .map_err(|e| store_err(&e))?;
     let total = store.summary(since).await.map_err(|e| store_err(&e))?;
@@ -115,8 +115,8 @@ pub async fn run(args: StatsArgs, ctx: &Context) -> Result<ExitCode, CliError> {
             store: path.display().to_string(),
             message: e.to_string(),
         };
-        let store = steer_sink_sqlite::SqliteStore::open_read_only(&path).map_err(|e| store_err(&e))?;
-        let mut filter = steer_sink_sqlite::Filter::all();
+        let store = steer::sink_sqlite::SqliteStore::open_read_only(&path).map_err(|e| store_err(&e))?;
+        let mut filter = steer::sink_sqlite::Filter::all();
         if let Some(t) = since {
             filter = filter.since(t);
         }

@@ -144,7 +144,7 @@ fn demo_then_stats_agree_with_sql_and_with_each_other() {
 #[test]
 fn demo_is_deterministic_under_a_seed() {
     let dir = tempfile::tempdir().unwrap();
-    let run = |name: &str| {
+    let run = |name: &str, seed: &str| {
         let db = dir.path().join(name);
         let o = steer(
             &[
@@ -154,7 +154,7 @@ fn demo_is_deterministic_under_a_seed() {
                 "--latency-scale",
                 "0",
                 "--seed",
-                "7",
+                seed,
                 "--db",
                 db.to_str().unwrap(),
                 "--format",
@@ -169,7 +169,12 @@ fn demo_is_deterministic_under_a_seed() {
             v["total"]["retries"].clone(),
         )
     };
-    assert_eq!(run("a.db"), run("b.db"));
+    assert_eq!(run("a.db", "7"), run("b.db", "7"));
+    assert_ne!(
+        run("c.db", "7"),
+        run("d.db", "8"),
+        "another seed gives other calls"
+    );
 }
 
 #[test]

@@ -35,15 +35,18 @@
 //! the root), so this one dependency is enough.
 #![warn(missing_docs)]
 
+mod backends;
 mod client;
 mod error;
 pub mod pricing;
 mod providers;
 pub mod retry;
 pub mod routing;
+pub mod spec;
 pub mod sse;
 mod types;
 
+pub use backends::SinkBuildError;
 pub use client::{ResponseStream, SteerClient, SteerClientBuilder};
 pub use error::{CallFailure, SteerError};
 pub use providers::sim::SimConfig;
