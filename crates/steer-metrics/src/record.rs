@@ -167,7 +167,9 @@ pub struct AgentMetrics {
     pub method: Method,
     /// Wall-clock duration of the whole logical call, retries included, in milliseconds.
     pub latency_ms: f64,
-    /// Time to first content delta (streaming), in milliseconds.
+    /// Time to first token (streaming), in milliseconds: from the start of the
+    /// call to the first output chunk of any kind (text, reasoning/thinking,
+    /// tool-call delta).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttft_ms: Option<f64>,
     /// Input (prompt) tokens, cached ones included.
@@ -179,10 +181,15 @@ pub struct AgentMetrics {
     /// Input tokens served from the provider's prompt cache (a subset of `input_tokens`).
     #[serde(default)]
     pub cached_tokens: u64,
-    /// Input tokens written to the provider's prompt cache, where reported.
+    /// Input tokens written to the provider's prompt cache (every cache
+    /// lifetime), where reported.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache_write_tokens: Option<u64>,
-    /// Reasoning tokens (a subset of `output_tokens`), where reported.
+    /// The part of `cache_write_tokens` written to the 1-hour cache (billed at
+    /// a higher rate than 5-minute writes), where the provider reports it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_write_1h_tokens: Option<u64>,
+    /// Reasoning / thinking tokens (a subset of `output_tokens`), where reported.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reasoning_tokens: Option<u64>,
     /// Cost in USD; `None` when the price is unknown (never a silent 0).
@@ -191,6 +198,13 @@ pub struct AgentMetrics {
     /// Number of retries (attempts - 1).
     #[serde(default)]
     pub retries: u32,
+    /// Why the model stopped, exactly as the provider said it (`stop`,
+    /// `length`, `tool_calls`, `content_filter`, `end_turn`, `max_tokens`,
+    /// `pause_turn`, `refusal`, ...), like the GenAI conventions'
+    /// `gen_ai.response.finish_reasons`. `None` when the call failed before
+    /// the provider said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finish_reason: Option<String>,
     /// Why the call failed; `None` on success.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_class: Option<ErrorClass>,
@@ -238,9 +252,11 @@ impl AgentMetrics {
             output_tokens: 0,
             cached_tokens: 0,
             cache_write_tokens: None,
+            cache_write_1h_tokens: None,
             reasoning_tokens: None,
             cost_usd: None,
             retries: 0,
+            finish_reason: None,
             error_class: None,
             error_message: None,
             tools_used: Vec::new(),
@@ -340,6 +356,8 @@ mod tests {
         m.ttft_ms = Some(120.0);
         m.cached_tokens = 1000;
         m.cache_write_tokens = Some(10);
+        m.cache_write_1h_tokens = Some(4);
+        m.finish_reason = Some("max_tokens".into());
         m.reasoning_tokens = Some(5);
         m.cost_usd = Some(0.0123);
         m.retries = 2;

@@ -14,14 +14,16 @@ use steer_metrics::{
     AgentMetrics, ErrorClass, Method, MetricsCollector, MetricsConfig, MetricsSink, SinkOptions,
 };
 
-use crate::error::{parse_error_body, redact, truncate, AttemptError, FailureKind, Partial, SteerError};
+use crate::error::{parse_error_body, redact, truncate, AttemptError, FailureKind, SteerError};
 use crate::pricing::PriceTable;
 use crate::providers::sim::{Sim, SimConfig, SimInput, SimOutcome};
-use crate::providers::{anthropic, api_error, openai, ApiKey, Completion, Decoder, Dialect, HttpProvider};
+use crate::providers::{
+    anthropic, api_error, openai, ApiKey, Chunk, Completion, Decoder, Dialect, HttpProvider,
+};
 use crate::retry::{retry_hint, RetryConfig};
 use crate::routing::{route_with, Route, BUILTIN_PROVIDERS};
 use crate::sse::{SseEvent, SseParser};
-use crate::types::{GenerateResponse, Request, StreamEvent, Usage};
+use crate::types::{GenerateResponse, Request, StreamEvent};
 
 const OPENAI_URL: &str = "https://api.openai.com/v1";
 const ANTHROPIC_URL: &str = "https://api.anthropic.com/v1";
@@ -576,10 +578,7 @@ fn check_content(c: Completion) -> Result<Completion, AttemptError> {
                 format!("the provider stopped the answer ({r})"),
             );
             e.provider_code = Some(r.to_string());
-            e.partial = Some(Box::new(Partial {
-                usage: c.usage,
-                response_model: c.response_model,
-            }));
+            e.partial = Some(Box::new(c));
             Err(e)
         }
         _ => Ok(c),
@@ -814,36 +813,11 @@ impl Call {
         m
     }
 
-    fn cost(&self, usage: &Usage, response_model: Option<&str>) -> Option<f64> {
-        let prices = &self.inner.prices;
-        let provider = self.route.provider.as_str();
-        std::iter::once(self.route.model.as_str())
-            .chain(response_model)
-            .filter_map(|name| prices.get(name))
-            .find(|p| p.provider.as_deref().is_none_or(|pp| pp == provider))
-            .map(|p| p.cost(usage))
-    }
-
-    fn apply_usage(&self, m: &mut AgentMetrics, usage: &Usage, response_model: Option<&str>) {
-        m.input_tokens = usage.input_tokens;
-        m.output_tokens = usage.output_tokens;
-        m.cached_tokens = usage.cached_tokens;
-        m.cache_write_tokens = usage.cache_write_tokens;
-        m.reasoning_tokens = usage.reasoning_tokens;
-        m.cost_usd = self.cost(usage, response_model);
-    }
-
     fn succeed(&mut self, c: Completion) -> GenerateResponse {
         let mut m = self.take_record();
+        crate::measure::apply_completion(&mut m, &c, &self.inner.prices);
         let model = c.response_model.unwrap_or_else(|| self.route.model.clone());
-        self.apply_usage(&mut m, &c.usage, Some(&model));
         m.response_model = Some(model.clone());
-        m.tools_invoked = u32::try_from(c.tool_calls.len()).unwrap_or(u32::MAX);
-        for t in &c.tool_calls {
-            if !m.tools_used.contains(&t.name) {
-                m.tools_used.push(t.name.clone());
-            }
-        }
         self.inner.collector.record(m.clone());
         GenerateResponse {
             text: c.text,
@@ -862,8 +836,7 @@ impl Call {
         }
         let mut m = self.take_record();
         if let Some(p) = &e.partial {
-            self.apply_usage(&mut m, &p.usage, p.response_model.as_deref());
-            m.response_model.clone_from(&p.response_model);
+            crate::measure::apply_completion(&mut m, p, &self.inner.prices);
         }
         m.error_class = Some(e.class);
         m.error_message = Some(truncate(e.message.clone(), 200));
@@ -910,14 +883,15 @@ impl AttemptStream {
         }
     }
 
-    /// The next text delta; `None` at the end of the answer.
-    async fn next_delta(&mut self, timeout: Duration) -> Result<Option<String>, AttemptError> {
+    /// The next model output (text, or output of another kind such as
+    /// thinking or a tool-call delta); `None` at the end of the answer.
+    async fn next_delta(&mut self, timeout: Duration) -> Result<Option<Chunk>, AttemptError> {
         match self {
             AttemptStream::Sim { deltas, .. } => {
                 while let Some((wait, text)) = deltas.pop_front() {
                     sleep(wait).await;
                     if !text.is_empty() {
-                        return Ok(Some(text));
+                        return Ok(Some(Chunk::Text(text)));
                     }
                 }
                 Ok(None)
@@ -932,8 +906,9 @@ impl AttemptStream {
                 eof,
             } => loop {
                 while let Some(ev) = pending.pop_front() {
-                    if let Some(d) = decoder.on_event(ev)? {
-                        return Ok(Some(d));
+                    let chunk = decoder.on_event(ev)?;
+                    if chunk.is_output() {
+                        return Ok(Some(chunk));
                     }
                 }
                 if decoder.is_done() || *eof {
@@ -1051,12 +1026,18 @@ impl StreamState {
                 }
             };
             let error = match result {
-                Ok(Some(delta)) => {
+                Ok(Some(chunk)) => {
+                    // Time to first token: the first output of any kind.
                     if self.call.ttft_ms.is_none() {
                         self.call.ttft_ms = Some(self.call.elapsed_ms());
                     }
-                    self.delivered = true;
-                    return Step::Item(StreamEvent::Delta(delta));
+                    match chunk {
+                        Chunk::Text(delta) => {
+                            self.delivered = true;
+                            return Step::Item(StreamEvent::Delta(delta));
+                        }
+                        _ => continue,
+                    }
                 }
                 Ok(None) => {
                     let finished = self.attempt.take().map_or_else(

@@ -6,8 +6,6 @@ use std::time::Duration;
 use steer_metrics::{AgentMetrics, ErrorClass};
 use uuid::Uuid;
 
-use crate::types::Usage;
-
 /// A failed call: what went wrong, and the metrics record written for it.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -147,12 +145,9 @@ pub(crate) struct AttemptError {
     pub partial: Option<Box<Partial>>,
 }
 
-/// Usage and model of an answer that still failed.
-#[derive(Debug, Clone)]
-pub(crate) struct Partial {
-    pub usage: Usage,
-    pub response_model: Option<String>,
-}
+/// An answer that still failed (e.g. stopped by a content filter): its
+/// usage, finish reason and model are measured all the same.
+pub(crate) type Partial = crate::providers::Completion;
 
 impl AttemptError {
     pub fn new(kind: FailureKind, class: ErrorClass, message: impl Into<String>) -> Self {

@@ -38,6 +38,7 @@
 mod backends;
 mod client;
 mod error;
+pub mod measure;
 pub mod pricing;
 mod providers;
 pub mod retry;
@@ -50,6 +51,7 @@ pub use backends::SinkBuildError;
 pub use client::{ResponseStream, SteerClient, SteerClientBuilder};
 pub use error::{CallFailure, SteerError};
 pub use providers::sim::SimConfig;
+pub use providers::{Chunk, Completion, Dialect};
 pub use retry::RetryConfig;
 pub use routing::{route, Route};
 pub use types::{GenerateResponse, Message, Request, ResponseFormat, Role, StreamEvent, ToolCall, Usage};
@@ -119,8 +121,8 @@ pub mod __fuzz {
         let mut deltas = Vec::new();
         for ev in events {
             match dec.on_event(ev) {
-                Ok(Some(t)) => deltas.push(t),
-                Ok(None) => {}
+                Ok(crate::providers::Chunk::Text(t)) => deltas.push(t),
+                Ok(_) => {}
                 Err(e) => return (deltas, Err(e.message)),
             }
             if dec.is_done() {

@@ -312,9 +312,14 @@ pub struct Usage {
     pub output_tokens: u64,
     /// Input tokens read from the prompt cache.
     pub cached_tokens: u64,
-    /// Input tokens written to the prompt cache, where reported.
+    /// Input tokens written to the prompt cache (every cache lifetime), where reported.
     pub cache_write_tokens: Option<u64>,
-    /// Reasoning tokens (part of `output_tokens`), where reported.
+    /// The part of `cache_write_tokens` written to the 1-hour cache (Anthropic
+    /// `cache_creation.ephemeral_1h_input_tokens`), where reported; the rest
+    /// are 5-minute writes.
+    #[serde(default)]
+    pub cache_write_1h_tokens: Option<u64>,
+    /// Reasoning (thinking) tokens (part of `output_tokens`), where reported.
     pub reasoning_tokens: Option<u64>,
 }
 

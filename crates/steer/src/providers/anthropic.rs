@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Map, Value};
 
-use super::{api_error, embedded_error, malformed, opt_u64_at, str_at, u64_at, Completion, Decoder};
+use super::{api_error, embedded_error, malformed, opt_u64_at, str_at, u64_at, Chunk, Completion, Decoder};
 use crate::error::AttemptError;
 use crate::sse::SseEvent;
 use crate::types::{Request, ResponseFormat, Role, ToolCall, Usage};
@@ -105,12 +105,22 @@ pub(crate) fn body(req: &Request, model: &str, stream: bool) -> Value {
 }
 
 /// Raw Anthropic usage; `input_tokens` excludes cache reads and writes.
+///
+/// A stream reports usage twice (`message_start`, then cumulative figures in
+/// `message_delta`); every field present in a later block replaces the
+/// earlier value.
 #[derive(Debug, Default, Clone, Copy)]
 struct RawUsage {
     input: u64,
     output: u64,
     cache_read: u64,
     cache_write: Option<u64>,
+    /// `cache_creation.ephemeral_5m_input_tokens`.
+    write_5m: Option<u64>,
+    /// `cache_creation.ephemeral_1h_input_tokens`.
+    write_1h: Option<u64>,
+    /// `output_tokens_details.thinking_tokens`.
+    thinking: Option<u64>,
 }
 
 impl RawUsage {
@@ -127,17 +137,39 @@ impl RawUsage {
         if let Some(x) = opt_u64_at(u, "cache_creation_input_tokens") {
             self.cache_write = Some(x);
         }
+        if let Some(c) = u.get("cache_creation").filter(|c| c.is_object()) {
+            if let Some(x) = opt_u64_at(c, "ephemeral_5m_input_tokens") {
+                self.write_5m = Some(x);
+            }
+            if let Some(x) = opt_u64_at(c, "ephemeral_1h_input_tokens") {
+                self.write_1h = Some(x);
+            }
+        }
+        if let Some(x) = u
+            .get("output_tokens_details")
+            .and_then(|d| opt_u64_at(d, "thinking_tokens"))
+        {
+            self.thinking = Some(x);
+        }
     }
 
-    /// Normalised: input counts cache reads and writes too.
+    /// Normalised: input counts cache reads and writes too. When only the
+    /// per-lifetime breakdown is reported, the total is its sum; the 1-hour
+    /// part never exceeds the total.
     fn normalise(self) -> Usage {
-        let write = self.cache_write.unwrap_or(0);
+        let split = match (self.write_5m, self.write_1h) {
+            (None, None) => None,
+            (a, b) => Some(a.unwrap_or(0).saturating_add(b.unwrap_or(0))),
+        };
+        let cache_write = self.cache_write.or(split);
+        let write = cache_write.unwrap_or(0);
         Usage {
             input_tokens: self.input.saturating_add(self.cache_read).saturating_add(write),
             output_tokens: self.output,
             cached_tokens: self.cache_read,
-            cache_write_tokens: self.cache_write,
-            reasoning_tokens: None,
+            cache_write_tokens: cache_write,
+            cache_write_1h_tokens: self.write_1h.map(|h| h.min(write)),
+            reasoning_tokens: self.thinking.map(|t| t.min(self.output)),
         }
     }
 }
@@ -195,9 +227,9 @@ pub(crate) struct StreamDecoder {
 }
 
 impl Decoder for StreamDecoder {
-    fn on_event(&mut self, ev: SseEvent) -> Result<Option<String>, AttemptError> {
+    fn on_event(&mut self, ev: SseEvent) -> Result<Chunk, AttemptError> {
         if ev.data.trim().is_empty() {
-            return Ok(None);
+            return Ok(Chunk::Nothing);
         }
         let v: Value = serde_json::from_str(&ev.data).map_err(|e| malformed(&e))?;
         let kind = v
@@ -227,12 +259,17 @@ impl Decoder for StreamDecoder {
                                     arguments: String::new(),
                                 },
                             );
+                            return Ok(Chunk::Output);
                         }
                         Some("text") => {
                             if let Some(t) = b.get("text").and_then(Value::as_str).filter(|t| !t.is_empty()) {
                                 self.text.push_str(t);
-                                return Ok(Some(t.to_string()));
+                                return Ok(Chunk::Text(t.to_string()));
                             }
+                        }
+                        // The model's first output may be thinking or a server tool call.
+                        Some("thinking" | "redacted_thinking" | "server_tool_use") => {
+                            return Ok(Chunk::Output)
                         }
                         _ => {}
                     }
@@ -240,12 +277,14 @@ impl Decoder for StreamDecoder {
             }
             "content_block_delta" => {
                 let idx = u64_at(&v, "index");
-                let Some(d) = v.get("delta") else { return Ok(None) };
+                let Some(d) = v.get("delta") else {
+                    return Ok(Chunk::Nothing);
+                };
                 match d.get("type").and_then(Value::as_str) {
                     Some("text_delta") => {
                         if let Some(t) = d.get("text").and_then(Value::as_str).filter(|t| !t.is_empty()) {
                             self.text.push_str(t);
-                            return Ok(Some(t.to_string()));
+                            return Ok(Chunk::Text(t.to_string()));
                         }
                     }
                     Some("input_json_delta") => {
@@ -255,6 +294,10 @@ impl Decoder for StreamDecoder {
                         ) {
                             call.arguments.push_str(p);
                         }
+                        return Ok(Chunk::Output);
+                    }
+                    Some("thinking_delta" | "signature_delta" | "citations_delta") => {
+                        return Ok(Chunk::Output)
                     }
                     _ => {}
                 }
@@ -274,7 +317,7 @@ impl Decoder for StreamDecoder {
             }
             _ => {} // ping, content_block_stop, future events
         }
-        Ok(None)
+        Ok(Chunk::Nothing)
     }
 
     fn is_done(&self) -> bool {
@@ -400,7 +443,7 @@ mod tests {
         let mut d: Box<dyn Decoder> = Box::<StreamDecoder>::default();
         let mut deltas = Vec::new();
         for (e, data) in events {
-            if let Some(t) = d
+            if let Chunk::Text(t) = d
                 .on_event(SseEvent {
                     event: Some(e.into()),
                     data: data.into(),

@@ -13,8 +13,9 @@ use crate::sse::SseEvent;
 use crate::types::{ToolCall, Usage};
 
 /// The wire protocol of an HTTP provider.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Dialect {
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Dialect {
     /// OpenAI Chat Completions (OpenAI, xAI, Ollama, vLLM, llama.cpp server, ...).
     OpenAi,
     /// Anthropic Messages.
@@ -65,19 +66,45 @@ impl HttpProvider {
 }
 
 /// A parsed answer, common to every provider.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Completion {
+#[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
+pub struct Completion {
+    /// The generated text.
     pub text: String,
+    /// Tool calls the model asked for (function and custom tools).
     pub tool_calls: Vec<ToolCall>,
+    /// Why the model stopped, as the provider said it.
     pub finish_reason: Option<String>,
+    /// Normalised usage.
     pub usage: Usage,
+    /// The model the provider reported.
     pub response_model: Option<String>,
+}
+
+/// What one stream event carried.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Chunk {
+    /// No model output (metadata, usage, keep-alive, the end).
+    Nothing,
+    /// Model output that is not answer text: reasoning/thinking, a tool-call
+    /// delta, a refusal. Counts for time to first token.
+    Output,
+    /// A piece of answer text.
+    Text(String),
+}
+
+impl Chunk {
+    /// Whether the event carried model output of any kind.
+    pub fn is_output(&self) -> bool {
+        !matches!(self, Chunk::Nothing)
+    }
 }
 
 /// Turns a provider's server-sent events into text deltas and a final [`Completion`].
 pub(crate) trait Decoder: Send {
-    /// Handle one event; returns a text delta, if the event carried one.
-    fn on_event(&mut self, ev: SseEvent) -> Result<Option<String>, AttemptError>;
+    /// Handle one event: what model output, if any, it carried.
+    fn on_event(&mut self, ev: SseEvent) -> Result<Chunk, AttemptError>;
     /// Whether the provider signalled the end of the stream.
     fn is_done(&self) -> bool;
     /// The whole answer, once the byte stream has ended.

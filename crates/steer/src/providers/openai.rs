@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Map, Value};
 
-use super::{embedded_error, malformed, opt_u64_at, str_at, u64_at, Completion, Decoder};
+use super::{embedded_error, malformed, opt_u64_at, str_at, u64_at, Chunk, Completion, Decoder};
 use crate::error::AttemptError;
 use crate::sse::SseEvent;
 use crate::types::{Request, ResponseFormat, Role, ToolCall, Usage};
@@ -98,8 +98,21 @@ pub(crate) fn usage(u: &Value) -> Usage {
         output_tokens: completion.saturating_add(if excluded { r } else { 0 }),
         cached_tokens: cached.min(prompt),
         cache_write_tokens: None,
+        cache_write_1h_tokens: None,
         reasoning_tokens: reasoning,
     }
+}
+
+/// The name and arguments of a tool call: `function` tools carry
+/// `function.{name,arguments}`, custom tools `custom.{name,input}`.
+fn tool_parts(c: &Value) -> (Option<String>, Option<String>) {
+    if let Some(f) = c.get("function").filter(|f| f.is_object()) {
+        return (str_at(f, "name"), str_at(f, "arguments"));
+    }
+    if let Some(f) = c.get("custom").filter(|f| f.is_object()) {
+        return (str_at(f, "name"), str_at(f, "input"));
+    }
+    (None, None)
 }
 
 fn tool_calls(v: Option<&Value>) -> Vec<ToolCall> {
@@ -107,11 +120,11 @@ fn tool_calls(v: Option<&Value>) -> Vec<ToolCall> {
         .map(|a| {
             a.iter()
                 .map(|c| {
-                    let f = c.get("function");
+                    let (name, arguments) = tool_parts(c);
                     ToolCall {
                         id: str_at(c, "id").unwrap_or_default(),
-                        name: f.and_then(|f| str_at(f, "name")).unwrap_or_default(),
-                        arguments: f.and_then(|f| str_at(f, "arguments")).unwrap_or_default(),
+                        name: name.unwrap_or_default(),
+                        arguments: arguments.unwrap_or_default(),
                     }
                 })
                 .collect()
@@ -151,14 +164,14 @@ pub(crate) struct StreamDecoder {
 }
 
 impl Decoder for StreamDecoder {
-    fn on_event(&mut self, ev: SseEvent) -> Result<Option<String>, AttemptError> {
+    fn on_event(&mut self, ev: SseEvent) -> Result<Chunk, AttemptError> {
         let data = ev.data.trim();
         if data == "[DONE]" {
             self.done = true;
-            return Ok(None);
+            return Ok(Chunk::Nothing);
         }
         if data.is_empty() {
-            return Ok(None);
+            return Ok(Chunk::Nothing);
         }
         let v: Value = serde_json::from_str(data).map_err(|e| malformed(&e))?;
         if let Some(e) = embedded_error(&v) {
@@ -171,15 +184,31 @@ impl Decoder for StreamDecoder {
             self.usage = Some(usage(u));
         }
         let Some(choice) = v.get("choices").and_then(|c| c.get(0)) else {
-            return Ok(None);
+            return Ok(Chunk::Nothing);
         };
         if let Some(r) = str_at(choice, "finish_reason") {
             self.finish_reason = Some(r);
         }
         let Some(delta) = choice.get("delta") else {
-            return Ok(None);
+            return Ok(Chunk::Nothing);
+        };
+        let non_empty = |key: &str| {
+            delta
+                .get(key)
+                .and_then(Value::as_str)
+                .is_some_and(|s| !s.is_empty())
+        };
+        // Reasoning text (xAI, DeepSeek and other compatible servers) and
+        // refusals are output too: they count for time to first token.
+        let mut chunk = if non_empty("reasoning_content") || non_empty("reasoning") || non_empty("refusal") {
+            Chunk::Output
+        } else {
+            Chunk::Nothing
         };
         if let Some(calls) = delta.get("tool_calls").and_then(Value::as_array) {
+            if !calls.is_empty() {
+                chunk = Chunk::Output;
+            }
             for (i, c) in calls.iter().enumerate() {
                 let idx = c.get("index").and_then(Value::as_u64).unwrap_or(i as u64);
                 let entry = self.tools.entry(idx).or_insert_with(|| ToolCall {
@@ -190,22 +219,21 @@ impl Decoder for StreamDecoder {
                 if let Some(id) = str_at(c, "id") {
                     entry.id = id;
                 }
-                if let Some(f) = c.get("function") {
-                    if let Some(n) = str_at(f, "name") {
-                        entry.name.push_str(&n);
-                    }
-                    if let Some(a) = str_at(f, "arguments") {
-                        entry.arguments.push_str(&a);
-                    }
+                let (name, arguments) = tool_parts(c);
+                if let Some(n) = name {
+                    entry.name.push_str(&n);
+                }
+                if let Some(a) = arguments {
+                    entry.arguments.push_str(&a);
                 }
             }
         }
         match delta.get("content").and_then(Value::as_str) {
             Some(s) if !s.is_empty() => {
                 self.text.push_str(s);
-                Ok(Some(s.to_string()))
+                Ok(Chunk::Text(s.to_string()))
             }
-            _ => Ok(None),
+            _ => Ok(chunk),
         }
     }
 
@@ -302,13 +330,12 @@ mod tests {
                 r#"{"model":"gpt-4o-mini","choices":[{"index":0,"delta":{"role":"assistant","content":""}}]}"#
             ))
             .unwrap(),
-            None
+            Chunk::Nothing
         );
         assert_eq!(
             d.on_event(ev(r#"{"choices":[{"index":0,"delta":{"content":"Hel"}}]}"#))
-                .unwrap()
-                .as_deref(),
-            Some("Hel")
+                .unwrap(),
+            Chunk::Text("Hel".into())
         );
         d.on_event(ev(r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"c1","function":{"name":"f","arguments":"{\"a\""}}]}}]}"#)).unwrap();
         d.on_event(ev(r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":":1}"}}]}}]}"#)).unwrap();

@@ -386,6 +386,7 @@ impl Sim {
                 output_tokens,
                 cached_tokens,
                 cache_write_tokens: None,
+                cache_write_1h_tokens: None,
                 reasoning_tokens: None,
             },
             response_model: Some(model.to_string()),
