@@ -46,6 +46,7 @@ pub mod routing;
 pub mod spec;
 pub mod sse;
 mod types;
+pub mod wire;
 
 pub use backends::SinkBuildError;
 pub use client::{ResponseStream, SteerClient, SteerClientBuilder};
