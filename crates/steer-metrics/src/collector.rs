@@ -12,7 +12,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::{MetricsConfig, OverflowPolicy, RetryPolicy, SinkOptions};
 use crate::record::AgentMetrics;
-use crate::sink::{MetricsSink, SinkError};
+use crate::sink::{MetricsSink, SinkError, SinkErrorKind};
 use crate::spool::{Spool, SpoolError};
 use crate::stats::{CollectorStats, Counters, DeliveryReport, SinkReport};
 
@@ -126,6 +126,10 @@ struct Shared {
     closing: AtomicBool,
     /// Set by the spooler when it has stopped.
     spooler_done: AtomicBool,
+    /// Set by the worker when it has closed the sink and stopped.
+    worker_done: AtomicBool,
+    /// The sink's last error, redacted (only written on the error path).
+    last_error: Mutex<Option<String>>,
 }
 
 impl Shared {
@@ -300,6 +304,8 @@ impl MetricsCollectorBuilder {
                 synced_notify: Notify::new(),
                 closing: AtomicBool::new(false),
                 spooler_done: AtomicBool::new(spool.is_none()),
+                worker_done: AtomicBool::new(false),
+                last_error: Mutex::new(None),
             });
             if replayed > 0 {
                 let c = &shared.counters;
@@ -318,6 +324,7 @@ impl MetricsCollectorBuilder {
                 control: rx,
                 log: LogLimiter::default(),
                 persistent: spool.is_some(),
+                misconfigured_logged: false,
             };
             let (handle, spooler) = match spool {
                 Some(sp) => {
@@ -508,7 +515,10 @@ impl MetricsCollector {
                 match outcome {
                     Some(Ok(err)) => (true, err),
                     Some(Err(_)) => (false, Some("sink worker has stopped".to_string())),
-                    None => (false, None),
+                    None => (
+                        false,
+                        deadline.map(|d| format!("flush did not finish within {}", human(d))),
+                    ),
                 }
             }
         });
@@ -545,14 +555,30 @@ impl MetricsCollector {
         let waits = self.inner.sinks.iter().map(|s| {
             let (tx, rx) = oneshot::channel();
             let sent = s.control.send(Control::Shutdown { done: tx }).is_ok();
+            let shared = s.shared.clone();
             async move {
+                // A worker that closed its sink and stopped (an earlier
+                // shutdown) completed; one that vanished otherwise did not.
+                let stopped = || {
+                    if shared.worker_done.load(SeqCst) {
+                        (true, None)
+                    } else {
+                        (false, Some("sink worker has stopped".to_string()))
+                    }
+                };
                 if !sent {
-                    return (true, None);
+                    return stopped();
                 }
                 match tokio::time::timeout(deadline, rx).await {
                     Ok(Ok(err)) => (true, err),
-                    Ok(Err(_)) => (true, None),
-                    Err(_) => (false, None),
+                    Ok(Err(_)) => stopped(),
+                    Err(_) => (
+                        false,
+                        Some(format!(
+                            "shutdown deadline ({}) reached before the sink finished and closed",
+                            human(deadline)
+                        )),
+                    ),
                 }
             }
         });
@@ -611,7 +637,29 @@ impl MetricsCollector {
 fn sink_stats(s: &SinkHandle) -> crate::stats::SinkStats {
     let mut st = s.shared.counters.snapshot(&s.name, s.shared.queue.len());
     st.received = s.shared.received();
+    st.last_error = s.shared.last_error.lock().ok().and_then(|g| g.clone());
     st
+}
+
+/// A duration as people write it (`0s`, `250ms`, `10s`).
+fn human(d: Duration) -> String {
+    if d.subsec_nanos() == 0 {
+        format!("{}s", d.as_secs())
+    } else if d < Duration::from_secs(1) {
+        format!("{}ms", d.as_millis())
+    } else {
+        format!("{:.3}s", d.as_secs_f64())
+    }
+}
+
+impl Shared {
+    /// Remember the sink's last error, redacted and bounded.
+    fn set_last_error(&self, message: &str) {
+        let redacted = crate::redact::redact_truncated(message, 500);
+        if let Ok(mut g) = self.last_error.lock() {
+            *g = Some(redacted);
+        }
+    }
 }
 
 /// Join futures concurrently without pulling in the `futures` crate.
@@ -649,6 +697,8 @@ struct Worker {
     log: LogLimiter,
     /// Records are safe in a disk spool: transient failures never exhaust.
     persistent: bool,
+    /// A misconfiguration was logged and no delivery succeeded since.
+    misconfigured_logged: bool,
 }
 
 struct FlushWaiter {
@@ -711,6 +761,7 @@ impl Worker {
                 if queue_empty && (shutdown.is_some() || !control_open) {
                     let err = self.call_sink(SinkCall::Close).await;
                     self.log_drops();
+                    self.shared.worker_done.store(true, SeqCst);
                     if let Some(done) = shutdown.take() {
                         let _ = done.send(err);
                     }
@@ -830,6 +881,7 @@ impl Worker {
                 if closing && spooler_done {
                     let err = self.call_sink(SinkCall::Close).await;
                     self.log_drops();
+                    shared.worker_done.store(true, SeqCst);
                     for f in flushes.drain(..) {
                         let _ = f.done.send(err.clone());
                     }
@@ -862,23 +914,61 @@ impl Worker {
         }
     }
 
-    async fn call_sink(&self, call: SinkCall) -> Option<String> {
-        let timeout = self.options.retry.attempt_timeout;
-        let fut = async {
-            match call {
-                SinkCall::Flush => self.sink.flush().await,
-                SinkCall::Close => self.sink.close().await,
+    /// Call the sink's `flush` or `close`: panics caught, each attempt
+    /// bounded by `attempt_timeout`, transient failures retried under the
+    /// retry policy. When it fails for good, the records delivered since
+    /// the last successful flush are taken back from `delivered` and
+    /// counted `failed.flush`: the sink may not have passed them on.
+    async fn call_sink(&mut self, call: SinkCall) -> Option<String> {
+        let policy = self.options.retry;
+        let started = Instant::now();
+        let mut failures: u32 = 0;
+        let c = &self.shared.counters;
+        let error = loop {
+            let fut = match call {
+                SinkCall::Flush => self.sink.flush(),
+                SinkCall::Close => self.sink.close(),
+            };
+            let err = match tokio::time::timeout(policy.attempt_timeout, CatchPanic(fut)).await {
+                Ok(Ok(Ok(()))) => break None,
+                Ok(Ok(Err(e))) => e,
+                Ok(Err(panic)) => {
+                    tracing::error!(sink = %self.name, panic = %panic, "sink panicked in {}", call.name());
+                    break Some(format!("sink panicked in {}: {panic}", call.name()));
+                }
+                Err(_) => SinkError::retryable(format!(
+                    "{} did not finish within {}",
+                    call.name(),
+                    human(policy.attempt_timeout)
+                )),
+            };
+            failures += 1;
+            let transient = matches!(err.kind(), SinkErrorKind::Retryable | SinkErrorKind::Throttled(_));
+            let wait = policy.backoff(failures, err.retry_after());
+            if !transient
+                || failures >= policy.max_attempts
+                || started.elapsed() + wait > policy.batch_deadline
+            {
+                break Some(format!("{} failed: {err}", call.name()));
             }
+            tracing::debug!(sink = %self.name, attempt = failures, ?wait, error = %err, "sink {} failed; retrying", call.name());
+            tokio::time::sleep(wait).await;
         };
-        match tokio::time::timeout(timeout, fut).await {
-            Ok(Ok(())) => None,
-            Ok(Err(e)) => {
-                tracing::warn!(sink = %self.name, error = %e, "sink {} failed", call.name());
-                Some(e.to_string())
+        match error {
+            None => {
+                c.unflushed.store(0, Relaxed);
+                None
             }
-            Err(_) => {
-                tracing::warn!(sink = %self.name, ?timeout, "sink {} timed out", call.name());
-                Some(format!("{} timed out after {timeout:?}", call.name()))
+            Some(message) => {
+                let message = crate::redact::redact(&message);
+                let unconfirmed = c.unflushed.swap(0, Relaxed);
+                let _ = c
+                    .delivered
+                    .fetch_update(Relaxed, Relaxed, |d| Some(d.saturating_sub(unconfirmed)));
+                c.failed_flush.fetch_add(unconfirmed, Relaxed);
+                tracing::warn!(sink = %self.name, unconfirmed, error = %message, "sink {} failed; records it took since its last flush counted failed", call.name());
+                self.shared.set_last_error(&message);
+                Some(message)
             }
         }
     }
@@ -916,11 +1006,14 @@ impl Worker {
                 Ok(()) => {
                     let n = chunk.len() as u64;
                     c.delivered.fetch_add(n, Relaxed);
+                    c.unflushed.fetch_add(n, Relaxed);
                     c.settled.fetch_add(n, Relaxed);
+                    self.misconfigured_logged = false;
                     continue;
                 }
                 Err(e) => e,
             };
+            self.shared.set_last_error(&err.to_string());
 
             let len = chunk.len();
             let mut concerned: Vec<usize> = match err.records() {
@@ -939,6 +1032,7 @@ impl Worker {
             retry.dedup();
             let delivered = (len - concerned.len() - retry.len()) as u64;
             c.delivered.fetch_add(delivered, Relaxed);
+            c.unflushed.fetch_add(delivered, Relaxed);
             c.settled.fetch_add(delivered, Relaxed);
 
             let mut slots: Vec<Option<AgentMetrics>> = chunk.into_iter().map(Some).collect();
@@ -948,6 +1042,35 @@ impl Worker {
             let retry_now = take(&retry);
             if !retry_now.is_empty() {
                 work.push_front(retry_now);
+            }
+
+            if err.is_misconfigured() {
+                // The sink, not the record, is wrong: no split, no retry of
+                // this batch (without a spool); one log line per episode.
+                let pending = take(&concerned);
+                let log = !self.misconfigured_logged;
+                self.misconfigured_logged = true;
+                if !self.persistent {
+                    let mut n = pending.len() as u64;
+                    for rest in work.drain(..) {
+                        n += rest.len() as u64;
+                    }
+                    c.failed_misconfigured.fetch_add(n, Relaxed);
+                    c.settled.fetch_add(n, Relaxed);
+                    if log {
+                        tracing::error!(sink = %self.name, failed = n, error = %err, "the sink is misconfigured (credentials, permission or endpoint): batch failed without retry; fix the sink's configuration");
+                    }
+                    return;
+                }
+                if log {
+                    tracing::error!(sink = %self.name, pending = pending.len(), error = %err, "the sink is misconfigured (credentials, permission or endpoint): records kept in the disk spool and retried slowly until it is fixed");
+                }
+                failures += 1;
+                let wait = policy.backoff(failures, None).max(policy.max_backoff / 2);
+                c.retried.fetch_add(pending.len() as u64, Relaxed);
+                work.push_front(pending);
+                tokio::time::sleep(wait).await;
+                continue;
             }
 
             if err.is_permanent() {

@@ -32,6 +32,7 @@
 mod collector;
 mod config;
 mod record;
+pub mod redact;
 pub mod semconv;
 mod sink;
 pub mod sinks;

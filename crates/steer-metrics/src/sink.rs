@@ -36,7 +36,11 @@ pub trait MetricsSink: Send + Sync + 'static {
     async fn record_batch(&self, batch: &[AgentMetrics]) -> Result<(), SinkError> {
         for (i, m) in batch.iter().enumerate() {
             if let Err(e) = self.record(m).await {
-                return Err(if e.is_permanent() {
+                return Err(if e.is_misconfigured() {
+                    // The sink, not the record, is wrong: the whole batch
+                    // stays undelivered (the records before `i` were taken).
+                    e.with_records((i..batch.len()).collect())
+                } else if e.is_permanent() {
                     // Only record `i` is bad; the rest were never tried.
                     // Report it alone and let the collector resend the rest.
                     SinkError::partial(e, vec![i], (i + 1..batch.len()).collect())
@@ -106,8 +110,17 @@ pub enum SinkErrorKind {
     Retryable,
     /// The backend asked us to slow down: retry after at least this long.
     Throttled(Duration),
-    /// Retrying the same data will fail again (400, 413, constraint, bad value).
+    /// The record is wrong: retrying the same data will fail again (400,
+    /// 413, constraint, bad value). The collector splits the batch to
+    /// isolate the bad records; the others get through.
     Permanent,
+    /// The sink, not the record, is wrong: no record can get through as
+    /// configured (HTTP 401/403, an unknown endpoint (404), PostgreSQL
+    /// 28P01 bad password, CloudWatch `AccessDenied`). The collector fails
+    /// the batch once, unsplit, counts it `failed.misconfigured`, logs once;
+    /// with a disk spool the records stay spooled and are retried with
+    /// capped backoff, so fixing the key lets them through.
+    Misconfigured,
 }
 
 /// A typed delivery failure.
@@ -150,9 +163,16 @@ impl SinkError {
         Self::new(SinkErrorKind::Throttled(after), message)
     }
 
-    /// A failure that will not go away by retrying the same data.
+    /// A failure that will not go away by retrying the same data: the
+    /// record is bad (see [`SinkErrorKind::Permanent`]).
     pub fn permanent(message: impl Into<String>) -> Self {
         Self::new(SinkErrorKind::Permanent, message)
+    }
+
+    /// The sink, not the record, is wrong: credentials refused, permission
+    /// missing, endpoint unknown (see [`SinkErrorKind::Misconfigured`]).
+    pub fn misconfigured(message: impl Into<String>) -> Self {
+        Self::new(SinkErrorKind::Misconfigured, message)
     }
 
     /// Some records (`rejected`) failed permanently, others (`retry`) need
@@ -187,9 +207,17 @@ impl SinkError {
         self.kind
     }
 
-    /// Whether retrying cannot help.
+    /// Whether the record is bad: retrying the same data cannot help
+    /// ([`SinkErrorKind::Permanent`]).
     pub fn is_permanent(&self) -> bool {
         self.kind == SinkErrorKind::Permanent
+    }
+
+    /// Whether the sink itself is wrong (credentials, permission, endpoint):
+    /// no record can get through as configured
+    /// ([`SinkErrorKind::Misconfigured`]).
+    pub fn is_misconfigured(&self) -> bool {
+        self.kind == SinkErrorKind::Misconfigured
     }
 
     /// The backend's throttle hint, if any.
@@ -224,6 +252,13 @@ impl fmt::Display for SinkError {
                 write!(f, "sink throttled (retry after {d:?}): {}", self.message)
             }
             SinkErrorKind::Permanent => write!(f, "permanent sink error: {}", self.message),
+            SinkErrorKind::Misconfigured => {
+                write!(
+                    f,
+                    "sink misconfigured (no record can get through): {}",
+                    self.message
+                )
+            }
         }
     }
 }

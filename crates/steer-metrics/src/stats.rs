@@ -19,6 +19,13 @@ pub(crate) struct Counters {
     pub dropped_closed: AtomicU64,
     pub failed_rejected: AtomicU64,
     pub failed_retries_exhausted: AtomicU64,
+    /// Records failed at once because the sink itself is wrong (credentials, endpoint).
+    pub failed_misconfigured: AtomicU64,
+    /// Records the sink accepted whose `flush`/`close` then failed.
+    pub failed_flush: AtomicU64,
+    /// Records delivered since the sink's last successful `flush`/`close`
+    /// (what a failing flush takes back from `delivered`).
+    pub unflushed: AtomicU64,
     /// Records dropped by the disk spool to respect its cap.
     pub dropped_spool_full: AtomicU64,
     /// Records found in the spool at start (left by a previous process).
@@ -50,6 +57,8 @@ impl Counters {
             failed: FailedCounts {
                 rejected: self.failed_rejected.load(Relaxed),
                 retries_exhausted: self.failed_retries_exhausted.load(Relaxed),
+                misconfigured: self.failed_misconfigured.load(Relaxed),
+                flush: self.failed_flush.load(Relaxed),
             },
             queue_depth,
             in_flight: self
@@ -59,6 +68,7 @@ impl Counters {
             spool_depth: self.spool_depth.load(Relaxed),
             replayed: self.replayed.load(Relaxed),
             spooled: self.spooled.load(Relaxed),
+            last_error: None,
         }
     }
 }
@@ -91,12 +101,19 @@ pub struct FailedCounts {
     pub rejected: u64,
     /// Transient failures outlasted the retry policy.
     pub retries_exhausted: u64,
+    /// The sink itself is wrong (credentials refused, permission missing,
+    /// unknown endpoint): failed at once, unsplit, without retry
+    /// ([`SinkErrorKind::Misconfigured`](crate::SinkErrorKind::Misconfigured)).
+    pub misconfigured: u64,
+    /// The sink took them (`record_batch` succeeded) but its `flush` or
+    /// `close` then failed, so they may not have reached the backend.
+    pub flush: u64,
 }
 
 impl FailedCounts {
     /// All failed records.
     pub fn total(&self) -> u64 {
-        self.rejected + self.retries_exhausted
+        self.rejected + self.retries_exhausted + self.misconfigured + self.flush
     }
 }
 
@@ -134,6 +151,10 @@ pub struct SinkStats {
     /// Records left in the disk spool when the shutdown deadline hit:
     /// pending for the next start, not lost.
     pub spooled: u64,
+    /// The sink's last error (delivery, flush or close), redacted with
+    /// [`redact`](crate::redact::redact): why records were retried, failed
+    /// or are still pending. `None` when the sink never failed.
+    pub last_error: Option<String>,
 }
 
 impl SinkStats {
@@ -147,7 +168,7 @@ impl fmt::Display for SinkStats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{}: received {} delivered {} retried {} dropped {} (queue_full {}, evicted {}, closed {}{}) failed {} (rejected {}, retries_exhausted {}) in_flight {}",
+            "{}: received {} delivered {} retried {} dropped {} (queue_full {}, evicted {}, closed {}{}) failed {} (rejected {}, retries_exhausted {}{}) in_flight {}",
             self.name,
             self.received,
             self.delivered,
@@ -164,6 +185,16 @@ impl fmt::Display for SinkStats {
             self.failed.total(),
             self.failed.rejected,
             self.failed.retries_exhausted,
+            {
+                let mut more = String::new();
+                if self.failed.misconfigured > 0 {
+                    more.push_str(&format!(", misconfigured {}", self.failed.misconfigured));
+                }
+                if self.failed.flush > 0 {
+                    more.push_str(&format!(", flush {}", self.failed.flush));
+                }
+                more
+            },
             self.in_flight
         )?;
         if self.spool_depth > 0 || self.replayed > 0 || self.spooled > 0 {
@@ -172,6 +203,9 @@ impl fmt::Display for SinkStats {
                 " spool_depth {} replayed {} spooled {}",
                 self.spool_depth, self.replayed, self.spooled
             )?;
+        }
+        if let Some(e) = &self.last_error {
+            write!(f, " last_error: {e}")?;
         }
         Ok(())
     }

@@ -126,6 +126,10 @@ pub struct Summary {
     pub cost_usd: f64,
     /// Records whose cost is unknown (not included in `cost_usd`).
     pub cost_unknown: u64,
+    /// Successful calls whose model has no price (a subset of
+    /// `cost_unknown`): a sign the price table needs an entry.
+    #[serde(default)]
+    pub unpriced: u64,
     /// Sum of retries.
     pub retries: u64,
 }
@@ -158,6 +162,7 @@ pub struct SummaryBuilder {
     cached: u64,
     cost: f64,
     cost_unknown: u64,
+    unpriced: u64,
     retries: u64,
 }
 
@@ -175,7 +180,10 @@ impl SummaryBuilder {
         self.cached = self.cached.saturating_add(s.cached_tokens);
         match s.cost_usd {
             Some(c) if c.is_finite() => self.cost += c,
-            _ => self.cost_unknown += 1,
+            _ => {
+                self.cost_unknown += 1;
+                self.unpriced += u64::from(!s.error);
+            }
         }
         self.retries = self.retries.saturating_add(s.retries);
     }
@@ -197,6 +205,7 @@ impl SummaryBuilder {
             cached_tokens: self.cached,
             cost_usd: self.cost,
             cost_unknown: self.cost_unknown,
+            unpriced: self.unpriced,
             retries: self.retries,
         }
     }

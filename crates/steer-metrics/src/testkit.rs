@@ -184,6 +184,65 @@ impl MetricsSink for FailingSink {
     }
 }
 
+/// Refuses every batch with [`SinkError::misconfigured`] (as a backend
+/// answering 401 would) until [`fix`](MisconfiguredSink::fix) is called,
+/// then records like a [`RecordingSink`].
+#[derive(Clone)]
+pub struct MisconfiguredSink {
+    inner: RecordingSink,
+    fixed: Arc<std::sync::atomic::AtomicBool>,
+    attempts: Arc<AtomicU64>,
+}
+
+impl MisconfiguredSink {
+    /// A sink whose "credentials" are refused.
+    pub fn new() -> Self {
+        MisconfiguredSink {
+            inner: RecordingSink::named("misconfigured"),
+            fixed: Arc::default(),
+            attempts: Arc::default(),
+        }
+    }
+
+    /// The operator fixed the key: from now on batches are recorded.
+    pub fn fix(&self) {
+        self.fixed.store(true, SeqCst);
+    }
+
+    /// What was delivered.
+    pub fn recording(&self) -> &RecordingSink {
+        &self.inner
+    }
+
+    /// `record_batch` calls so far, refused ones included.
+    pub fn attempts(&self) -> u64 {
+        self.attempts.load(SeqCst)
+    }
+}
+
+impl Default for MisconfiguredSink {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[async_trait]
+impl MetricsSink for MisconfiguredSink {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+    async fn record(&self, m: &AgentMetrics) -> Result<(), SinkError> {
+        self.record_batch(std::slice::from_ref(m)).await
+    }
+    async fn record_batch(&self, batch: &[AgentMetrics]) -> Result<(), SinkError> {
+        self.attempts.fetch_add(1, SeqCst);
+        if !self.fixed.load(SeqCst) {
+            return Err(SinkError::misconfigured("HTTP 401: invalid API key"));
+        }
+        self.inner.record_batch(batch).await
+    }
+}
+
 /// Takes `delay` per batch (or forever with [`SlowSink::hanging`]), then records.
 #[derive(Clone)]
 pub struct SlowSink {
