@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 /// The columns written, in COPY order, with their PostgreSQL types. One
 /// entry per [`AgentMetrics`] field.
-pub const COLUMNS: [(&str, Type); 24] = [
+pub const COLUMNS: [(&str, Type); 26] = [
     ("request_id", Type::UUID),
     ("trace_id", Type::TEXT),
     ("timestamp", Type::TIMESTAMPTZ),
@@ -40,6 +40,8 @@ pub const COLUMNS: [(&str, Type); 24] = [
     ("agent_runtime", Type::TEXT),
     ("tags", Type::JSONB),
     ("sample_weight", Type::FLOAT8),
+    ("finish_reason", Type::TEXT),
+    ("cache_write_1h_tokens", Type::INT8),
 ];
 
 /// The column types, in [`COLUMNS`] order.
@@ -158,6 +160,7 @@ pub fn validate(m: &AgentMetrics) -> Result<(), Invalid> {
         text("tools_used", t)?;
     }
     opt_text("agent_runtime", m.agent_runtime.as_ref())?;
+    opt_text("finish_reason", m.finish_reason.as_ref())?;
     for (k, v) in &m.tags {
         text("tags", k)?;
         text("tags", v)?;
@@ -200,6 +203,8 @@ pub struct Row<'a> {
     agent_runtime: Option<&'a str>,
     tags: Json<&'a BTreeMap<String, String>>,
     sample_weight: f64,
+    finish_reason: Option<&'a str>,
+    cache_write_1h_tokens: Option<i64>,
 }
 
 impl<'a> Row<'a> {
@@ -237,11 +242,16 @@ impl<'a> Row<'a> {
             agent_runtime: m.agent_runtime.as_deref(),
             tags: Json(&m.tags),
             sample_weight: m.sample_weight,
+            finish_reason: m.finish_reason.as_deref(),
+            cache_write_1h_tokens: m
+                .cache_write_1h_tokens
+                .map(|v| int("cache_write_1h_tokens", v))
+                .transpose()?,
         })
     }
 
     /// The values for a binary COPY or a parameterised statement.
-    pub fn values(&self) -> [&(dyn ToSql + Sync); 24] {
+    pub fn values(&self) -> [&(dyn ToSql + Sync); 26] {
         [
             &self.request_id,
             &self.trace_id,
@@ -267,6 +277,8 @@ impl<'a> Row<'a> {
             &self.agent_runtime,
             &self.tags,
             &self.sample_weight,
+            &self.finish_reason,
+            &self.cache_write_1h_tokens,
         ]
     }
 }
@@ -549,6 +561,6 @@ mod tests {
             v.to_sql_checked(ty, &mut buf)
                 .unwrap_or_else(|e| panic!("column {name}: {e}"));
         }
-        assert_eq!(column_list().split(", ").count(), 24);
+        assert_eq!(column_list().split(", ").count(), 26);
     }
 }

@@ -106,11 +106,18 @@ impl Migration {
 }
 
 /// Every migration, in order. Never edit a released migration: add one.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "create metrics table",
-    sql: v1,
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "create metrics table",
+        sql: v1,
+    },
+    Migration {
+        version: 2,
+        name: "finish reason and 1-hour cache writes",
+        sql: v2,
+    },
+];
 
 /// The latest schema version.
 pub fn latest_version() -> i32 {
@@ -157,6 +164,16 @@ COMMENT ON TABLE {q} IS 'steer LLM call metrics: one row per logical call, uniqu
         model_idx = t.derived("_model_timestamp_idx"),
         provider_idx = t.derived("_provider_timestamp_idx"),
         error_idx = t.derived("_error_class_timestamp_idx"),
+    )
+}
+
+/// The provider's finish reason and the 1-hour part of the cache writes.
+/// Rows written before have NULL: not reported.
+fn v2(t: &TableRef) -> String {
+    let q = t.qualified();
+    format!(
+        r#"ALTER TABLE {q} ADD COLUMN IF NOT EXISTS finish_reason text;
+ALTER TABLE {q} ADD COLUMN IF NOT EXISTS cache_write_1h_tokens bigint;"#
     )
 }
 

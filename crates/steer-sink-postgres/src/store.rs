@@ -89,7 +89,8 @@ const SUMMARY_COLUMNS: &str = r#"
     LEAST(coalesce(sum(cached_tokens), 0), 9223372036854775807)::int8,
     coalesce(sum(cost_usd), 0)::float8,
     count(*) FILTER (WHERE cost_usd IS NULL)::int8,
-    LEAST(coalesce(sum(retries), 0), 9223372036854775807)::int8"#;
+    LEAST(coalesce(sum(retries), 0), 9223372036854775807)::int8,
+    count(*) FILTER (WHERE cost_usd IS NULL AND error_class IS NULL)::int8"#;
 
 impl PostgresStore {
     /// Connect to the default table (`public.llm_metrics`) and check that
@@ -294,6 +295,7 @@ fn summary_from_row(r: &Row, o: usize) -> Result<Summary, StoreError> {
         cached_tokens: u(col(r, o + 13)?),
         cost_usd: col(r, o + 14)?,
         cost_unknown: u(col(r, o + 15)?),
+        unpriced: u(col(r, o + 17)?),
         retries: u(col(r, o + 16)?),
     })
 }
@@ -341,5 +343,7 @@ fn record_from_row(r: &Row) -> Result<AgentMetrics, StoreError> {
     m.agent_runtime = col(r, 21)?;
     m.tags = col::<Json<BTreeMap<String, String>>>(r, 22)?.0;
     m.sample_weight = col(r, 23)?;
+    m.finish_reason = col(r, 24)?;
+    m.cache_write_1h_tokens = opt_big(25)?;
     Ok(m)
 }

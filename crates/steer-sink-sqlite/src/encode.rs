@@ -59,6 +59,8 @@ pub(crate) struct Row {
     tags: String,
     sample_weight: Option<f64>,
     trace_id: Option<String>,
+    finish_reason: Option<String>,
+    cache_write_1h_tokens: Option<i64>,
 }
 
 /// A finite float, or `None` (stored as NULL).
@@ -98,6 +100,8 @@ pub(crate) fn encode(m: &AgentMetrics) -> Result<Row, serde_json::Error> {
         tags: serde_json::to_string(&m.tags)?,
         sample_weight: finite(m.sample_weight),
         trace_id: m.trace_id.clone(),
+        finish_reason: m.finish_reason.clone(),
+        cache_write_1h_tokens: m.cache_write_1h_tokens.map(count),
     })
 }
 
@@ -130,6 +134,8 @@ impl Row {
             self.tags,
             self.sample_weight,
             self.trace_id,
+            self.finish_reason,
+            self.cache_write_1h_tokens,
         ])
     }
 }
@@ -228,6 +234,8 @@ pub(crate) fn decode(row: &rusqlite::Row<'_>) -> Result<AgentMetrics, SqliteErro
     m.tags = serde_json::from_str::<BTreeMap<String, String>>(&tags).map_err(|e| r.err("tags", e))?;
     m.sample_weight = r.float_or_nan(23, "sample_weight")?;
     m.trace_id = r.get(24, "trace_id")?;
+    m.finish_reason = r.get(25, "finish_reason")?;
+    m.cache_write_1h_tokens = r.opt_count(26, "cache_write_1h_tokens")?;
     Ok(m)
 }
 

@@ -20,7 +20,7 @@ use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior};
 use crate::error::{SqliteError, SqliteResultExt};
 
 /// The schema version this crate writes and reads.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// `PRAGMA application_id` of a steer store: "STER" in ASCII.
 pub const APPLICATION_ID: i64 = 0x5354_4552;
@@ -33,7 +33,7 @@ pub const DEFAULT_TABLE: &str = "llm_metrics";
 
 /// Columns of a metrics table, in insert / select order (after the
 /// `id INTEGER PRIMARY KEY` rowid alias, which keeps insertion order).
-pub(crate) const COLUMNS: [&str; 24] = [
+pub(crate) const COLUMNS: [&str; 26] = [
     "request_id",
     "ts",
     "model",
@@ -58,6 +58,8 @@ pub(crate) const COLUMNS: [&str; 24] = [
     "tags",
     "sample_weight",
     "trace_id",
+    "finish_reason",
+    "cache_write_1h_tokens",
 ];
 
 /// A validated table name: `[A-Za-z_][A-Za-z0-9_]*`, at most 48 bytes, not
@@ -144,10 +146,23 @@ CREATE VIEW "{t}_view" AS
     ))
 }
 
+/// Version 2: the provider's finish reason and 1-hour cache writes (the
+/// part of `cache_write_tokens` billed at the 1-hour rate). Rows written
+/// before have NULL: not reported.
+fn v2(tx: &Transaction<'_>, t: &Table) -> rusqlite::Result<()> {
+    let t = t.name();
+    tx.execute_batch(&format!(
+        r#"
+ALTER TABLE "{t}" ADD COLUMN finish_reason TEXT;
+ALTER TABLE "{t}" ADD COLUMN cache_write_1h_tokens INTEGER;
+"#
+    ))
+}
+
 type Migration = fn(&Transaction<'_>, &Table) -> rusqlite::Result<()>;
 
 /// `MIGRATIONS[i]` brings a table from version `i` to `i + 1`.
-const MIGRATIONS: [Migration; SCHEMA_VERSION as usize] = [v1];
+const MIGRATIONS: [Migration; SCHEMA_VERSION as usize] = [v1, v2];
 
 /// What a file says about itself.
 struct Header {
