@@ -1,0 +1,413 @@
+//! Configuration: upstreams, keys and limits, with a builder.
+//!
+//! Upstreams come from the same environment variables as
+//! [`SteerClientBuilder`](steer::SteerClientBuilder):
+//!
+//! | provider | base URL (default) | key |
+//! |---|---|---|
+//! | `openai` | `OPENAI_BASE_URL` (`https://api.openai.com/v1`) | `OPENAI_API_KEY` |
+//! | `anthropic` | `ANTHROPIC_BASE_URL` (`https://api.anthropic.com/v1`) | `ANTHROPIC_API_KEY` |
+//! | `xai` | `XAI_BASE_URL` (`https://api.x.ai/v1`) | `XAI_API_KEY` |
+//!
+//! plus any OpenAI-compatible server registered by name
+//! ([`ProxyConfigBuilder::openai_compatible`]), addressed as `name/model`.
+//!
+//! The keys are only used with [`ProxyConfigBuilder::provider_keys`]; by
+//! default the client's own `Authorization` / `x-api-key` is passed through.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::time::Duration;
+
+use steer::pricing::PriceTable;
+
+use crate::auth::Secret;
+
+/// Default cap on a request body (32 MiB).
+pub const DEFAULT_MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
+/// Default cap on upstream calls in flight at once.
+pub const DEFAULT_MAX_CONCURRENT: usize = 4096;
+
+/// One provider the proxy forwards to.
+#[derive(Clone)]
+pub struct Upstream {
+    /// The provider name recorded in the metrics (`openai`, `anthropic`, `xai`, or a registered name).
+    pub name: String,
+    /// The base URL, up to and including the API version (`https://api.openai.com/v1`).
+    pub base_url: String,
+    /// The key held by the proxy (used only with provider keys).
+    pub(crate) key: Option<Secret>,
+}
+
+impl fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Upstream")
+            .field("name", &self.name)
+            .field("base_url", &steer::spec::redact(&self.base_url))
+            .field("key", &self.key.as_ref().map(|_| "[REDACTED]"))
+            .finish()
+    }
+}
+
+impl Upstream {
+    /// The URL of an endpoint below the base URL (`chat/completions`, `messages`, `embeddings`).
+    pub fn url(&self, endpoint: &str) -> String {
+        format!("{}/{endpoint}", self.base_url.trim_end_matches('/'))
+    }
+}
+
+/// How clients authenticate.
+#[derive(Clone, Default)]
+pub enum AuthMode {
+    /// Pass the client's `Authorization` / `x-api-key` to the provider (the default).
+    #[default]
+    Passthrough,
+    /// The proxy holds the provider keys; clients must present this key
+    /// (as `Authorization: Bearer KEY` or `x-api-key: KEY`), which is
+    /// never forwarded.
+    ProviderKeys(Secret),
+}
+
+impl fmt::Debug for AuthMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AuthMode::Passthrough => f.write_str("Passthrough"),
+            AuthMode::ProviderKeys(_) => f.write_str("ProviderKeys([REDACTED])"),
+        }
+    }
+}
+
+/// The proxy's configuration. Build with [`ProxyConfig::builder`].
+#[derive(Debug, Clone)]
+pub struct ProxyConfig {
+    pub(crate) upstreams: HashMap<String, Upstream>,
+    pub(crate) auth: AuthMode,
+    pub(crate) max_body_bytes: usize,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) response_timeout: Duration,
+    pub(crate) idle_timeout: Duration,
+    pub(crate) max_concurrent: usize,
+    pub(crate) prices: PriceTable,
+    pub(crate) max_tags: usize,
+}
+
+impl ProxyConfig {
+    /// A builder with the defaults.
+    pub fn builder() -> ProxyConfigBuilder {
+        ProxyConfigBuilder::default()
+    }
+
+    /// The upstream of this provider name, if configured.
+    pub fn upstream(&self, name: &str) -> Option<&Upstream> {
+        self.upstreams.get(name)
+    }
+
+    /// Whether clients must present the proxy key.
+    pub fn requires_proxy_key(&self) -> bool {
+        matches!(self.auth, AuthMode::ProviderKeys(_))
+    }
+}
+
+/// A configuration that cannot work.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A base URL is not an http(s) URL.
+    #[error("base URL of `{name}` is not an http(s) URL: {url}")]
+    BadUrl {
+        /// The provider.
+        name: String,
+        /// The URL (credentials redacted).
+        url: String,
+    },
+    /// A compatible upstream's name is reserved, empty or contains '/'.
+    #[error("`{0}` cannot name an OpenAI-compatible upstream (reserved, empty or contains '/')")]
+    BadName(String),
+    /// Provider keys were asked for but the proxy key is empty.
+    #[error("the proxy key is empty: set STEER_PROXY_KEY")]
+    EmptyProxyKey,
+    /// A limit is zero.
+    #[error("{0} must be greater than zero")]
+    ZeroLimit(&'static str),
+}
+
+/// Builder of [`ProxyConfig`].
+#[must_use]
+#[derive(Debug, Clone)]
+pub struct ProxyConfigBuilder {
+    use_env: bool,
+    base_urls: HashMap<&'static str, String>,
+    keys: HashMap<&'static str, Secret>,
+    compatible: Vec<(String, String, Option<Secret>)>,
+    proxy_key: Option<Secret>,
+    max_body_bytes: usize,
+    connect_timeout: Duration,
+    response_timeout: Duration,
+    idle_timeout: Duration,
+    max_concurrent: usize,
+    prices: Option<PriceTable>,
+    max_tags: usize,
+}
+
+impl Default for ProxyConfigBuilder {
+    fn default() -> Self {
+        ProxyConfigBuilder {
+            use_env: true,
+            base_urls: HashMap::new(),
+            keys: HashMap::new(),
+            compatible: Vec::new(),
+            proxy_key: None,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            connect_timeout: Duration::from_secs(10),
+            response_timeout: Duration::from_secs(600),
+            idle_timeout: Duration::from_secs(300),
+            max_concurrent: DEFAULT_MAX_CONCURRENT,
+            prices: None,
+            max_tags: 32,
+        }
+    }
+}
+
+const BUILTIN: [(&str, &str, &str, &str); 3] = [
+    (
+        "openai",
+        "https://api.openai.com/v1",
+        "OPENAI_BASE_URL",
+        "OPENAI_API_KEY",
+    ),
+    (
+        "anthropic",
+        "https://api.anthropic.com/v1",
+        "ANTHROPIC_BASE_URL",
+        "ANTHROPIC_API_KEY",
+    ),
+    ("xai", "https://api.x.ai/v1", "XAI_BASE_URL", "XAI_API_KEY"),
+];
+
+impl ProxyConfigBuilder {
+    /// Ignore the environment variables (base URLs and keys only from the builder).
+    pub fn ignore_env(mut self) -> Self {
+        self.use_env = false;
+        self
+    }
+    /// OpenAI base URL (default: `OPENAI_BASE_URL`, else `https://api.openai.com/v1`).
+    pub fn openai_base_url(mut self, url: impl Into<String>) -> Self {
+        self.base_urls.insert("openai", url.into());
+        self
+    }
+    /// Anthropic base URL (default: `ANTHROPIC_BASE_URL`, else `https://api.anthropic.com/v1`).
+    pub fn anthropic_base_url(mut self, url: impl Into<String>) -> Self {
+        self.base_urls.insert("anthropic", url.into());
+        self
+    }
+    /// xAI base URL (default: `XAI_BASE_URL`, else `https://api.x.ai/v1`).
+    pub fn xai_base_url(mut self, url: impl Into<String>) -> Self {
+        self.base_urls.insert("xai", url.into());
+        self
+    }
+    /// The key the proxy holds for a built-in provider (`openai`, `anthropic`,
+    /// `xai`; default: its `*_API_KEY` variable). Used only with
+    /// [`provider_keys`](Self::provider_keys).
+    pub fn provider_key(mut self, provider: &str, key: impl Into<String>) -> Self {
+        if let Some((name, ..)) = BUILTIN.iter().find(|(n, ..)| *n == provider) {
+            if let Some(k) = Secret::new(key) {
+                self.keys.insert(name, k);
+            }
+        }
+        self
+    }
+    /// An OpenAI-compatible upstream (Ollama, vLLM, another gateway),
+    /// addressed by clients as `name/model`.
+    pub fn openai_compatible(
+        mut self,
+        name: impl Into<String>,
+        base_url: impl Into<String>,
+        key: Option<String>,
+    ) -> Self {
+        self.compatible
+            .push((name.into(), base_url.into(), key.and_then(Secret::new)));
+        self
+    }
+    /// Hold the provider keys in the proxy and require clients to present
+    /// `proxy_key` (default: pass the client's key through).
+    pub fn provider_keys(mut self, proxy_key: impl Into<String>) -> Self {
+        self.proxy_key = Some(Secret::new(proxy_key).unwrap_or_else(Secret::empty));
+        self
+    }
+    /// Largest request body accepted (default 32 MiB; larger gets 413).
+    pub fn max_body_bytes(mut self, n: usize) -> Self {
+        self.max_body_bytes = n;
+        self
+    }
+    /// Time to connect to an upstream (default 10 s).
+    pub fn connect_timeout(mut self, t: Duration) -> Self {
+        self.connect_timeout = t;
+        self
+    }
+    /// Time for an upstream to send its response headers (default 600 s;
+    /// beyond: 504 to the client, record class `timeout`).
+    pub fn response_timeout(mut self, t: Duration) -> Self {
+        self.response_timeout = t;
+        self
+    }
+    /// Longest silence within an upstream response body (default 300 s;
+    /// beyond: the response is cut, record class `timeout`).
+    pub fn idle_timeout(mut self, t: Duration) -> Self {
+        self.idle_timeout = t;
+        self
+    }
+    /// Upstream calls in flight at once (default 4096); more wait for a slot.
+    pub fn max_concurrent(mut self, n: usize) -> Self {
+        self.max_concurrent = n;
+        self
+    }
+    /// The price table for costs (default: the built-in table).
+    pub fn prices(mut self, prices: PriceTable) -> Self {
+        self.prices = Some(prices);
+        self
+    }
+    /// Most `x-steer-tag-*` tags taken from one request (default 32; the rest are ignored).
+    pub fn max_tags(mut self, n: usize) -> Self {
+        self.max_tags = n;
+        self
+    }
+
+    /// Check and build the configuration.
+    pub fn build(self) -> Result<ProxyConfig, ConfigError> {
+        let env = |name: &str| {
+            if self.use_env {
+                std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+            } else {
+                None
+            }
+        };
+        let mut upstreams = HashMap::new();
+        for (name, default_url, url_env, key_env) in BUILTIN {
+            let base_url = self
+                .base_urls
+                .get(name)
+                .cloned()
+                .or_else(|| env(url_env))
+                .unwrap_or_else(|| default_url.to_string());
+            check_url(name, &base_url)?;
+            let key = self
+                .keys
+                .get(name)
+                .cloned()
+                .or_else(|| env(key_env).and_then(Secret::new));
+            upstreams.insert(
+                name.to_string(),
+                Upstream {
+                    name: name.to_string(),
+                    base_url,
+                    key,
+                },
+            );
+        }
+        for (name, base_url, key) in self.compatible {
+            if steer::routing::BUILTIN_PROVIDERS.contains(&name.as_str())
+                || name.is_empty()
+                || name.contains('/')
+            {
+                return Err(ConfigError::BadName(name));
+            }
+            check_url(&name, &base_url)?;
+            upstreams.insert(name.clone(), Upstream { name, base_url, key });
+        }
+        let auth = match self.proxy_key {
+            None => AuthMode::Passthrough,
+            Some(k) if k.is_empty() => return Err(ConfigError::EmptyProxyKey),
+            Some(k) => AuthMode::ProviderKeys(k),
+        };
+        if self.max_body_bytes == 0 {
+            return Err(ConfigError::ZeroLimit("max_body_bytes"));
+        }
+        if self.max_concurrent == 0 {
+            return Err(ConfigError::ZeroLimit("max_concurrent"));
+        }
+        Ok(ProxyConfig {
+            upstreams,
+            auth,
+            max_body_bytes: self.max_body_bytes,
+            connect_timeout: self.connect_timeout,
+            response_timeout: self.response_timeout,
+            idle_timeout: self.idle_timeout,
+            max_concurrent: self.max_concurrent,
+            prices: self.prices.unwrap_or_else(PriceTable::builtin),
+            max_tags: self.max_tags,
+        })
+    }
+}
+
+fn check_url(name: &str, url: &str) -> Result<(), ConfigError> {
+    match reqwest::Url::parse(url) {
+        Ok(u) if u.scheme() == "http" || u.scheme() == "https" => Ok(()),
+        _ => Err(ConfigError::BadUrl {
+            name: name.to_string(),
+            url: steer::spec::redact(url),
+        }),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_builder_and_errors() {
+        let c = ProxyConfig::builder()
+            .ignore_env()
+            .openai_base_url("http://127.0.0.1:1/v1/")
+            .openai_compatible("ollama", "http://127.0.0.1:11434/v1", None)
+            .build()
+            .unwrap();
+        assert_eq!(
+            c.upstream("openai").unwrap().url("chat/completions"),
+            "http://127.0.0.1:1/v1/chat/completions"
+        );
+        assert_eq!(
+            c.upstream("anthropic").unwrap().base_url,
+            "https://api.anthropic.com/v1"
+        );
+        assert!(c.upstream("ollama").is_some());
+        assert!(!c.requires_proxy_key());
+        assert!(matches!(
+            ProxyConfig::builder()
+                .ignore_env()
+                .openai_base_url("ftp://x")
+                .build(),
+            Err(ConfigError::BadUrl { .. })
+        ));
+        assert!(matches!(
+            ProxyConfig::builder()
+                .ignore_env()
+                .openai_compatible("openai", "http://x", None)
+                .build(),
+            Err(ConfigError::BadName(_))
+        ));
+        assert_eq!(
+            ProxyConfig::builder()
+                .ignore_env()
+                .provider_keys(" ")
+                .build()
+                .unwrap_err(),
+            ConfigError::EmptyProxyKey
+        );
+    }
+
+    #[test]
+    fn debug_never_shows_keys() {
+        let c = ProxyConfig::builder()
+            .ignore_env()
+            .provider_key("openai", "sk-secret-123")
+            .provider_keys("proxy-secret-456")
+            .build()
+            .unwrap();
+        let d = format!("{c:?}");
+        assert!(
+            !d.contains("sk-secret-123") && !d.contains("proxy-secret-456"),
+            "{d}"
+        );
+    }
+}
