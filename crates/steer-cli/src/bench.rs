@@ -10,9 +10,11 @@ use std::time::{Duration, Instant};
 
 use clap::{Args, ValueEnum};
 use serde::Serialize;
-use steer_metrics::{MetricsCollector, SinkOptions, SinkStats};
+use steer_metrics::{DeliveryReport, MetricsCollector, SinkOptions, SinkReport, SinkStats};
 
 use crate::error::{exit, CliError};
+use crate::output::all_delivered;
+use crate::signals::Stop;
 use crate::{Context, Format};
 use steer::spec::SinkSpec;
 
@@ -32,23 +34,24 @@ pub struct BenchArgs {
     /// The sink to measure.
     #[arg(long, value_name = "SPEC")]
     sink: String,
-    /// Records to push.
-    #[arg(long, default_value_t = 100_000)]
+    /// Records to push (1 to 1 000 000 000; memory stays flat).
+    #[arg(long, default_value_t = 100_000, value_parser = crate::limits::records)]
     records: usize,
     /// Target records per second (0 = as fast as possible).
     #[arg(long, default_value_t = 0)]
     rate: u64,
-    /// Batch size handed to the sink.
-    #[arg(long, default_value_t = 5000)]
+    /// Batch size handed to the sink (1 to 1 000 000).
+    #[arg(long, default_value_t = 5000, value_parser = crate::limits::batch)]
     batch: usize,
-    /// Queue capacity (default: the number of records, so nothing is dropped for lack of room).
-    #[arg(long)]
+    /// Queue capacity, 1 to 10 000 000 (default: the number of records up to
+    /// 1 000 000, so a normal run drops nothing for lack of room).
+    #[arg(long, value_parser = crate::limits::queue)]
     queue: Option<usize>,
     /// Record source.
     #[arg(long, value_enum, default_value_t = Source::Synthetic)]
     source: Source,
-    /// Concurrent calls for `--source sim`.
-    #[arg(long, default_value_t = 64)]
+    /// Concurrent calls for `--source sim` (1 to 100 000).
+    #[arg(long, default_value_t = 64, value_parser = crate::limits::concurrency)]
     concurrency: usize,
     /// Put a disk spool (SQLite file) between the queue and the sink: an outage fills the spool, not memory.
     #[arg(long, value_name = "PATH")]
@@ -88,6 +91,11 @@ pub struct BenchReport {
     pub peak_rss_mib: Option<f64>,
     /// Whether flush finished in time.
     pub completed: bool,
+    /// The sink's flush error, or why the flush did not complete.
+    pub error: Option<String>,
+    /// Set when a signal (SIGINT/SIGTERM) stopped the run early.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interrupted: Option<String>,
     /// The sink's accounting.
     pub stats: SinkStats,
 }
@@ -106,18 +114,14 @@ pub fn peak_rss_mib() -> Option<f64> {
 }
 
 /// Run `steer bench`.
-pub async fn run(args: BenchArgs, _ctx: &Context) -> Result<ExitCode, CliError> {
-    if args.records == 0 || args.batch == 0 {
-        return Err(CliError::Invalid(
-            "--records and --batch must be at least 1".into(),
-        ));
-    }
+pub async fn run(args: BenchArgs, ctx: &Context) -> Result<ExitCode, CliError> {
+    let stop = Stop::install();
     let spec: SinkSpec = args.sink.parse()?;
     let sink = crate::sinks::build(&spec).await?;
     let traffic = sink.traffic();
     let options = SinkOptions::default()
         .batch_size(args.batch)
-        .queue_capacity(args.queue.unwrap_or(args.records))
+        .queue_capacity(args.queue.unwrap_or(args.records.min(1_000_000)))
         .linger(Duration::from_millis(50));
     let builder = match &args.spool {
         Some(path) => {
@@ -147,18 +151,18 @@ pub async fn run(args: BenchArgs, _ctx: &Context) -> Result<ExitCode, CliError> 
             start_rss = status_mib("VmRSS:");
             start = Instant::now();
             if args.records <= POOL {
-                pace(pool.into_iter(), args.rate, start, |m| collector.record(m)).await;
+                pace(pool.into_iter(), args.rate, start, &stop, |m| collector.record(m)).await;
             } else {
                 let items = (0..args.records).map(|i| {
                     let mut m = pool[i % POOL].clone();
                     m.request_id = uuid::Uuid::now_v7();
                     m
                 });
-                pace(items, args.rate, start, |m| collector.record(m)).await;
+                pace(items, args.rate, start, &stop, |m| collector.record(m)).await;
             }
         }
         Source::Sim => {
-            let client = crate::demo::sim_client(collector.clone(), args.seed, 0.0, false)?;
+            let client = crate::demo::sim_client(collector.clone(), &ctx.prices, args.seed, 0.0, false)?;
             start_rss = status_mib("VmRSS:");
             start = Instant::now();
             crate::demo::drive(
@@ -168,18 +172,25 @@ pub async fn run(args: BenchArgs, _ctx: &Context) -> Result<ExitCode, CliError> 
                 &crate::demo::default_models(),
                 args.rate,
                 None,
+                Some(&stop),
             )
             .await;
         }
     }
-    let report = collector.flush_timeout(args.flush_timeout).await;
+    let flushed = collector.flush_timeout(args.flush_timeout).await;
     let seconds = start.elapsed().as_secs_f64();
-    let _ = collector.shutdown(Duration::from_secs(5)).await;
-    let sink_report = report
-        .sinks
-        .into_iter()
-        .next()
-        .ok_or_else(|| CliError::Other("no sink".into()))?;
+    // Close too, and account for it: an error at close is a delivery failure.
+    let closed = collector.shutdown(Duration::from_secs(5)).await;
+    let first = |r: DeliveryReport| {
+        r.sinks
+            .into_iter()
+            .next()
+            .ok_or_else(|| CliError::Other("no sink".into()))
+    };
+    let flushed = first(flushed)?;
+    let mut sink_report = first(closed)?;
+    sink_report.completed &= flushed.completed;
+    sink_report.error = flushed.error.or(sink_report.error);
     let stats = sink_report.stats;
     let out = BenchReport {
         sink: spec.to_string(),
@@ -191,6 +202,8 @@ pub async fn run(args: BenchArgs, _ctx: &Context) -> Result<ExitCode, CliError> 
         start_rss_mib: start_rss,
         peak_rss_mib: peak_rss_mib(),
         completed: sink_report.completed,
+        error: sink_report.error,
+        interrupted: stop.signal().map(|s| format!("{s:?}")),
         stats,
     };
     match args.format {
@@ -199,6 +212,12 @@ pub async fn run(args: BenchArgs, _ctx: &Context) -> Result<ExitCode, CliError> 
             serde_json::to_string_pretty(&out).map_err(|e| CliError::Other(e.to_string()))?
         ),
         Format::Table => {
+            if out.interrupted.is_some() {
+                println!(
+                    "interrupted     after {} records were recorded",
+                    out.stats.received
+                );
+            }
             println!("sink            {}", out.sink);
             println!("records         {}", out.records);
             println!("elapsed         {:.3} s", out.seconds);
@@ -222,16 +241,41 @@ pub async fn run(args: BenchArgs, _ctx: &Context) -> Result<ExitCode, CliError> 
             }
         }
     }
-    if out.completed && out.stats.lost() == 0 {
+    if let Some(e) = &out.stats.last_error {
+        if !out.completed || out.stats.lost() > 0 || out.stats.in_flight > 0 {
+            eprintln!("last error of the sink: {}", steer_metrics::redact::redact(e));
+        }
+    }
+    if let Some(sig) = stop.signal() {
+        return Ok(ExitCode::from(sig.exit_code()));
+    }
+    let flushed = DeliveryReport {
+        sinks: vec![SinkReport {
+            stats: out.stats.clone(),
+            completed: out.completed,
+            error: out.error.clone(),
+        }],
+    };
+    if all_delivered(&flushed) {
         Ok(ExitCode::SUCCESS)
     } else {
         Ok(ExitCode::from(exit::UNDELIVERED))
     }
 }
 
-/// Feed items at `rate` per second (0 = unpaced), yielding now and then.
-pub async fn pace<T>(items: impl Iterator<Item = T>, rate: u64, start: Instant, mut f: impl FnMut(T)) {
+/// Feed items at `rate` per second (0 = unpaced), yielding now and then;
+/// stop early when a signal arrived.
+pub async fn pace<T>(
+    items: impl Iterator<Item = T>,
+    rate: u64,
+    start: Instant,
+    stop: &Stop,
+    mut f: impl FnMut(T),
+) {
     for (i, item) in items.enumerate() {
+        if i % 1024 == 0 && stop.signal().is_some() {
+            return;
+        }
         if rate > 0 && i % 100 == 0 {
             let due = start + Duration::from_secs_f64(i as f64 / rate as f64);
             tokio::time::sleep_until(due.into()).await;

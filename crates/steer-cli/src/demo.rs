@@ -12,7 +12,8 @@ use steer_metrics::summary::breakdown;
 use steer_metrics::{AgentMetrics, GroupBy, MetricsCollector, SinkOptions, Summary};
 
 use crate::error::{exit, CliError};
-use crate::output::{delivery, table, SummaryReport};
+use crate::output::{all_delivered, delivery, table, SummaryReport};
+use crate::signals::Stop;
 use crate::{Context, Format, SinkArgs};
 use steer::spec::SinkSpec;
 
@@ -35,11 +36,11 @@ pub fn default_models() -> Vec<String> {
 /// `steer demo` arguments.
 #[derive(Debug, Args)]
 pub struct DemoArgs {
-    /// Simulated calls to make.
-    #[arg(long, default_value_t = 1000)]
+    /// Simulated calls to make (1 to 10 000 000).
+    #[arg(long, default_value_t = 1000, value_parser = crate::limits::requests)]
     requests: usize,
-    /// Calls in flight at once.
-    #[arg(long, default_value_t = 64)]
+    /// Calls in flight at once (1 to 100 000).
+    #[arg(long, default_value_t = 64, value_parser = crate::limits::concurrency)]
     concurrency: usize,
     /// Models to call (comma-separated or repeated), without the `sim/` prefix.
     #[arg(long, value_delimiter = ',', num_args = 1..)]
@@ -47,8 +48,8 @@ pub struct DemoArgs {
     /// Seed: the same seed gives the same calls.
     #[arg(long, default_value_t = 42)]
     seed: u64,
-    /// Scale the simulated latencies (1 = realistic, 0 = instant).
-    #[arg(long, default_value_t = 0.2)]
+    /// Scale the simulated latencies (1 = realistic, 0 = instant; at most 100).
+    #[arg(long, default_value_t = 0.2, value_parser = crate::limits::latency_scale)]
     latency_scale: f64,
     /// SQLite store (default: the config file's `db`, else ./steer-metrics.db).
     #[arg(long, value_name = "PATH")]
@@ -77,6 +78,7 @@ pub struct DemoArgs {
 /// and tool calls.
 pub fn sim_client(
     collector: MetricsCollector,
+    prices: &steer::pricing::PriceTable,
     seed: u64,
     latency_scale: f64,
     faults: bool,
@@ -93,15 +95,17 @@ pub fn sim_client(
     }
     SteerClient::builder()
         .collector(collector)
+        .prices(prices.clone())
         .sim(sim)
         .retry(retry)
         .build()
-        .map_err(|e| CliError::Call(e.to_string()))
+        .map_err(|e| CliError::from_call(&e))
 }
 
 /// Make `n` calls across `models` with `concurrency` in flight (a third of
 /// them streamed), at most `rate` per second (0 = unpaced). Returns the
-/// record of every call.
+/// record of every call. When `stop` is signalled, no new call starts and
+/// those in flight are cancelled (each is recorded as `cancelled`).
 pub async fn drive(
     client: &SteerClient,
     n: usize,
@@ -109,6 +113,7 @@ pub async fn drive(
     models: &[String],
     rate: u64,
     progress: Option<&indicatif::ProgressBar>,
+    stop: Option<&Stop>,
 ) -> Vec<AgentMetrics> {
     let start = Instant::now();
     let calls = futures::stream::iter(0..n)
@@ -132,8 +137,23 @@ pub async fn drive(
         })
         .buffer_unordered(concurrency.max(1));
     futures::pin_mut!(calls);
-    let mut records = Vec::with_capacity(n);
-    while let Some(r) = calls.next().await {
+    let mut records = Vec::with_capacity(n.min(1 << 16));
+    let stopped = async {
+        match stop {
+            Some(s) => s.wait().await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(stopped);
+    loop {
+        let r = tokio::select! {
+            biased;
+            () = &mut stopped => break,
+            r = calls.next() => match r {
+                Some(r) => r,
+                None => break,
+            },
+        };
         if let Some(m) = r {
             records.push(m);
         }
@@ -161,12 +181,7 @@ async fn stream_once(client: &SteerClient, prompt: String, model: &str) -> Optio
 
 /// Run `steer demo`.
 pub async fn run(args: DemoArgs, ctx: &Context) -> Result<ExitCode, CliError> {
-    if args.requests == 0 {
-        return Err(CliError::Invalid("--requests must be at least 1".into()));
-    }
-    if !args.latency_scale.is_finite() || args.latency_scale < 0.0 {
-        return Err(CliError::Invalid("--latency-scale must be a number >= 0".into()));
-    }
+    let stop = Stop::install();
     let models = if args.models.is_empty() {
         default_models()
     } else {
@@ -176,6 +191,11 @@ pub async fn run(args: DemoArgs, ctx: &Context) -> Result<ExitCode, CliError> {
         steer::route(&format!("sim/{m}")).map_err(|e| CliError::Invalid(e.to_string()))?;
     }
     let db = args.db.clone().unwrap_or_else(|| crate::stats::default_db(ctx));
+    if db.as_os_str().is_empty() {
+        return Err(CliError::Invalid(
+            "--db is empty: give the SQLite store's path".into(),
+        ));
+    }
     let mut specs = vec![SinkSpec::Sqlite(db.clone())];
     specs.extend(ctx.config_sinks.iter().cloned());
     specs.extend(args.sinks.specs()?);
@@ -186,12 +206,18 @@ pub async fn run(args: DemoArgs, ctx: &Context) -> Result<ExitCode, CliError> {
         builder = builder.sink_with_options(
             s,
             SinkOptions::default()
-                .queue_capacity(args.requests.max(1000))
+                .queue_capacity(args.requests.clamp(1000, 1_000_000))
                 .batch_size(500),
         );
     }
     let collector = builder.build().map_err(|e| CliError::Other(e.to_string()))?;
-    let client = sim_client(collector.clone(), args.seed, args.latency_scale, !args.no_faults)?;
+    let client = sim_client(
+        collector.clone(),
+        &ctx.prices,
+        args.seed,
+        args.latency_scale,
+        !args.no_faults,
+    )?;
 
     let bar = if args.quiet || args.format == Format::Json {
         indicatif::ProgressBar::hidden()
@@ -207,7 +233,16 @@ pub async fn run(args: DemoArgs, ctx: &Context) -> Result<ExitCode, CliError> {
         b
     };
     let started = Instant::now();
-    let records = drive(&client, args.requests, args.concurrency, &models, 0, Some(&bar)).await;
+    let records = drive(
+        &client,
+        args.requests,
+        args.concurrency,
+        &models,
+        0,
+        Some(&bar),
+        Some(&stop),
+    )
+    .await;
     bar.finish_and_clear();
     let elapsed = started.elapsed();
 
@@ -229,6 +264,9 @@ pub async fn run(args: DemoArgs, ctx: &Context) -> Result<ExitCode, CliError> {
             );
         }
         Format::Table => {
+            if stop.signal().is_some() {
+                println!("interrupted after {} of {} calls\n", records.len(), args.requests);
+            }
             println!(
                 "{} simulated calls in {:.1} s ({} in flight), seed {}\n",
                 records.len(),
@@ -246,11 +284,16 @@ pub async fn run(args: DemoArgs, ctx: &Context) -> Result<ExitCode, CliError> {
             );
         }
     }
-    let all_delivered = report.is_complete() && report.sinks.iter().all(|s| s.stats.lost() == 0);
-    if all_delivered {
-        Ok(ExitCode::SUCCESS)
-    } else {
+    let delivered = all_delivered(&report);
+    if !delivered {
         eprintln!("warning: some records were not delivered (see the delivery report above)");
-        Ok(ExitCode::from(exit::UNDELIVERED))
     }
+    if let Some(sig) = stop.signal() {
+        return Ok(ExitCode::from(sig.exit_code()));
+    }
+    Ok(if delivered {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(exit::UNDELIVERED)
+    })
 }

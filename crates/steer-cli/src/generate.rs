@@ -8,8 +8,9 @@ use futures::StreamExt;
 use steer::{Request, SteerClient};
 use steer_metrics::{AgentMetrics, MetricsCollector};
 
-use crate::error::CliError;
-use crate::output::delivery;
+use crate::error::{exit, CliError};
+use crate::output::{all_delivered, delivery};
+use crate::signals::Stop;
 use crate::{Context, SinkArgs};
 
 /// `steer generate` arguments.
@@ -35,12 +36,16 @@ pub struct GenerateArgs {
     /// Give up after this long (all retries included).
     #[arg(long, value_parser = humantime::parse_duration)]
     timeout: Option<Duration>,
+    /// Wait at most this long for the metrics to reach the sinks at the end.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    flush_timeout: Duration,
     #[command(flatten)]
     sinks: SinkArgs,
 }
 
 /// Run `steer generate`.
 pub async fn run(args: GenerateArgs, ctx: &Context) -> Result<ExitCode, CliError> {
+    let stop = Stop::install();
     let mut specs = ctx.config_sinks.clone();
     specs.extend(args.sinks.specs()?);
     let sinks = crate::sinks::build_all(&specs).await?;
@@ -51,8 +56,9 @@ pub async fn run(args: GenerateArgs, ctx: &Context) -> Result<ExitCode, CliError
     let collector = builder.build().map_err(|e| CliError::Other(e.to_string()))?;
     let client = SteerClient::builder()
         .collector(collector.clone())
+        .prices(ctx.prices.clone())
         .build()
-        .map_err(|e| CliError::Call(e.to_string()))?;
+        .map_err(|e| CliError::from_call(&e))?;
 
     let mut req = Request::prompt(args.prompt.clone());
     if let Some(s) = &args.system {
@@ -68,11 +74,54 @@ pub async fn run(args: GenerateArgs, ctx: &Context) -> Result<ExitCode, CliError
         req = req.timeout(t);
     }
 
-    let outcome: Result<AgentMetrics, (String, Option<AgentMetrics>)> = if args.stream {
+    let call = async { call(&client, req, &args).await };
+    let outcome = tokio::select! {
+        biased;
+        () = stop.wait() => Err((CliError::Call("interrupted before the call finished".into()), None)),
+        o = call => o,
+    };
+
+    let print_record = |m: &AgentMetrics| {
+        eprintln!("--- metrics ---");
+        match serde_json::to_string_pretty(m) {
+            Ok(s) => eprintln!("{s}"),
+            Err(e) => eprintln!("(cannot render the record: {e})"),
+        }
+    };
+    let report = collector.shutdown(args.flush_timeout).await;
+    if !report.sinks.is_empty() {
+        eprintln!("--- delivery ---");
+        eprint!("{}", delivery(&report));
+    }
+    if let Some(m) = match &outcome {
+        Ok(m) => Some(m),
+        Err((_, m)) => m.as_ref(),
+    } {
+        print_record(m);
+    }
+    if let Some(sig) = stop.signal() {
+        return Ok(ExitCode::from(sig.exit_code()));
+    }
+    match outcome {
+        Ok(_) if all_delivered(&report) => Ok(ExitCode::SUCCESS),
+        Ok(_) => {
+            eprintln!("warning: the call's metrics did not reach every sink (see the delivery report above)");
+            Ok(ExitCode::from(exit::UNDELIVERED))
+        }
+        Err((e, _)) => Err(e),
+    }
+}
+
+type Outcome = Result<AgentMetrics, (CliError, Option<AgentMetrics>)>;
+
+/// Make the call, printing the answer as it comes.
+async fn call(client: &SteerClient, req: Request, args: &GenerateArgs) -> Outcome {
+    let fail = |e: &steer::SteerError| (CliError::from_call(e), e.metrics().cloned());
+    if args.stream {
         match client.stream(req, &args.model).await {
-            Err(e) => Err((e.to_string(), e.metrics().cloned())),
+            Err(e) => Err(fail(&e)),
             Ok(mut s) => {
-                let mut result = Err(("stream ended without a final event".to_string(), None));
+                let mut result = Err((CliError::Call("stream ended without a final event".into()), None));
                 while let Some(ev) = s.next().await {
                     match ev {
                         Ok(steer::StreamEvent::Delta(text)) => {
@@ -87,7 +136,7 @@ pub async fn run(args: GenerateArgs, ctx: &Context) -> Result<ExitCode, CliError
                         Ok(_) => {}
                         Err(e) => {
                             println!();
-                            result = Err((e.to_string(), e.metrics().cloned()));
+                            result = Err(fail(&e));
                         }
                     }
                 }
@@ -103,32 +152,7 @@ pub async fn run(args: GenerateArgs, ctx: &Context) -> Result<ExitCode, CliError
                 }
                 Ok(resp.metrics.clone())
             }
-            Err(e) => Err((e.to_string(), e.metrics().cloned())),
-        }
-    };
-
-    let print_record = |m: &AgentMetrics| {
-        eprintln!("--- metrics ---");
-        match serde_json::to_string_pretty(m) {
-            Ok(s) => eprintln!("{s}"),
-            Err(e) => eprintln!("(cannot render the record: {e})"),
-        }
-    };
-    let report = collector.shutdown(Duration::from_secs(10)).await;
-    if !report.sinks.is_empty() {
-        eprintln!("--- delivery ---");
-        eprint!("{}", delivery(&report));
-    }
-    match outcome {
-        Ok(m) => {
-            print_record(&m);
-            Ok(ExitCode::SUCCESS)
-        }
-        Err((msg, m)) => {
-            if let Some(m) = &m {
-                print_record(m);
-            }
-            Err(CliError::Call(msg))
+            Err(e) => Err(fail(&e)),
         }
     }
 }

@@ -6,7 +6,10 @@ mod bench;
 mod demo;
 mod error;
 mod generate;
+mod limits;
 mod output;
+mod prices;
+mod signals;
 mod sinks;
 mod stats;
 
@@ -29,6 +32,11 @@ struct Cli {
     /// Config file with defaults (`db`, `sinks`). Default: ./steer.toml when present.
     #[arg(long, global = true, value_name = "FILE")]
     config: Option<PathBuf>,
+    /// Price file merged over the built-in table: steer's TOML/JSON format or
+    /// the community price map's JSON (a newer copy of
+    /// model_prices_and_context_window.json). Overrides `prices` in steer.toml.
+    #[arg(long, global = true, value_name = "FILE", env = "STEER_PRICES")]
+    prices: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -43,6 +51,8 @@ enum Command {
     Stats(stats::StatsArgs),
     /// Throughput harness: push records through the collector into a sink and report rates.
     Bench(bench::BenchArgs),
+    /// Print the effective price table (USD per 1M tokens): built in, plus --prices FILE.
+    Prices(prices::PricesArgs),
 }
 
 /// Output format.
@@ -84,6 +94,19 @@ pub struct Context {
     pub config: ConfigFile,
     /// Sinks from the config file.
     pub config_sinks: Vec<SinkSpec>,
+    /// The price table: built in, plus `--prices` / `STEER_PRICES` / `prices` in the config file.
+    pub prices: steer::pricing::PriceTable,
+}
+
+/// The built-in price table with the price file, if one is given, merged over it.
+fn load_prices(file: Option<&std::path::Path>) -> Result<steer::pricing::PriceTable, CliError> {
+    let mut table = steer::pricing::PriceTable::builtin();
+    if let Some(path) = file {
+        let extra =
+            steer::pricing::PriceTable::from_path(path).map_err(|e| CliError::Invalid(e.to_string()))?;
+        table.merge(extra);
+    }
+    Ok(table)
 }
 
 fn init_logging(verbose: u8) {
@@ -102,17 +125,30 @@ fn init_logging(verbose: u8) {
         .try_init();
 }
 
-fn load_context(path: Option<PathBuf>) -> Result<Context, CliError> {
+fn load_context(path: Option<PathBuf>, prices: Option<PathBuf>) -> Result<Context, CliError> {
     let explicit = path.is_some();
     let path = path.unwrap_or_else(|| PathBuf::from("steer.toml"));
-    if !explicit && !path.exists() {
+    // `symlink_metadata`, not `exists`: a dangling ./steer.toml symlink is
+    // reported (by `load`), not silently ignored.
+    if !explicit && std::fs::symlink_metadata(&path).is_err() {
         return Ok(Context {
             config: ConfigFile::default(),
             config_sinks: Vec::new(),
+            prices: load_prices(prices.as_deref())?,
         });
     }
     let (config, config_sinks) = ConfigFile::load(&path)?;
-    Ok(Context { config, config_sinks })
+    // `prices` in the file is relative to the file's folder; --prices wins.
+    let file_prices = config.prices.as_ref().map(|p| match path.parent() {
+        Some(dir) if p.is_relative() => dir.join(p),
+        _ => p.clone(),
+    });
+    let prices = load_prices(prices.as_deref().or(file_prices.as_deref()))?;
+    Ok(Context {
+        config,
+        config_sinks,
+        prices,
+    })
 }
 
 fn main() -> ExitCode {
@@ -126,12 +162,13 @@ fn main() -> ExitCode {
         }
     };
     let result = rt.block_on(async move {
-        let ctx = load_context(cli.config)?;
+        let ctx = load_context(cli.config, cli.prices)?;
         match cli.command {
             Command::Demo(a) => demo::run(a, &ctx).await,
             Command::Generate(a) => generate::run(a, &ctx).await,
             Command::Stats(a) => stats::run(a, &ctx).await,
             Command::Bench(a) => bench::run(a, &ctx).await,
+            Command::Prices(a) => prices::run(a, &ctx).await,
         }
     });
     // Do not wait for stray background tasks (e.g. a sink still retrying).

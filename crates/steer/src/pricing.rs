@@ -253,7 +253,13 @@ impl PriceTable {
                     }];
                 }
                 match Self::from_toml_str(OWN) {
-                    Ok(own) => t.insert_missing(own),
+                    Ok(own) => {
+                        t.insert_missing(own);
+                        t.sources.push(PriceSource {
+                            as_of: None,
+                            source: "steer's own entries for models the map does not list".into(),
+                        });
+                    }
                     Err(e) => tracing::error!(error = %e, "built-in price table is invalid"),
                 }
                 t

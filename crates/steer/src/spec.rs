@@ -149,26 +149,11 @@ fn url_with_host(kind: &'static str, s: &str) -> Result<url::Url, SpecError> {
     Ok(u)
 }
 
-/// Replace the password of a URL-like string with `***`.
+/// Hide the secrets of a URL-like string (userinfo password, secret-looking
+/// query parameters): [`steer_metrics::redact::redact`], the one redaction
+/// every steer crate uses.
 pub fn redact(s: &str) -> String {
-    match url::Url::parse(s) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("***"));
-            u.to_string()
-        }
-        Ok(_) => s.to_string(),
-        // Not a URL: still hide anything that looks like user:pass@
-        Err(_) => match (s.find("//"), s.rfind('@')) {
-            (Some(a), Some(b)) if b > a => {
-                let userinfo = &s[a + 2..b];
-                match userinfo.split_once(':') {
-                    Some((user, _)) => format!("{}{}:***{}", &s[..a + 2], user, &s[b..]),
-                    None => s.to_string(),
-                }
-            }
-            _ => s.to_string(),
-        },
-    }
+    steer_metrics::redact::redact(s)
 }
 
 impl fmt::Display for SinkSpec {
@@ -180,9 +165,9 @@ impl fmt::Display for SinkSpec {
             SinkSpec::Postgres(u) | SinkSpec::Influx(u) => f.write_str(&redact(u)),
             SinkSpec::CloudWatch(n) => write!(f, "cloudwatch:{n}"),
             SinkSpec::Datadog(None) => f.write_str("datadog"),
-            SinkSpec::Datadog(Some(s)) => write!(f, "datadog:{s}"),
+            SinkSpec::Datadog(Some(s)) => write!(f, "datadog:{}", redact(s)),
             SinkSpec::Otlp(u) => write!(f, "otlp:{}", redact(u)),
-            SinkSpec::Prometheus(a) => write!(f, "prometheus:{a}"),
+            SinkSpec::Prometheus(a) => write!(f, "prometheus:{}", redact(a)),
         }
     }
 }
@@ -192,6 +177,7 @@ impl fmt::Display for SinkSpec {
 /// ```toml
 /// db = "steer-metrics.db"          # SQLite store used by demo and stats
 /// sinks = ["jsonl:calls.jsonl", "postgres://steer@127.0.0.1:5432/metrics"]
+/// prices = "prices.json"           # price file merged over the built-in table
 /// ```
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -201,6 +187,9 @@ pub struct ConfigFile {
     /// Extra sinks for every command.
     #[serde(default)]
     pub sinks: Vec<String>,
+    /// A price file (steer's TOML/JSON, or the community price map's JSON)
+    /// merged over the built-in table; relative to the config file's folder.
+    pub prices: Option<PathBuf>,
 }
 
 /// Errors reading `steer.toml`.
@@ -222,6 +211,20 @@ pub enum ConfigError {
         /// Why (never echoes values).
         message: String,
     },
+    /// The file is larger than [`ConfigFile::MAX_BYTES`].
+    #[error("config file {path} is larger than {max} bytes; is it the right file?")]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// The cap.
+        max: u64,
+    },
+    /// `steer.toml` in the current directory is a symlink to nothing.
+    #[error("config file {path} is a symbolic link to a file that does not exist")]
+    DanglingSymlink {
+        /// The link.
+        path: PathBuf,
+    },
     /// A sink in the file is not valid.
     #[error("config file {path}: {source}")]
     Spec {
@@ -233,16 +236,59 @@ pub enum ConfigError {
 }
 
 impl ConfigFile {
-    /// Read and validate a config file.
+    /// Largest config file read (1 MiB): `--config /dev/zero` must not
+    /// grow without bound.
+    pub const MAX_BYTES: u64 = 1 << 20;
+
+    /// Read and validate a config file (at most [`MAX_BYTES`](Self::MAX_BYTES);
+    /// `db`, when given, must not be empty).
     pub fn load(path: &std::path::Path) -> Result<(ConfigFile, Vec<SinkSpec>), ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        use std::io::Read;
+        let read_err = |source| ConfigError::Read {
             path: path.to_path_buf(),
             source,
+        };
+        let file = std::fs::File::open(path).map_err(|e| {
+            let dangling = e.kind() == std::io::ErrorKind::NotFound
+                && std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
+            if dangling {
+                ConfigError::DanglingSymlink {
+                    path: path.to_path_buf(),
+                }
+            } else {
+                read_err(e)
+            }
+        })?;
+        let mut bytes = Vec::new();
+        file.take(Self::MAX_BYTES + 1)
+            .read_to_end(&mut bytes)
+            .map_err(read_err)?;
+        if bytes.len() as u64 > Self::MAX_BYTES {
+            return Err(ConfigError::TooLarge {
+                path: path.to_path_buf(),
+                max: Self::MAX_BYTES,
+            });
+        }
+        let text = String::from_utf8(bytes).map_err(|_| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: "the file is not UTF-8 text".into(),
         })?;
         let cfg: ConfigFile = toml::from_str(&text).map_err(|e| ConfigError::Parse {
             path: path.to_path_buf(),
             message: e.message().to_string(),
         })?;
+        if cfg
+            .db
+            .as_ref()
+            .is_some_and(|d| d.as_os_str().to_string_lossy().trim().is_empty())
+        {
+            return Err(ConfigError::Parse {
+                path: path.to_path_buf(),
+                message:
+                    "`db` is empty: give the SQLite store's path, or leave `db` out for ./steer-metrics.db"
+                        .into(),
+            });
+        }
         let specs = cfg
             .sinks
             .iter()
