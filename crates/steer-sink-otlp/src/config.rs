@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
+use steer_metrics::semconv::{check_tag_keys, TagKeyError};
 use url::Url;
 
 /// The default OTLP/HTTP base endpoint.
@@ -55,6 +56,11 @@ pub enum ConfigError {
     /// The exporter could not be built.
     #[error("OTLP exporter: {0}")]
     Exporter(String),
+    /// A tag key of [`OtlpSinkBuilder::tag_attributes`] (or `?tags=`)
+    /// cannot be an attribute: it collides with a built-in attribute or is
+    /// not a valid label name after sanitising.
+    #[error("OTLP tag attributes: {0}")]
+    TagKey(#[from] TagKeyError),
 }
 
 /// Builds an [`OtlpSink`](crate::OtlpSink).
@@ -74,6 +80,7 @@ pub struct OtlpSinkBuilder {
     pub(crate) server_address: Option<String>,
     pub(crate) temporality: Temporality,
     pub(crate) max_series: usize,
+    pub(crate) tag_keys: Vec<String>,
 }
 
 impl Default for OtlpSinkBuilder {
@@ -92,6 +99,7 @@ impl Default for OtlpSinkBuilder {
             server_address: None,
             temporality: Temporality::default(),
             max_series: 1000,
+            tag_keys: Vec::new(),
         }
     }
 }
@@ -111,6 +119,7 @@ impl fmt::Debug for OtlpSinkBuilder {
             .field("server_address", &self.server_address)
             .field("temporality", &self.temporality)
             .field("max_series", &self.max_series)
+            .field("tag_keys", &self.tag_keys)
             .finish_non_exhaustive()
     }
 }
@@ -206,11 +215,34 @@ impl OtlpSinkBuilder {
         self
     }
 
-    /// At most this many (provider, request model, response model) series
-    /// (default 1000); records of further ones are folded into model `other`.
+    /// At most this many (provider, request model, response model, finish
+    /// reason, allow-listed tag values) series (default 1000); records of
+    /// further ones are folded into `other`.
     pub fn max_series(mut self, n: usize) -> Self {
         self.max_series = n;
         self
+    }
+
+    /// Export these record tags as attributes of every series (default:
+    /// none), e.g. `["user", "team"]`: the attribute key is the tag key, the
+    /// value the record's tag value (cut to 256 bytes); a record without
+    /// the tag gets no such attribute. Each distinct combination is a
+    /// series under [`max_series`](Self::max_series). The same as
+    /// `?tags=user,team` in [`OtlpSink::from_url`](crate::OtlpSink::from_url).
+    /// Replaces any earlier list.
+    ///
+    /// # Errors
+    /// [`ConfigError::TagKey`] for a key that is a built-in attribute
+    /// (`gen_ai.request.model`, `error.type`, ... in either naming) or not
+    /// a valid Prometheus label name after sanitising (empty, a leading
+    /// digit or `__`), or two keys that sanitise to the same label.
+    pub fn tag_attributes<I, S>(mut self, keys: I) -> Result<Self, ConfigError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        self.tag_keys = check_tag_keys(keys)?;
+        Ok(self)
     }
 
     /// The URL the exporter is given, validated.

@@ -13,8 +13,22 @@
 //!
 //! Attributes: `gen_ai.operation.name` (`chat`), `gen_ai.provider.name`,
 //! `gen_ai.request.model`, `gen_ai.response.model` (when the provider
-//! reported one), `error.type` (the [`ErrorClass`](steer_metrics::ErrorClass)
-//! snake_case name, failures only) and `server.address` (when configured).
+//! reported one), `gen_ai.response.finish_reasons` (a string array with
+//! the record's one finish reason, the provider's own value, when it has
+//! one), `error.type` (the [`ErrorClass`](steer_metrics::ErrorClass)
+//! snake_case name, failures only), `server.address` (when configured) and
+//! each allow-listed record tag the record has (key = tag key).
+//!
+//! **Token types.** `gen_ai.token.type` is `input` or `output`, the only
+//! values the conventions define; cache reads/writes and reasoning tokens
+//! are parts of those counts, not types of their own (see
+//! [`steer_metrics::semconv`]).
+//!
+//! **The series cap.** A series is one (provider, request model, response
+//! model, finish reason, allow-listed tag values) combination, with a slot
+//! per error class. Beyond `max_series` of them, a new combination is
+//! folded: provider, models and tag values become `other`, a finish reason
+//! other than the [known ones](KNOWN_FINISH_REASONS) becomes `other`.
 //!
 //! **Sample weights.** A record with `sample_weight` *w* stands for *w*
 //! calls: counters add *w* exactly; histograms record the observation
@@ -40,7 +54,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
 use opentelemetry::metrics::{Counter, Histogram, Meter};
-use opentelemetry::KeyValue;
+use opentelemetry::{Array, KeyValue, StringValue, Value};
 use steer_metrics::{AgentMetrics, ErrorClass};
 
 /// `gen_ai.client.operation.duration`.
@@ -57,27 +71,13 @@ pub const ERRORS: &str = "steer.llm.errors";
 pub const COST: &str = "steer.llm.cost";
 
 pub use steer_metrics::semconv::{
-    cost_amount, counter_weight, provider_name, repeat_count, seconds, DURATION_BUCKETS, MAX_COST_USD,
-    MAX_DURATION_MS, MAX_REPEAT, MAX_VALUE_LEN, OTHER, TOKEN_BUCKETS, TTFC_BUCKETS,
+    cost_amount, counter_weight, finish_reason, folded_finish_reason, provider_name, repeat_count, seconds,
+    DURATION_BUCKETS, KNOWN_FINISH_REASONS, MAX_COST_USD, MAX_DURATION_MS, MAX_REPEAT, MAX_VALUE_LEN, OTHER,
+    TOKEN_BUCKETS, TTFC_BUCKETS,
 };
 
-/// Attribute keys.
-pub mod attr {
-    /// `gen_ai.operation.name` (always `chat`).
-    pub const OPERATION_NAME: &str = "gen_ai.operation.name";
-    /// `gen_ai.provider.name`.
-    pub const PROVIDER_NAME: &str = "gen_ai.provider.name";
-    /// `gen_ai.request.model`.
-    pub const REQUEST_MODEL: &str = "gen_ai.request.model";
-    /// `gen_ai.response.model`.
-    pub const RESPONSE_MODEL: &str = "gen_ai.response.model";
-    /// `error.type`.
-    pub const ERROR_TYPE: &str = "error.type";
-    /// `server.address`.
-    pub const SERVER_ADDRESS: &str = "server.address";
-    /// `gen_ai.token.type` (`input` | `output`).
-    pub const TOKEN_TYPE: &str = "gen_ai.token.type";
-}
+/// Attribute keys (defined once, in [`steer_metrics::semconv::attr`]).
+pub use steer_metrics::semconv::attr;
 
 /// The value of `gen_ai.operation.name`.
 pub const OPERATION_CHAT: &str = "chat";
@@ -112,25 +112,45 @@ fn truncate(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
-/// The attributes common to every instrument for one record (`model` is
-/// the request model after the cardinality cap).
-pub fn common_attributes(m: &AgentMetrics, folded: bool, server_address: Option<&str>) -> Vec<KeyValue> {
-    let mut a = Vec::with_capacity(6);
+/// The attributes common to every instrument for one record. A `folded`
+/// record (beyond the series cap) gets `other` for its provider, request
+/// and response model and allow-listed tag values, and keeps its finish
+/// reason only when it is a [known one](KNOWN_FINISH_REASONS) (else
+/// `other`).
+pub fn common_attributes(
+    m: &AgentMetrics,
+    folded: bool,
+    server_address: Option<&str>,
+    tag_keys: &[String],
+) -> Vec<KeyValue> {
+    let mut a = Vec::with_capacity(7 + tag_keys.len());
     a.push(KeyValue::new(attr::OPERATION_NAME, OPERATION_CHAT));
-    a.push(KeyValue::new(
-        attr::PROVIDER_NAME,
-        attribute_value(provider_name(&m.provider)),
-    ));
     if folded {
+        a.push(KeyValue::new(attr::PROVIDER_NAME, OTHER));
         a.push(KeyValue::new(attr::REQUEST_MODEL, OTHER));
         if m.response_model.is_some() {
             a.push(KeyValue::new(attr::RESPONSE_MODEL, OTHER));
         }
     } else {
+        a.push(KeyValue::new(
+            attr::PROVIDER_NAME,
+            attribute_value(provider_name(&m.provider)),
+        ));
         a.push(KeyValue::new(attr::REQUEST_MODEL, attribute_value(&m.model)));
         if let Some(r) = &m.response_model {
             a.push(KeyValue::new(attr::RESPONSE_MODEL, attribute_value(r)));
         }
+    }
+    if let Some(f) = finish_reason(m) {
+        let v = if folded {
+            folded_finish_reason(f).to_string()
+        } else {
+            attribute_value(f)
+        };
+        a.push(KeyValue::new(
+            attr::FINISH_REASONS,
+            Value::Array(Array::String(vec![StringValue::from(v)])),
+        ));
     }
     if let Some(c) = m.error_class {
         a.push(KeyValue::new(attr::ERROR_TYPE, c.as_str()));
@@ -138,7 +158,56 @@ pub fn common_attributes(m: &AgentMetrics, folded: bool, server_address: Option<
     if let Some(s) = server_address {
         a.push(KeyValue::new(attr::SERVER_ADDRESS, attribute_value(s)));
     }
+    for k in tag_keys {
+        if let Some(v) = m.tags.get(k) {
+            let v = if folded {
+                OTHER.to_string()
+            } else {
+                attribute_value(v)
+            };
+            a.push(KeyValue::new(k.clone(), v));
+        }
+    }
     a
+}
+
+/// Append one part of a series key: `-` when absent, else the value (as
+/// exported, cut to [`MAX_VALUE_LEN`]) length-prefixed, so no two
+/// combinations share a key.
+fn key_part(key: &mut String, v: Option<&str>) {
+    match v {
+        Some(v) => {
+            let v = truncate(v, MAX_VALUE_LEN);
+            let _ = write!(key, "{}:{v}", v.len());
+        }
+        None => key.push('-'),
+    }
+}
+
+/// The series key of a record: provider, request model, response model,
+/// finish reason and the allow-listed tag values (the error class picks a
+/// slot of the series). Shared with the Prometheus sink's rules.
+fn series_key(key: &mut String, m: &AgentMetrics, tag_keys: &[String]) {
+    key.clear();
+    key_part(key, Some(&m.provider));
+    key_part(key, Some(&m.model));
+    key_part(key, m.response_model.as_deref());
+    key_part(key, finish_reason(m));
+    for k in tag_keys {
+        key_part(key, m.tags.get(k).map(String::as_str));
+    }
+}
+
+/// The key of a folded record's series: which of the attributes it has
+/// (response model, tags) and its folded finish reason. Bounded: at most
+/// 2 × (1 + 13) × 2^tags keys.
+fn folded_key(key: &mut String, m: &AgentMetrics, tag_keys: &[String]) {
+    key.clear();
+    key.push(if m.response_model.is_some() { 'r' } else { '-' });
+    key_part(key, finish_reason(m).map(folded_finish_reason));
+    for k in tag_keys {
+        key.push(if m.tags.contains_key(k) { 't' } else { '-' });
+    }
 }
 
 /// The attribute sets of one series, built once.
@@ -165,8 +234,8 @@ impl SeriesAttrs {
 }
 
 impl SeriesAttrs {
-    fn new(m: &AgentMetrics, folded: bool, server_address: Option<&str>) -> Self {
-        let common = common_attributes(m, folded, server_address);
+    fn new(m: &AgentMetrics, folded: bool, server_address: Option<&str>, tag_keys: &[String]) -> Self {
+        let common = common_attributes(m, folded, server_address, tag_keys);
         let with = |t: &'static str| {
             let mut a = common.clone();
             a.push(KeyValue::new(attr::TOKEN_TYPE, t));
@@ -188,7 +257,8 @@ type Slots = [Option<Arc<SeriesAttrs>>; 1 + ErrorClass::ALL.len()];
 struct State {
     key: String,
     series: HashMap<String, Slots>,
-    other: Slots,
+    /// Folded series, by [`folded_key`] (bounded by construction).
+    other: HashMap<String, Slots>,
 }
 
 fn slot(class: Option<ErrorClass>) -> usize {
@@ -198,26 +268,37 @@ fn slot(class: Option<ErrorClass>) -> usize {
 }
 
 /// Records into [`Instruments`] with the series cap: at most `max_series`
-/// distinct (provider, request model, response model) combinations; the
-/// records of further ones are folded into model `other` and counted.
-/// Attribute sets are built once per series; memory is bounded by the cap
-/// (folded combinations are not remembered).
+/// distinct (provider, request model, response model, finish reason,
+/// allow-listed tag values) combinations; the records of further ones are
+/// folded into `other` (see [`common_attributes`]) and counted. Attribute
+/// sets are built once per series; memory is bounded by the cap (folded
+/// combinations are not remembered).
 #[derive(Debug)]
 pub struct Recorder {
     instruments: Instruments,
     max_series: usize,
     server_address: Option<String>,
+    tag_keys: Vec<String>,
     state: Mutex<State>,
     folded: AtomicU64,
 }
 
 impl Recorder {
-    /// A recorder into `instruments`.
-    pub fn new(instruments: Instruments, max_series: usize, server_address: Option<String>) -> Self {
+    /// A recorder into `instruments`, exporting the record tags named in
+    /// `tag_keys` as attributes (checked with
+    /// [`check_tag_keys`](steer_metrics::semconv::check_tag_keys) by the
+    /// builder).
+    pub fn new(
+        instruments: Instruments,
+        max_series: usize,
+        server_address: Option<String>,
+        tag_keys: Vec<String>,
+    ) -> Self {
         Recorder {
             instruments,
             max_series,
             server_address,
+            tag_keys,
             state: Mutex::new(State::default()),
             folded: AtomicU64::new(0),
         }
@@ -231,34 +312,23 @@ impl Recorder {
     fn attrs(&self, m: &AgentMetrics) -> Arc<SeriesAttrs> {
         let mut guard = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let st = &mut *guard;
-        st.key.clear();
-        // Length-prefixed, so no two combinations share a key.
-        let _ = write!(
-            st.key,
-            "{}:{}{}:{}",
-            m.provider.len(),
-            m.provider,
-            m.model.len(),
-            m.model
-        );
-        match &m.response_model {
-            Some(r) => {
-                let _ = write!(st.key, "+{r}");
-            }
-            None => st.key.push('-'),
-        }
+        series_key(&mut st.key, m, &self.tag_keys);
         let folded = !st.series.contains_key(st.key.as_str()) && st.series.len() >= self.max_series;
         if folded {
             self.folded.fetch_add(1, Relaxed);
+            folded_key(&mut st.key, m, &self.tag_keys);
         }
-        let slots = if folded {
-            &mut st.other
-        } else {
-            let key = st.key.clone();
-            st.series.entry(key).or_default()
-        };
+        let map = if folded { &mut st.other } else { &mut st.series };
+        let slots = map.entry(st.key.clone()).or_default();
         slots[slot(m.error_class)]
-            .get_or_insert_with(|| Arc::new(SeriesAttrs::new(m, folded, self.server_address.as_deref())))
+            .get_or_insert_with(|| {
+                Arc::new(SeriesAttrs::new(
+                    m,
+                    folded,
+                    self.server_address.as_deref(),
+                    &self.tag_keys,
+                ))
+            })
             .clone()
     }
 
@@ -392,7 +462,7 @@ mod tests {
     fn attributes_of_a_success_and_a_failure() {
         let mut m = AgentMetrics::new("xai", "grok-4");
         m.response_model = Some("grok-4-0709".into());
-        let a = common_attributes(&m, false, Some("api.x.ai"));
+        let a = common_attributes(&m, false, Some("api.x.ai"), &[]);
         assert_eq!(get(&a, attr::OPERATION_NAME).as_deref(), Some("chat"));
         assert_eq!(get(&a, attr::PROVIDER_NAME).as_deref(), Some("x_ai"));
         assert_eq!(get(&a, attr::REQUEST_MODEL).as_deref(), Some("grok-4"));
@@ -401,14 +471,133 @@ mod tests {
         assert_eq!(get(&a, attr::ERROR_TYPE), None, "error.type only on failures");
 
         let f = AgentMetrics::new("openai", "gpt-4o").with_error(ErrorClass::PermissionDenied);
-        let a = common_attributes(&f, false, None);
+        let a = common_attributes(&f, false, None, &[]);
         assert_eq!(get(&a, attr::ERROR_TYPE).as_deref(), Some("permission_denied"));
         assert_eq!(get(&a, attr::RESPONSE_MODEL), None);
         assert_eq!(get(&a, attr::SERVER_ADDRESS), None);
 
-        let a = common_attributes(&m, true, None);
+        let a = common_attributes(&m, true, None, &[]);
         assert_eq!(get(&a, attr::REQUEST_MODEL).as_deref(), Some("other"));
         assert_eq!(get(&a, attr::RESPONSE_MODEL).as_deref(), Some("other"));
+        assert_eq!(get(&a, attr::PROVIDER_NAME).as_deref(), Some("other"));
+        assert_eq!(
+            get(&a, attr::FINISH_REASONS),
+            None,
+            "none without a finish reason"
+        );
+    }
+
+    fn finish(attrs: &[KeyValue]) -> Option<Value> {
+        attrs
+            .iter()
+            .find(|kv| kv.key.as_str() == attr::FINISH_REASONS)
+            .map(|kv| kv.value.clone())
+    }
+
+    fn reasons(v: &[&str]) -> Option<Value> {
+        Some(Value::Array(Array::String(
+            v.iter().map(|s| StringValue::from(s.to_string())).collect(),
+        )))
+    }
+
+    #[test]
+    fn golden_attributes_with_finish_reason_and_tags() {
+        let mut m = AgentMetrics::new("anthropic", "claude-sonnet-4-6");
+        m.response_model = Some("claude-sonnet-4-6-20260101".into());
+        m.finish_reason = Some("max_tokens".into());
+        m.tags.insert("user".into(), "u-42".into());
+        m.tags.insert("feature".into(), "search".into());
+        m.tags.insert("secret".into(), "not exported".into());
+        let keys = vec!["user".to_string(), "team".to_string(), "feature".to_string()];
+        let a = common_attributes(&m, false, None, &keys);
+        let got: Vec<(String, Value)> = a
+            .iter()
+            .map(|kv| (kv.key.to_string(), kv.value.clone()))
+            .collect();
+        let s = |v: &str| Value::from(v.to_string());
+        assert_eq!(
+            got,
+            vec![
+                ("gen_ai.operation.name".into(), s("chat")),
+                ("gen_ai.provider.name".into(), s("anthropic")),
+                ("gen_ai.request.model".into(), s("claude-sonnet-4-6")),
+                ("gen_ai.response.model".into(), s("claude-sonnet-4-6-20260101")),
+                (
+                    "gen_ai.response.finish_reasons".into(),
+                    reasons(&["max_tokens"]).unwrap()
+                ),
+                ("user".into(), s("u-42")),
+                ("feature".into(), s("search")),
+            ],
+            "no `team` attribute for a record without it; `secret` is not allow-listed"
+        );
+        // Folded: known finish reasons stay, others and tag values become `other`.
+        let a = common_attributes(&m, true, None, &keys);
+        assert_eq!(finish(&a), reasons(&["max_tokens"]));
+        assert_eq!(get(&a, "user").as_deref(), Some("other"));
+        assert_eq!(get(&a, "team"), None);
+        m.finish_reason = Some("brand_new_reason".into());
+        assert_eq!(
+            finish(&common_attributes(&m, true, None, &keys)),
+            reasons(&["other"])
+        );
+        assert_eq!(
+            finish(&common_attributes(&m, false, None, &keys)),
+            reasons(&["brand_new_reason"])
+        );
+        m.finish_reason = Some(String::new());
+        assert_eq!(
+            finish(&common_attributes(&m, false, None, &keys)),
+            None,
+            "empty is absent"
+        );
+    }
+
+    #[test]
+    fn finish_reasons_and_tag_values_are_part_of_the_series_key() {
+        let provider = opentelemetry_sdk::metrics::SdkMeterProvider::builder().build();
+        let meter = opentelemetry::metrics::MeterProvider::meter(&provider, "t");
+        let rec = Recorder::new(Instruments::new(&meter), 4, None, vec!["user".into()]);
+        let with = |f: Option<&str>, user: Option<&str>| {
+            let mut m = AgentMetrics::new("openai", "gpt-5");
+            m.finish_reason = f.map(String::from);
+            if let Some(u) = user {
+                m.tags.insert("user".into(), u.into());
+            }
+            m
+        };
+        for m in [
+            with(Some("stop"), Some("a")),
+            with(Some("length"), Some("a")),
+            with(Some("stop"), Some("b")),
+            with(None, None),
+        ] {
+            rec.record(&m);
+        }
+        assert_eq!(rec.state.lock().unwrap().series.len(), 4);
+        assert_eq!(rec.folded(), 0);
+        // Beyond the cap: folded, and the folded series are bounded.
+        for i in 0..100 {
+            rec.record(&with(Some("stop"), Some(&format!("user-{i}"))));
+            rec.record(&with(Some(&format!("odd-{i}")), None));
+        }
+        assert_eq!(rec.folded(), 200);
+        let st = rec.state.lock().unwrap();
+        assert_eq!(st.series.len(), 4);
+        assert_eq!(st.other.len(), 2, "(stop, user present) and (other, no user)");
+        drop(st);
+        let a = rec.attrs(&with(Some("stop"), Some("zzz")));
+        assert_eq!(get(&a.common, "user").as_deref(), Some("other"));
+        assert_eq!(get(&a.common, attr::REQUEST_MODEL).as_deref(), Some("other"));
+        let a = rec.attrs(&with(Some("length"), Some("a")));
+        assert_eq!(get(&a.common, "user").as_deref(), Some("a"), "a known series");
+        assert_eq!(finish(&a.common), reasons(&["length"]));
+        assert_eq!(get(&a.input, attr::TOKEN_TYPE).as_deref(), Some("input"));
+        assert_eq!(
+            finish(&a.input),
+            reasons(&["length"]),
+            "on the token histogram too"
+        );
     }
 
     #[test]
@@ -430,7 +619,7 @@ mod tests {
     fn recorder(max: usize) -> Recorder {
         let provider = opentelemetry_sdk::metrics::SdkMeterProvider::builder().build();
         let meter = opentelemetry::metrics::MeterProvider::meter(&provider, "t");
-        Recorder::new(Instruments::new(&meter), max, None)
+        Recorder::new(Instruments::new(&meter), max, None, Vec::new())
     }
 
     #[test]

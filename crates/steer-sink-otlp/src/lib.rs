@@ -15,8 +15,11 @@
 //! | `steer.llm.errors` | counter | `{error}` |
 //! | `steer.llm.cost` | counter | `USD` |
 //!
-//! Attributes, bucket boundaries and the handling of sample weights are in
-//! [`instruments`].
+//! Every instrument carries `gen_ai.response.finish_reasons` (the record's
+//! finish reason, when it has one) and the record tags you allow-list with
+//! [`tag_attributes`](OtlpSinkBuilder::tag_attributes) (or `?tags=` in
+//! [`OtlpSink::from_url`]). Attributes, the series cap, bucket boundaries
+//! and the handling of sample weights are in [`instruments`].
 //!
 //! ## How it fits the collector
 //!
@@ -71,6 +74,7 @@ pub use config::{
     DEFAULT_HTTP_ENDPOINT, METRICS_PATH,
 };
 use instruments::{Instruments, Recorder};
+pub use steer_metrics::semconv::TagKeyError;
 
 /// Re-exported so users can attach the sink to their own provider.
 pub use opentelemetry_sdk::metrics::SdkMeterProvider as MeterProvider;
@@ -264,7 +268,12 @@ impl OtlpSinkBuilder {
         OtlpSink {
             inner: Arc::new(Inner {
                 name: self.name,
-                recorder: Recorder::new(Instruments::new(&meter), self.max_series, self.server_address),
+                recorder: Recorder::new(
+                    Instruments::new(&meter),
+                    self.max_series,
+                    self.server_address,
+                    self.tag_keys,
+                ),
                 provider,
                 owns_provider,
                 exports,
@@ -339,8 +348,10 @@ fn build_exporter(
     }
 }
 
-/// A failed export as a [`SinkError`]: permanent for a 4xx other than 408
-/// and 429 (the collector refuses the data), retryable otherwise.
+/// A failed export as a [`SinkError`]: misconfigured for 401, 403 and 404
+/// (the credentials or the endpoint are wrong, whatever the data),
+/// permanent for another 4xx other than 408 and 429 (the collector refuses
+/// the data), retryable otherwise.
 pub fn classify_export_error(message: &str) -> SinkError {
     // The HTTP exporter says `Status Code: 400`, its blocking client `Status(400, ...)`.
     let status = ["Status Code: ", "Status("].iter().find_map(|marker| {
@@ -352,6 +363,7 @@ pub fn classify_export_error(message: &str) -> SinkError {
     });
     let text = format!("OTLP export failed: {message}");
     match status {
+        Some(401 | 403 | 404) => SinkError::misconfigured(text),
         Some(s) if (400..500).contains(&s) && s != 408 && s != 429 => SinkError::permanent(text),
         _ => SinkError::retryable(text),
     }
@@ -366,9 +378,17 @@ impl OtlpSink {
     }
 
     /// A sink exporting OTLP/HTTP to this collector base URL (the CLI spec
-    /// `otlp:URL`), e.g. `http://127.0.0.1:4318`.
+    /// `otlp:URL`), e.g. `http://127.0.0.1:4318`. A `tags` query parameter
+    /// (`http://127.0.0.1:4318?tags=user,team`) is the allow-list of
+    /// [`tag_attributes`](OtlpSinkBuilder::tag_attributes); it is removed
+    /// from the URL before use (other query parameters stay).
     pub fn from_url(url: &str) -> Result<Self, ConfigError> {
-        Self::builder().endpoint(url).build()
+        let (url, tags) = steer_metrics::semconv::take_tags_param(url.trim());
+        let mut b = Self::builder().endpoint(url);
+        if let Some(keys) = tags {
+            b = b.tag_attributes(keys)?;
+        }
+        b.build()
     }
 
     /// The meter provider the sink records into, if it has one.
@@ -422,16 +442,19 @@ impl OtlpSink {
         })
         .await
         .map_err(|e| SinkError::retryable(format!("OTLP flush task failed: {e}")))?;
-        match result {
-            Ok(()) => Ok(()),
-            Err(e) => {
-                // Prefer the exporter's own message when this call's export failed.
-                let detail = match (&self.inner.exports, failed_before) {
-                    (Some(c), Some(before)) if c.failed.load(Relaxed) > before => c.last_error(),
-                    _ => None,
-                };
-                Err(classify_export_error(&detail.unwrap_or_else(|| e.to_string())))
+        // Prefer the exporter's own message when this call's export failed.
+        let export_failed = match (&self.inner.exports, failed_before) {
+            (Some(c), Some(before)) if c.failed.load(Relaxed) > before => {
+                Some(c.last_error().unwrap_or_else(|| "OTLP export failed".into()))
             }
+            _ => None,
+        };
+        match (result, export_failed) {
+            (Ok(()), None) => Ok(()),
+            // The provider may report success for a shutdown whose last
+            // export failed: the data did not arrive, say so.
+            (_, Some(detail)) => Err(classify_export_error(&detail)),
+            (Err(e), None) => Err(classify_export_error(&e.to_string())),
         }
     }
 }
@@ -476,7 +499,9 @@ mod tests {
         let e = classify_export_error("OpenTelemetry metrics export failed. Status Code: 400, Response: x");
         assert!(e.is_permanent());
         let e = classify_export_error("reqwest::Error { kind: Status(404, None), url: \"x\" }");
-        assert!(e.is_permanent());
+        assert!(e.is_misconfigured());
+        let e = classify_export_error("OpenTelemetry metrics export failed. Status Code: 401, Response: x");
+        assert!(e.is_misconfigured());
         for s in [
             "Status Code: 503, Response",
             "Status Code: 429, Response",

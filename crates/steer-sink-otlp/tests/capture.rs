@@ -139,6 +139,18 @@ fn str_attrs(attrs: &[KeyValue]) -> BTreeMap<String, String> {
         .map(|kv| {
             let v = match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
                 Some(any_value::Value::StringValue(s)) => s.clone(),
+                // A string array (gen_ai.response.finish_reasons) as `[a,b]`.
+                Some(any_value::Value::ArrayValue(a)) => {
+                    let items: Vec<String> = a
+                        .values
+                        .iter()
+                        .map(|v| match &v.value {
+                            Some(any_value::Value::StringValue(s)) => s.clone(),
+                            other => panic!("attribute {} has a non-string item: {other:?}", kv.key),
+                        })
+                        .collect();
+                    format!("[{}]", items.join(","))
+                }
                 other => panic!("attribute {} is not a string: {other:?}", kv.key),
             };
             (kv.key.clone(), v)
@@ -642,6 +654,97 @@ async fn from_url_is_the_cli_spec() {
     assert_eq!(cap.last().path, "/v1/metrics");
     sink.close().await.unwrap();
     assert!(OtlpSink::from_url("127.0.0.1:4318").is_err());
+}
+
+/// The finish reason arrives as the conventions' string array
+/// `gen_ai.response.finish_reasons` on every instrument, allow-listed tags
+/// (`?tags=` of the spec) as attributes, and the `tags` parameter never
+/// reaches the collector's URL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finish_reason_and_allow_listed_tags_arrive_as_attributes() {
+    let cap = Capture::start().await;
+    let sink = OtlpSink::from_url(&format!("{}?tags=user,team", cap.url)).unwrap();
+    let rec = |finish: Option<&str>, tags: &[(&str, &str)], input: u64| {
+        let mut m = AgentMetrics::new("anthropic", "claude-opus-4-7")
+            .with_latency_ms(100.0)
+            .with_tokens(input, 7);
+        m.finish_reason = finish.map(String::from);
+        m.cost_usd = Some(0.5);
+        for (k, v) in tags {
+            m.tags.insert(k.to_string(), v.to_string());
+        }
+        m
+    };
+    sink.record_batch(&[
+        rec(Some("end_turn"), &[("user", "alice"), ("team", "search")], 10),
+        rec(Some("end_turn"), &[("user", "alice"), ("team", "search")], 20),
+        rec(
+            Some("max_tokens"),
+            &[("user", "alice"), ("team", "search"), ("feature", "x")],
+            30,
+        ),
+        rec(None, &[("user", "bob")], 40),
+    ])
+    .await
+    .unwrap();
+    sink.flush().await.unwrap();
+    let got = cap.last();
+    assert_eq!(got.path, "/v1/metrics", "the tags parameter is not sent");
+    let ms = metrics(&got.request);
+    let base = [
+        ("gen_ai.operation.name", "chat"),
+        ("gen_ai.provider.name", "anthropic"),
+        ("gen_ai.request.model", "claude-opus-4-7"),
+    ];
+    let alice_end = with(
+        &base,
+        &[
+            ("gen_ai.response.finish_reasons", "[end_turn]"),
+            ("user", "alice"),
+            ("team", "search"),
+        ],
+    );
+    let alice_max = with(
+        &base,
+        &[
+            ("gen_ai.response.finish_reasons", "[max_tokens]"),
+            ("user", "alice"),
+            ("team", "search"),
+        ],
+    );
+    let bob = with(&base, &[("user", "bob")]);
+    let req = sum_points(&ms["steer.llm.requests"]);
+    assert_eq!(req.len(), 3, "{req:?}");
+    assert_eq!(sum_for(&req, &alice_end), 2.0);
+    assert_eq!(sum_for(&req, &alice_max), 1.0);
+    assert_eq!(
+        sum_for(&req, &bob),
+        1.0,
+        "no finish reason, no team: no such attributes"
+    );
+    assert_eq!(sum_for(&sum_points(&ms["steer.llm.cost"]), &alice_end), 1.0);
+    let dur = hist_points(&ms["gen_ai.client.operation.duration"]);
+    assert_eq!(hist_for(&dur, &alice_max).count, 1);
+    let tokens = hist_points(&ms["gen_ai.client.token.usage"]);
+    let input = hist_for(&tokens, &with(&alice_end, &[("gen_ai.token.type", "input")]));
+    assert_eq!((input.count, input.sum), (2, Some(30.0)));
+    assert_eq!(
+        hist_for(&tokens, &with(&bob, &[("gen_ai.token.type", "output")])).sum,
+        Some(7.0)
+    );
+    sink.close().await.unwrap();
+
+    // Keys that would collide with a built-in, or are no label name, are refused.
+    for bad in ["gen_ai.request.model", "error_type", "le", "1st", "__x"] {
+        let e = OtlpSink::from_url(&format!("{}?tags=user,{bad}", cap.url)).unwrap_err();
+        assert!(matches!(e, steer_sink_otlp::ConfigError::TagKey(_)), "{bad}: {e}");
+    }
+    assert!(matches!(
+        OtlpSink::builder().tag_attributes(["server.address"]),
+        Err(steer_sink_otlp::ConfigError::TagKey(
+            steer_sink_otlp::TagKeyError::Reserved { .. }
+        ))
+    ));
 }
 
 mod adversarial {
