@@ -1,6 +1,7 @@
 //! Errors and exit codes.
 
 use steer::spec::{ConfigError, SpecError};
+use steer::SteerError;
 
 /// Exit codes (besides 0 = success and 2 = bad command line, from clap).
 pub mod exit {
@@ -16,7 +17,9 @@ pub mod exit {
     pub const CALL: u8 = 5;
     /// The run completed but some records were not delivered to some sink.
     pub const UNDELIVERED: u8 = 6;
-    /// Invalid configuration (config file, model name, arguments beyond clap's checks).
+    /// Invalid configuration: the config file (unreadable, too large, a
+    /// dangling `./steer.toml` symlink, `db = ""`, an unknown sink in it), an
+    /// unknown model, a bad provider base URL.
     pub const CONFIG: u8 = 7;
 }
 
@@ -62,13 +65,20 @@ pub enum CliError {
 }
 
 impl CliError {
+    /// A failed call: configuration problems (unknown model, bad base URL)
+    /// exit 7, everything else 5.
+    pub fn from_call(e: &SteerError) -> CliError {
+        match e {
+            SteerError::UnknownModel { .. } | SteerError::Config(_) => CliError::Invalid(e.to_string()),
+            _ => CliError::Call(e.to_string()),
+        }
+    }
+
     /// The process exit code for this error.
     pub fn exit_code(&self) -> u8 {
         match self {
             CliError::Spec(_) => exit::USAGE,
-            CliError::Config(ConfigError::Spec { .. })
-            | CliError::SinkNotBuilt(_)
-            | CliError::SinkSetup { .. } => exit::SINK,
+            CliError::SinkNotBuilt(_) | CliError::SinkSetup { .. } => exit::SINK,
             CliError::Store { .. } => exit::STORE,
             CliError::Call(_) => exit::CALL,
             CliError::Config(_) | CliError::Invalid(_) => exit::CONFIG,

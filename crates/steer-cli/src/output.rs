@@ -108,15 +108,34 @@ pub fn table(total: &Summary, by: GroupBy, groups: &BTreeMap<String, Summary>) -
     out
 }
 
-/// Describe delivery per sink: one line each, problems first-class.
+/// Whether every sink got everything: completed in time, closed without
+/// error, nothing lost, nothing still pending or left in a spool. Anything
+/// else exits 6.
+pub fn all_delivered(report: &DeliveryReport) -> bool {
+    report.sinks.iter().all(|s| {
+        s.completed
+            && s.error.is_none()
+            && s.stats.lost() == 0
+            && s.stats.in_flight == 0
+            && s.stats.spooled == 0
+    })
+}
+
+/// Describe delivery per sink: one line each, problems first-class, with
+/// the reason (the sink's last error, redacted) when something went wrong.
 pub fn delivery(report: &DeliveryReport) -> String {
     let mut out = String::new();
     for s in &report.sinks {
         let st = &s.stats;
-        let status = if s.completed && st.lost() == 0 && s.error.is_none() {
-            "ok"
-        } else {
+        let missing = st.lost() > 0 || st.in_flight > 0 || st.spooled > 0;
+        let status = if missing {
             "NOT DELIVERED"
+        } else if !s.completed || s.error.is_some() {
+            // Every record was handed to the sink, but its flush/close did
+            // not confirm them: say so rather than "not delivered N of N".
+            "UNCONFIRMED"
+        } else {
+            "ok"
         };
         out.push_str(&format!(
             "  {:<40} {:>13}  delivered {} of {}",
@@ -127,26 +146,54 @@ pub fn delivery(report: &DeliveryReport) -> String {
         }
         if st.dropped.total() > 0 {
             out.push_str(&format!(
-                ", dropped {} (queue_full {}, evicted {}, closed {})",
+                ", dropped {} (queue_full {}, evicted {}, closed {}, spool_full {})",
                 st.dropped.total(),
                 st.dropped.queue_full,
                 st.dropped.evicted_oldest,
-                st.dropped.closed
+                st.dropped.closed,
+                st.dropped.spool_full
             ));
         }
         if st.failed.total() > 0 {
-            out.push_str(&format!(
-                ", failed {} (rejected {}, retries_exhausted {})",
-                st.failed.total(),
-                st.failed.rejected,
-                st.failed.retries_exhausted
-            ));
+            let f = &st.failed;
+            let mut parts = vec![
+                format!("rejected {}", f.rejected),
+                format!("retries_exhausted {}", f.retries_exhausted),
+            ];
+            if f.misconfigured > 0 {
+                parts.push(format!("misconfigured {}", f.misconfigured));
+            }
+            if f.flush > 0 {
+                parts.push(format!("flush {}", f.flush));
+            }
+            out.push_str(&format!(", failed {} ({})", f.total(), parts.join(", ")));
         }
         if st.in_flight > 0 {
             out.push_str(&format!(", still pending {}", st.in_flight));
         }
+        if st.spooled > 0 {
+            out.push_str(&format!(", kept in the spool for the next run {}", st.spooled));
+        }
+        if !missing && !s.completed {
+            out.push_str(", but the sink did not confirm them (its flush/close did not finish)");
+        }
         if let Some(e) = &s.error {
-            out.push_str(&format!(", error: {e}"));
+            out.push_str(&format!(
+                "\n  {:<40} {:>13}  {}",
+                "",
+                "error:",
+                steer_metrics::redact::redact(e)
+            ));
+        }
+        if status != "ok" {
+            if let Some(e) = st.last_error.as_ref().filter(|e| Some(*e) != s.error.as_ref()) {
+                out.push_str(&format!(
+                    "\n  {:<40} {:>13}  {}",
+                    "",
+                    "last error:",
+                    steer_metrics::redact::redact(e)
+                ));
+            }
         }
         out.push('\n');
     }
