@@ -128,6 +128,9 @@ attributes! {
     Status = "status", Tag, false;
     /// `error_class`, only on failed calls (tag).
     ErrorClass = "error_class", Tag, false;
+    /// `finish_reason`, as the provider said it (`stop`, `length`,
+    /// `tool_calls`, `end_turn`, `max_tokens`, ...; tag: low cardinality).
+    FinishReason = "finish_reason", Tag, false;
     /// The user's free-form tags, each under its own key (tags).
     UserTags = "tags", Tag, false;
     /// `response_model` (string field).
@@ -157,6 +160,8 @@ attributes! {
     CachedTokens = "cached_tokens", Field, true;
     /// `cache_write_tokens` (integer field, where reported).
     CacheWriteTokens = "cache_write_tokens", Field, true;
+    /// `cache_write_1h_tokens`: the 1-hour part of the cache writes (integer field, where reported).
+    CacheWrite1hTokens = "cache_write_1h_tokens", Field, true;
     /// `reasoning_tokens` (integer field, where reported).
     ReasoningTokens = "reasoning_tokens", Field, true;
     /// `cost_usd` (float field; absent when the price is unknown).

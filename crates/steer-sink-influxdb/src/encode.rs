@@ -324,6 +324,7 @@ impl Encoder {
                 Attribute::AgentRuntime => m.agent_runtime.as_deref(),
                 Attribute::ErrorClass => m.error_class.map(|c| c.as_str()),
                 Attribute::ErrorMessage => m.error_message.as_deref(),
+                Attribute::FinishReason => m.finish_reason.as_deref(),
                 Attribute::Method => Some(m.method.as_str()),
                 Attribute::Model => Some(&m.model),
                 Attribute::Provider => Some(&m.provider),
@@ -449,6 +450,9 @@ impl Encoder {
         if let (true, Some(v)) = (p(Attribute::CacheWriteTokens), m.cache_write_tokens) {
             w.int(Attribute::CacheWriteTokens, int(v));
         }
+        if let (true, Some(v)) = (p(Attribute::CacheWrite1hTokens), m.cache_write_1h_tokens) {
+            w.int(Attribute::CacheWrite1hTokens, int(v));
+        }
         if let (true, Some(v)) = (p(Attribute::ReasoningTokens), m.reasoning_tokens) {
             w.int(Attribute::ReasoningTokens, int(v));
         }
@@ -517,10 +521,11 @@ impl Encoder {
 }
 
 /// The text attributes, in key order.
-const TEXT_BY_KEY: [Attribute; 11] = [
+const TEXT_BY_KEY: [Attribute; 12] = [
     Attribute::AgentRuntime,
     Attribute::ErrorClass,
     Attribute::ErrorMessage,
+    Attribute::FinishReason,
     Attribute::Method,
     Attribute::Model,
     Attribute::Provider,
@@ -683,6 +688,8 @@ mod tests {
         m.ttft_ms = Some(120.0);
         m.cached_tokens = 1000;
         m.cache_write_tokens = Some(10);
+        m.cache_write_1h_tokens = Some(4);
+        m.finish_reason = Some("length".into());
         m.reasoning_tokens = Some(5);
         m.cost_usd = Some(0.0123);
         m.retries = 2;
@@ -697,9 +704,9 @@ mod tests {
         let e = Encoder::new("llm_request", Precision::Milliseconds);
         assert_eq!(
             e.encode_line(&m).unwrap(),
-            "llm_request,error_class=rate_limit,method=stream,model=gpt-4o-mini,provider=openai,status=error,team=search \
+            "llm_request,error_class=rate_limit,finish_reason=length,method=stream,model=gpt-4o-mini,provider=openai,status=error,team=search \
              latency_ms=812.5,ttft_ms=120,input_tokens=1200i,output_tokens=300i,total_tokens=1500i,\
-             cached_tokens=1000i,cache_write_tokens=10i,reasoning_tokens=5i,cost_usd=0.0123,retries=2i,\
+             cached_tokens=1000i,cache_write_tokens=10i,cache_write_1h_tokens=4i,reasoning_tokens=5i,cost_usd=0.0123,retries=2i,\
              tools_invoked=2i,agent_loop_iters=3i,sample_weight=4,agent_runtime=\"loop\",\
              error_message=\"too \\\"many\\\" \\\\ requests\nslow down\",\
              request_id=\"0190b1c2-0000-7000-8000-000000000001\",response_model=\"gpt-4o-mini-2024-07-18\",\
