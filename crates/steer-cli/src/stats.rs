@@ -137,7 +137,15 @@ pub async fn run(args: StatsArgs, ctx: &Context) -> Result<ExitCode, CliError> {
                 serde_json::to_string_pretty(&report).map_err(|e| CliError::Other(e.to_string()))?
             );
         }
-        Format::Table => print!("{}", table(&total, by, &groups)),
+        Format::Table => {
+            print!("{}", table(&total, by, &groups));
+            if total.unpriced > 0 {
+                println!(
+                    "{} successful call(s) of models without a price: cost unknown, not in the totals (see `steer prices`; --prices FILE adds prices)",
+                    total.unpriced
+                );
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
