@@ -422,6 +422,9 @@ pub(crate) struct Relay {
     strip: Option<UsageStripper>,
     call: Call,
     done: bool,
+    /// Bytes still to come when the upstream announced a length: the
+    /// server stops polling a body once that many bytes were sent.
+    remaining: Option<u64>,
     _permit: Option<OwnedSemaphorePermit>,
 }
 
@@ -434,7 +437,9 @@ impl Relay {
         idle_timeout: Duration,
         permit: Option<OwnedSemaphorePermit>,
     ) -> Self {
+        let remaining = (!strip_usage).then(|| resp.content_length()).flatten();
         Relay {
+            remaining,
             upstream: Box::pin(resp.bytes_stream()),
             idle: Box::pin(tokio::time::sleep(idle_timeout)),
             idle_timeout,
@@ -467,6 +472,20 @@ impl Relay {
     }
 }
 
+impl Drop for Relay {
+    fn drop(&mut self) {
+        // Dropped after the provider's final event (e.g. the server had
+        // sent everything): the answer is complete, not cancelled.
+        if !self.done {
+            if let Some(Observer::Sse { decoder: Some(d), .. }) = &self.observer {
+                if d.is_done() {
+                    self.end();
+                }
+            }
+        }
+    }
+}
+
 impl Stream for Relay {
     type Item = Result<Bytes, io::Error>;
 
@@ -481,6 +500,14 @@ impl Stream for Relay {
                     let deadline = tokio::time::Instant::now() + this.idle_timeout;
                     this.idle.as_mut().reset(deadline);
                     this.observe(&chunk);
+                    if let Some(r) = this.remaining.as_mut() {
+                        *r = r.saturating_sub(chunk.len() as u64);
+                        if *r == 0 {
+                            // The whole announced body: measure now (the
+                            // server will not ask for the end).
+                            this.end();
+                        }
+                    }
                     let out = match this.strip.as_mut() {
                         Some(s) => s.push(&chunk),
                         None => chunk,

@@ -231,12 +231,20 @@ async fn forward(s: Arc<Shared>, endpoint: Endpoint, req: Request) -> Response {
     let Some(model) = json.get("model").and_then(Value::as_str).map(str::to_string) else {
         return bad("the request body has no `model` string");
     };
-    let route =
-        match steer::routing::route_with(&model, &s.config.prices, |p| s.config.upstreams.contains_key(p)) {
-            Ok(r) if r.simulated => return bad("`sim/` models are not served by the proxy"),
-            Ok(r) => r,
-            Err(e) => return bad(&e.to_string()),
-        };
+    let route = match steer::routing::route_with(&model, &s.config.prices, |p| {
+        s.config.upstreams.contains_key(p)
+    }) {
+        Ok(r) if r.simulated => return bad("`sim/` models are not served by the proxy"),
+        Ok(r) => r,
+        // OpenAI's embedding models are in no price table and match no
+        // name rule; on the embeddings endpoint they are OpenAI's.
+        Err(_) if endpoint == Endpoint::Embeddings && model.starts_with("text-embedding-") => steer::Route {
+            provider: "openai".into(),
+            model: model.clone(),
+            simulated: false,
+        },
+        Err(e) => return bad(&e.to_string()),
+    };
     let Some(upstream) = s.config.upstreams.get(&route.provider) else {
         return bad(&format!(
             "model `{model}` belongs to provider `{}`, which the proxy has no upstream for",
