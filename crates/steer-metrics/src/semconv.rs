@@ -14,6 +14,8 @@
 //! `input` / `output` (cache and reasoning tokens are parts of those, so
 //! extra types would count them twice in any `sum` over the histogram).
 
+use std::fmt::Write as _;
+
 /// The conventions' recommended boundaries for
 /// `gen_ai.client.operation.duration` (seconds).
 pub const DURATION_BUCKETS: [f64; 14] = [
@@ -101,6 +103,58 @@ pub fn folded_finish_reason(reason: &str) -> &'static str {
 /// empty.
 pub fn finish_reason(m: &crate::AgentMetrics) -> Option<&str> {
     m.finish_reason.as_deref().filter(|f| !f.is_empty())
+}
+
+/// `s` cut to at most [`MAX_VALUE_LEN`] bytes at a character boundary.
+pub fn cut_value(s: &str) -> &str {
+    if s.len() <= MAX_VALUE_LEN {
+        return s;
+    }
+    let mut end = MAX_VALUE_LEN;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// Append one part of a series key: `-` when absent, else the value (as
+/// exported, cut to [`MAX_VALUE_LEN`]) length-prefixed, so no two
+/// combinations share a key.
+fn key_part(key: &mut String, v: Option<&str>) {
+    match v {
+        Some(v) => {
+            let v = cut_value(v);
+            let _ = write!(key, "{}:{v}", v.len());
+        }
+        None => key.push('-'),
+    }
+}
+
+/// The series key of a record: provider, request model, response model,
+/// finish reason and the allow-listed tag values (the error class picks a
+/// slot of the series), into `key` (cleared first). The OTLP and
+/// Prometheus sinks' series cap counts these keys.
+pub fn series_key(key: &mut String, m: &crate::AgentMetrics, tag_keys: &[String]) {
+    key.clear();
+    key_part(key, Some(&m.provider));
+    key_part(key, Some(&m.model));
+    key_part(key, m.response_model.as_deref());
+    key_part(key, finish_reason(m));
+    for k in tag_keys {
+        key_part(key, m.tags.get(k).map(String::as_str));
+    }
+}
+
+/// The key of a folded record's series: which of the attributes it has
+/// (response model, tags) and its folded finish reason ([`folded_finish_reason`]).
+/// Bounded: at most 2 × (2 + [`KNOWN_FINISH_REASONS`]) × 2^tags keys.
+pub fn folded_series_key(key: &mut String, m: &crate::AgentMetrics, tag_keys: &[String]) {
+    key.clear();
+    key.push(if m.response_model.is_some() { 'r' } else { '-' });
+    key_part(key, finish_reason(m).map(folded_finish_reason));
+    for k in tag_keys {
+        key.push(if m.tags.contains_key(k) { 't' } else { '-' });
+    }
 }
 
 /// Prometheus label names that histograms and summaries use themselves.

@@ -49,7 +49,6 @@
 //!   sum in release), so nothing that could overflow it is handed over.
 
 use std::collections::HashMap;
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
@@ -71,9 +70,9 @@ pub const ERRORS: &str = "steer.llm.errors";
 pub const COST: &str = "steer.llm.cost";
 
 pub use steer_metrics::semconv::{
-    cost_amount, counter_weight, finish_reason, folded_finish_reason, provider_name, repeat_count, seconds,
-    DURATION_BUCKETS, KNOWN_FINISH_REASONS, MAX_COST_USD, MAX_DURATION_MS, MAX_REPEAT, MAX_VALUE_LEN, OTHER,
-    TOKEN_BUCKETS, TTFC_BUCKETS,
+    cost_amount, counter_weight, cut_value, finish_reason, folded_finish_reason, folded_series_key,
+    provider_name, repeat_count, seconds, series_key, DURATION_BUCKETS, KNOWN_FINISH_REASONS, MAX_COST_USD,
+    MAX_DURATION_MS, MAX_REPEAT, MAX_VALUE_LEN, OTHER, TOKEN_BUCKETS, TTFC_BUCKETS,
 };
 
 /// Attribute keys (defined once, in [`steer_metrics::semconv::attr`]).
@@ -98,18 +97,7 @@ pub const TOKEN_SUM_LIMIT: u64 = 1 << 60;
 /// value is kept verbatim, only cut to [`MAX_VALUE_LEN`] bytes at a
 /// character boundary.
 pub fn attribute_value(s: &str) -> String {
-    truncate(s, MAX_VALUE_LEN).to_string()
-}
-
-fn truncate(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
+    cut_value(s).to_string()
 }
 
 /// The attributes common to every instrument for one record. A `folded`
@@ -171,45 +159,6 @@ pub fn common_attributes(
     a
 }
 
-/// Append one part of a series key: `-` when absent, else the value (as
-/// exported, cut to [`MAX_VALUE_LEN`]) length-prefixed, so no two
-/// combinations share a key.
-fn key_part(key: &mut String, v: Option<&str>) {
-    match v {
-        Some(v) => {
-            let v = truncate(v, MAX_VALUE_LEN);
-            let _ = write!(key, "{}:{v}", v.len());
-        }
-        None => key.push('-'),
-    }
-}
-
-/// The series key of a record: provider, request model, response model,
-/// finish reason and the allow-listed tag values (the error class picks a
-/// slot of the series). Shared with the Prometheus sink's rules.
-fn series_key(key: &mut String, m: &AgentMetrics, tag_keys: &[String]) {
-    key.clear();
-    key_part(key, Some(&m.provider));
-    key_part(key, Some(&m.model));
-    key_part(key, m.response_model.as_deref());
-    key_part(key, finish_reason(m));
-    for k in tag_keys {
-        key_part(key, m.tags.get(k).map(String::as_str));
-    }
-}
-
-/// The key of a folded record's series: which of the attributes it has
-/// (response model, tags) and its folded finish reason. Bounded: at most
-/// 2 × (1 + 13) × 2^tags keys.
-fn folded_key(key: &mut String, m: &AgentMetrics, tag_keys: &[String]) {
-    key.clear();
-    key.push(if m.response_model.is_some() { 'r' } else { '-' });
-    key_part(key, finish_reason(m).map(folded_finish_reason));
-    for k in tag_keys {
-        key.push(if m.tags.contains_key(k) { 't' } else { '-' });
-    }
-}
-
 /// The attribute sets of one series, built once.
 #[derive(Debug)]
 struct SeriesAttrs {
@@ -257,7 +206,7 @@ type Slots = [Option<Arc<SeriesAttrs>>; 1 + ErrorClass::ALL.len()];
 struct State {
     key: String,
     series: HashMap<String, Slots>,
-    /// Folded series, by [`folded_key`] (bounded by construction).
+    /// Folded series, by [`folded_series_key`] (bounded by construction).
     other: HashMap<String, Slots>,
 }
 
@@ -316,7 +265,7 @@ impl Recorder {
         let folded = !st.series.contains_key(st.key.as_str()) && st.series.len() >= self.max_series;
         if folded {
             self.folded.fetch_add(1, Relaxed);
-            folded_key(&mut st.key, m, &self.tag_keys);
+            folded_series_key(&mut st.key, m, &self.tag_keys);
         }
         let map = if folded { &mut st.other } else { &mut st.series };
         let slots = map.entry(st.key.clone()).or_default();

@@ -15,7 +15,23 @@
 //! Labels (the OpenTelemetry attribute names with `.` → `_`):
 //! `gen_ai_operation_name` (`chat`), `gen_ai_provider_name`,
 //! `gen_ai_request_model`, `gen_ai_response_model` (when reported),
-//! `error_type` (failures only), `server_address` (when configured).
+//! `gen_ai_response_finish_reasons` (the record's finish reason, the
+//! provider's own value, when it has one), `error_type` (failures only),
+//! `server_address` (when configured), and one label per allow-listed
+//! record tag (its key sanitised: every character other than a letter,
+//! digit or `_` becomes `_`), always present so every series of a metric
+//! has the same tag labels: the record's value, or empty (which Prometheus
+//! treats as absent) when the record lacks the tag.
+//!
+//! **Token types.** `gen_ai_token_type` is `input` or `output`, the only
+//! values the conventions define (see [`steer_metrics::semconv`]).
+//!
+//! **The series cap.** A series is one (provider, request model, response
+//! model, finish reason, allow-listed tag values) combination, with a slot
+//! per error class. Beyond `max_series` of them, a new combination is
+//! folded: provider, models and present tag values become `other`, a
+//! finish reason other than the [known ones](KNOWN_FINISH_REASONS) becomes
+//! `other`.
 //!
 //! **Label values** are any UTF-8; the OpenMetrics encoder escapes `\`, `"`
 //! and newline. Before that, [`label_value`] replaces other control
@@ -35,8 +51,8 @@
 //! `+Inf` added to a counter would poison it (and every `rate()` over it)
 //! for the life of the process.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
-use std::fmt::Write as _;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -47,7 +63,7 @@ use prometheus_client::registry::{Registry, Unit};
 use steer_metrics::{AgentMetrics, ErrorClass};
 
 /// Label set of every series.
-pub type Labels = Vec<(&'static str, String)>;
+pub type Labels = Vec<(Cow<'static, str>, String)>;
 
 type HistFamily = Family<Labels, Histogram, fn() -> Histogram>;
 type CounterFamily = Family<Labels, Counter<f64, AtomicU64>>;
@@ -68,8 +84,10 @@ pub const COST: &str = "steer_llm_cost_usd";
 pub const FOLDED: &str = "steer_prometheus_folded_series";
 
 pub use steer_metrics::semconv::{
-    cost_amount, counter_weight, provider_name, repeat_count, seconds, DURATION_BUCKETS, MAX_COST_USD,
-    MAX_DURATION_MS, MAX_REPEAT, MAX_VALUE_LEN, OTHER, TOKEN_BUCKETS, TTFC_BUCKETS,
+    cost_amount, counter_weight, finish_reason, folded_finish_reason, folded_series_key,
+    prometheus_label_name, provider_name, repeat_count, seconds, series_key, DURATION_BUCKETS,
+    KNOWN_FINISH_REASONS, MAX_COST_USD, MAX_DURATION_MS, MAX_REPEAT, MAX_VALUE_LEN, OTHER, TOKEN_BUCKETS,
+    TTFC_BUCKETS,
 };
 
 /// Label names.
@@ -82,6 +100,8 @@ pub mod label {
     pub const REQUEST_MODEL: &str = "gen_ai_request_model";
     /// `gen_ai_response_model`.
     pub const RESPONSE_MODEL: &str = "gen_ai_response_model";
+    /// `gen_ai_response_finish_reasons`.
+    pub const FINISH_REASONS: &str = "gen_ai_response_finish_reasons";
     /// `error_type`.
     pub const ERROR_TYPE: &str = "error_type";
     /// `server_address`.
@@ -109,29 +129,77 @@ pub fn label_value(s: &str) -> String {
     out
 }
 
-/// The labels of one record.
-pub fn labels(m: &AgentMetrics, folded: bool, server_address: Option<&str>) -> Labels {
-    let mut l: Labels = Vec::with_capacity(7);
-    l.push((label::OPERATION_NAME, "chat".into()));
-    l.push((label::PROVIDER_NAME, label_value(provider_name(&m.provider))));
+/// The labels of one record: `tag_labels` are the allow-listed tag keys
+/// with their label names. A `folded` record gets `other` for its
+/// provider, models and present tag values, and keeps its finish reason
+/// only when it is a [known one](KNOWN_FINISH_REASONS) (else `other`).
+pub fn labels(
+    m: &AgentMetrics,
+    folded: bool,
+    server_address: Option<&str>,
+    tag_labels: &[TagLabel],
+) -> Labels {
+    let mut l: Labels = Vec::with_capacity(8 + tag_labels.len());
+    let mut push = |k: &'static str, v: String| l.push((Cow::Borrowed(k), v));
+    push(label::OPERATION_NAME, "chat".into());
     if folded {
-        l.push((label::REQUEST_MODEL, OTHER.into()));
+        push(label::PROVIDER_NAME, OTHER.into());
+        push(label::REQUEST_MODEL, OTHER.into());
         if m.response_model.is_some() {
-            l.push((label::RESPONSE_MODEL, OTHER.into()));
+            push(label::RESPONSE_MODEL, OTHER.into());
         }
     } else {
-        l.push((label::REQUEST_MODEL, label_value(&m.model)));
+        push(label::PROVIDER_NAME, label_value(provider_name(&m.provider)));
+        push(label::REQUEST_MODEL, label_value(&m.model));
         if let Some(r) = &m.response_model {
-            l.push((label::RESPONSE_MODEL, label_value(r)));
+            push(label::RESPONSE_MODEL, label_value(r));
         }
     }
+    if let Some(f) = finish_reason(m) {
+        let v = if folded {
+            folded_finish_reason(f).to_string()
+        } else {
+            label_value(f)
+        };
+        push(label::FINISH_REASONS, v);
+    }
     if let Some(c) = m.error_class {
-        l.push((label::ERROR_TYPE, c.as_str().into()));
+        push(label::ERROR_TYPE, c.as_str().into());
     }
     if let Some(s) = server_address {
-        l.push((label::SERVER_ADDRESS, label_value(s)));
+        push(label::SERVER_ADDRESS, label_value(s));
+    }
+    for t in tag_labels {
+        let v = match m.tags.get(&t.key) {
+            Some(_) if folded => OTHER.to_string(),
+            Some(v) => label_value(v),
+            None => String::new(),
+        };
+        l.push((Cow::Owned(t.label.clone()), v));
     }
     l
+}
+
+/// An allow-listed record tag: its key and its label name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TagLabel {
+    /// The record tag key (e.g. `team.id`).
+    pub key: String,
+    /// The label name (e.g. `team_id`).
+    pub label: String,
+}
+
+impl TagLabel {
+    /// The labels of checked tag keys (see
+    /// [`check_tag_keys`](steer_metrics::semconv::check_tag_keys)).
+    pub fn for_keys(keys: &[String]) -> Vec<TagLabel> {
+        keys.iter()
+            .map(|k| TagLabel {
+                key: k.clone(),
+                label: prometheus_label_name(k),
+            })
+            .collect()
+    }
 }
 
 /// Per label set: the series handles, resolved once (the histograms and
@@ -157,7 +225,8 @@ type Slots = [Option<Arc<Handles>>; 1 + ErrorClass::ALL.len()];
 struct State {
     key: String,
     series: HashMap<String, Slots>,
-    other: Slots,
+    /// Folded series, by [`folded_series_key`] (bounded by construction).
+    other: HashMap<String, Slots>,
 }
 
 fn slot(class: Option<ErrorClass>) -> usize {
@@ -167,24 +236,37 @@ fn slot(class: Option<ErrorClass>) -> usize {
 }
 
 /// Records into [`Instruments`] with the series cap: at most `max_series`
-/// distinct (provider, request model, response model) combinations; the
-/// records of further ones are folded into model `other` (and counted).
-/// Memory is bounded by the cap: folded combinations are not remembered.
+/// distinct (provider, request model, response model, finish reason,
+/// allow-listed tag values) combinations; the records of further ones are
+/// folded into `other` (see [`labels`]) and counted. Memory is bounded by
+/// the cap: folded combinations are not remembered.
 #[derive(Debug)]
 pub struct Recorder {
     instruments: Instruments,
     max_series: usize,
     server_address: Option<String>,
+    tag_keys: Vec<String>,
+    tag_labels: Vec<TagLabel>,
     state: Mutex<State>,
 }
 
 impl Recorder {
-    /// A recorder into `instruments`.
-    pub fn new(instruments: Instruments, max_series: usize, server_address: Option<String>) -> Self {
+    /// A recorder into `instruments`, exporting the record tags named in
+    /// `tag_keys` as labels (checked with
+    /// [`check_tag_keys`](steer_metrics::semconv::check_tag_keys) by the
+    /// builder).
+    pub fn new(
+        instruments: Instruments,
+        max_series: usize,
+        server_address: Option<String>,
+        tag_keys: Vec<String>,
+    ) -> Self {
         Recorder {
             instruments,
             max_series,
             server_address,
+            tag_labels: TagLabel::for_keys(&tag_keys),
+            tag_keys,
             state: Mutex::new(State::default()),
         }
     }
@@ -197,39 +279,22 @@ impl Recorder {
     fn handles(&self, m: &AgentMetrics) -> Arc<Handles> {
         let mut guard = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let st = &mut *guard;
-        st.key.clear();
-        // Length-prefixed, so no two combinations share a key.
-        let _ = write!(
-            st.key,
-            "{}:{}{}:{}",
-            m.provider.len(),
-            m.provider,
-            m.model.len(),
-            m.model
-        );
-        match &m.response_model {
-            Some(r) => {
-                let _ = write!(st.key, "+{r}");
-            }
-            None => st.key.push('-'),
-        }
-        let i = slot(m.error_class);
+        series_key(&mut st.key, m, &self.tag_keys);
         let folded = !st.series.contains_key(st.key.as_str()) && st.series.len() >= self.max_series;
         if folded {
             self.instruments.folded.inc();
+            folded_series_key(&mut st.key, m, &self.tag_keys);
         }
-        let slots = if folded {
-            &mut st.other
-        } else {
-            let key = st.key.clone();
-            st.series.entry(key).or_default()
-        };
-        slots[i]
+        let map = if folded { &mut st.other } else { &mut st.series };
+        let slots = map.entry(st.key.clone()).or_default();
+        slots[slot(m.error_class)]
             .get_or_insert_with(|| {
-                Arc::new(
-                    self.instruments
-                        .handles(m, folded, self.server_address.as_deref()),
-                )
+                Arc::new(self.instruments.handles(
+                    m,
+                    folded,
+                    self.server_address.as_deref(),
+                    &self.tag_labels,
+                ))
             })
             .clone()
     }
@@ -330,8 +395,14 @@ impl Instruments {
         self.folded.get()
     }
 
-    fn handles(&self, m: &AgentMetrics, folded: bool, server_address: Option<&str>) -> Handles {
-        let labels = labels(m, folded, server_address);
+    fn handles(
+        &self,
+        m: &AgentMetrics,
+        folded: bool,
+        server_address: Option<&str>,
+        tag_labels: &[TagLabel],
+    ) -> Handles {
+        let labels = labels(m, folded, server_address, tag_labels);
         Handles {
             requests: self.requests.get_or_create_owned(&labels),
             errors: m.is_error().then(|| self.errors.get_or_create_owned(&labels)),
@@ -346,7 +417,7 @@ impl Instruments {
 
     fn token_hist(&self, h: &Handles, kind: &'static str) -> Histogram {
         let mut l = h.labels.clone();
-        l.push((label::TOKEN_TYPE, kind.into()));
+        l.push((Cow::Borrowed(label::TOKEN_TYPE), kind.into()));
         self.tokens.get_or_create_owned(&l)
     }
 
@@ -406,7 +477,7 @@ mod tests {
         let inst = Instruments::new();
         let mut reg = Registry::default();
         inst.register(&mut reg);
-        let rec = Recorder::new(inst, max_series, Some("api.openai.com".into()));
+        let rec = Recorder::new(inst, max_series, Some("api.openai.com".into()), Vec::new());
         for m in records {
             rec.record(m);
         }
@@ -450,12 +521,61 @@ mod tests {
     }
 
     #[test]
+    fn golden_exposition_with_finish_reasons_and_tag_labels() {
+        let inst = Instruments::new();
+        let mut reg = Registry::default();
+        inst.register(&mut reg);
+        let rec = Recorder::new(inst, 3, None, vec!["user".into(), "team.id".into()]);
+        let r = |model: &str, finish: Option<&str>, tags: &[(&str, &str)]| {
+            let mut m = AgentMetrics::new("openai", model)
+                .with_latency_ms(100.0)
+                .with_tokens(5, 2);
+            m.finish_reason = finish.map(String::from);
+            for (k, v) in tags {
+                m.tags.insert(k.to_string(), v.to_string());
+            }
+            m
+        };
+        for m in [
+            r("gpt-5", Some("stop"), &[("user", "alice"), ("team.id", "t1")]),
+            r(
+                "gpt-5",
+                Some("stop"),
+                &[("user", "alice"), ("team.id", "t1"), ("x", "y")],
+            ),
+            r("gpt-5", Some("length"), &[("user", "alice"), ("team.id", "t1")]),
+            r("gpt-5", None, &[("user", "bob")]),
+            // Beyond the cap of 3: folded.
+            r("gpt-5", Some("stop"), &[("user", "carol")]),
+            r("m2", Some("weird"), &[]),
+        ] {
+            rec.record(&m);
+        }
+        let mut text = String::new();
+        encode(&mut text, &reg).unwrap();
+        for want in [
+            r#"steer_llm_requests_total{gen_ai_operation_name="chat",gen_ai_provider_name="openai",gen_ai_request_model="gpt-5",gen_ai_response_finish_reasons="stop",user="alice",team_id="t1"} 2.0"#,
+            r#"steer_llm_requests_total{gen_ai_operation_name="chat",gen_ai_provider_name="openai",gen_ai_request_model="gpt-5",gen_ai_response_finish_reasons="length",user="alice",team_id="t1"} 1.0"#,
+            r#"steer_llm_requests_total{gen_ai_operation_name="chat",gen_ai_provider_name="openai",gen_ai_request_model="gpt-5",user="bob",team_id=""} 1.0"#,
+            r#"steer_llm_requests_total{gen_ai_operation_name="chat",gen_ai_provider_name="other",gen_ai_request_model="other",gen_ai_response_finish_reasons="stop",user="other",team_id=""} 1.0"#,
+            r#"steer_llm_requests_total{gen_ai_operation_name="chat",gen_ai_provider_name="other",gen_ai_request_model="other",gen_ai_response_finish_reasons="other",user="",team_id=""} 1.0"#,
+            r#"gen_ai_client_token_usage_sum{gen_ai_operation_name="chat",gen_ai_provider_name="openai",gen_ai_request_model="gpt-5",gen_ai_response_finish_reasons="length",user="alice",team_id="t1",gen_ai_token_type="input"} 5.0"#,
+            r#"gen_ai_client_operation_duration_seconds_count{gen_ai_operation_name="chat",gen_ai_provider_name="openai",gen_ai_request_model="gpt-5",user="bob",team_id=""} 1"#,
+            "steer_prometheus_folded_series_total 2",
+        ] {
+            assert!(text.contains(want), "missing {want}\n{text}");
+        }
+        assert!(!text.contains("carol") && !text.contains("weird") && !text.contains("m2"));
+        assert!(!text.contains("x=\"y\""), "tags not allow-listed stay out");
+    }
+
+    #[test]
     fn huge_costs_and_durations_are_skipped_and_counters_stay_finite() {
         // Before: two 1e308 costs summed to +Inf and the counter read `inf`.
         let inst = Instruments::new();
         let mut reg = Registry::default();
         inst.register(&mut reg);
-        let rec = Recorder::new(inst, 10, None);
+        let rec = Recorder::new(inst, 10, None, Vec::new());
         let mut huge = AgentMetrics::new("openai", "m").with_latency_ms(1e308);
         huge.cost_usd = Some(1e308);
         huge.ttft_ms = Some(2e9);
@@ -502,7 +622,7 @@ mod tests {
 
     #[test]
     fn memory_is_bounded_by_the_cap() {
-        let rec = Recorder::new(Instruments::new(), 2, None);
+        let rec = Recorder::new(Instruments::new(), 2, None, Vec::new());
         for i in 0..5000 {
             let class = if i % 2 == 0 {
                 None
@@ -525,7 +645,7 @@ mod tests {
             &rec.handles(&a.clone().with_error(ErrorClass::Timeout))
         ));
         // Length-prefixed keys: ("ab", "c") and ("a", "bc") are distinct series.
-        let rec = Recorder::new(Instruments::new(), 10, None);
+        let rec = Recorder::new(Instruments::new(), 10, None, Vec::new());
         rec.record(&AgentMetrics::new("ab", "c"));
         rec.record(&AgentMetrics::new("a", "bc"));
         assert_eq!(rec.state.lock().unwrap().series.len(), 2);

@@ -16,8 +16,11 @@
 //! | `steer_llm_cost_usd_total` | counter |
 //! | `steer_prometheus_folded_series_total` | counter |
 //!
-//! Labels, buckets, sanitising, the series cap and sample weights are in
-//! [`instruments`].
+//! Every series carries `gen_ai_response_finish_reasons` (the record's
+//! finish reason, when it has one) and a label per record tag you
+//! allow-list with [`tag_labels`](PrometheusSinkBuilder::tag_labels) (or
+//! `?tags=` in [`PrometheusSink::bind`]). Labels, buckets, sanitising, the
+//! series cap and sample weights are in [`instruments`].
 //!
 //! ## How it fits the collector
 //!
@@ -64,6 +67,7 @@ use tokio::task::JoinHandle;
 pub use config::{PrometheusSinkBuilder, ServeError};
 use instruments::{Instruments, Recorder};
 pub use server::{render, CONTENT_TYPE_OPENMETRICS};
+pub use steer_metrics::semconv::TagKeyError;
 
 /// Re-exported so users can pass their own registry.
 pub use prometheus_client;
@@ -128,7 +132,7 @@ impl PrometheusSinkBuilder {
         PrometheusSink {
             inner: Arc::new(Inner {
                 name: self.name,
-                recorder: Recorder::new(instruments, self.max_series, self.server_address),
+                recorder: Recorder::new(instruments, self.max_series, self.server_address, self.tag_keys),
                 close_grace: self.close_grace,
                 registry,
                 local_addr,
@@ -200,9 +204,20 @@ impl PrometheusSink {
     }
 
     /// Serve `/metrics` on `addr` with the defaults (the CLI spec
-    /// `prometheus:ADDR`).
+    /// `prometheus:ADDR`). A `tags` query parameter
+    /// (`127.0.0.1:9464?tags=user,team`) is the allow-list of
+    /// [`tag_labels`](PrometheusSinkBuilder::tag_labels); it is removed
+    /// before binding. Any other parameter is refused.
     pub fn bind(addr: &str) -> Result<Self, ServeError> {
-        Self::builder().serve(addr)
+        let (addr, tags) = steer_metrics::semconv::take_tags_param(addr.trim());
+        if addr.contains('?') {
+            return Err(ServeError::UnknownParameter(addr));
+        }
+        let mut b = Self::builder();
+        if let Some(keys) = tags {
+            b = b.tag_labels(keys)?;
+        }
+        b.serve(&addr)
     }
 
     /// The address the endpoint listens on, when the sink serves one.
@@ -344,6 +359,39 @@ mod tests {
             Err(ServeError::Bind { .. })
         ));
         sink.close().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn bind_takes_the_tags_parameter() {
+        let sink = PrometheusSink::bind("127.0.0.1:0?tags=user,team").unwrap();
+        let mut m = AgentMetrics::new("openai", "gpt-5").with_latency_ms(10.0);
+        m.finish_reason = Some("tool_calls".into());
+        m.tags.insert("team".into(), "search".into());
+        sink.record_batch(&[m]).await.unwrap();
+        let text = sink.encode().unwrap();
+        assert!(
+            text.contains(r#"gen_ai_response_finish_reasons="tool_calls",user="",team="search"} 1.0"#),
+            "{text}"
+        );
+        sink.close().await.unwrap();
+        for bad in [
+            "127.0.0.1:0?tags=le",
+            "127.0.0.1:0?tags=error.type",
+            "127.0.0.1:0?tags=9x",
+        ] {
+            assert!(
+                matches!(PrometheusSink::bind(bad), Err(ServeError::TagKey(_))),
+                "{bad}"
+            );
+        }
+        assert!(matches!(
+            PrometheusSink::bind("127.0.0.1:0?tag=user"),
+            Err(ServeError::UnknownParameter(_))
+        ));
+        assert!(matches!(
+            PrometheusSink::builder().tag_labels(["a.b", "a-b"]),
+            Err(TagKeyError::Duplicate(..))
+        ));
     }
 
     #[test]

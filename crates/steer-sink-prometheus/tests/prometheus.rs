@@ -381,3 +381,110 @@ async fn prometheus_scrapes_and_promql_agrees_with_the_in_memory_summary() {
     collector.shutdown(Duration::from_secs(5)).await;
     drop(prom);
 }
+
+/// The finish reason and allow-listed tags (`?tags=` of the spec) are
+/// labels Prometheus stores and PromQL groups by; a record without a tag
+/// has no such label on its series; the cap still folds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finish_reasons_and_tag_labels_are_queryable() {
+    let Some(bin) = prometheus_bin() else { return };
+    let sink = PrometheusSink::bind("127.0.0.1:0?tags=user,team.id").unwrap();
+    let rec = |model: &str, finish: Option<&str>, tags: &[(&str, &str)], w: f64| {
+        let mut m = AgentMetrics::new("anthropic", model)
+            .with_latency_ms(120.0)
+            .with_tokens(10, 3);
+        m.finish_reason = finish.map(String::from);
+        m.sample_weight = w;
+        m.cost_usd = Some(0.25);
+        for (k, v) in tags {
+            m.tags.insert(k.to_string(), v.to_string());
+        }
+        m
+    };
+    let mut batch = vec![
+        rec(
+            "claude-opus-4-7",
+            Some("end_turn"),
+            &[("user", "alice"), ("team.id", "search")],
+            1.0,
+        ),
+        rec(
+            "claude-opus-4-7",
+            Some("end_turn"),
+            &[("user", "alice"), ("team.id", "search")],
+            2.0,
+        ),
+        rec(
+            "claude-opus-4-7",
+            Some("max_tokens"),
+            &[("user", "alice"), ("team.id", "search")],
+            1.0,
+        ),
+        rec("claude-opus-4-7", Some("max_tokens"), &[("user", "bob")], 1.0),
+        rec(
+            "claude-opus-4-7",
+            None,
+            &[("team.id", "ads"), ("secret", "x")],
+            1.0,
+        ),
+    ];
+    let collector = MetricsCollector::builder().sink(sink.clone()).build().unwrap();
+    for m in batch.drain(..) {
+        collector.record(m);
+    }
+    assert!(collector.flush().await.is_complete());
+
+    let prom = start_prometheus(&bin, sink.local_addr().unwrap());
+    let api = Api {
+        base: format!("http://127.0.0.1:{}", prom.port),
+        http: reqwest::Client::new(),
+    };
+    api.ready(Duration::from_secs(30)).await;
+    api.wait_for("steer_llm_requests_total", Duration::from_secs(60))
+        .await;
+
+    assert_eq!(api.scalar("sum(steer_llm_requests_total)").await, 6.0);
+    assert_eq!(
+        api.scalar(r#"sum(steer_llm_requests_total{gen_ai_response_finish_reasons="max_tokens"})"#)
+            .await,
+        2.0,
+        "truncated answers are countable"
+    );
+    assert_eq!(
+        api.scalar(r#"sum(steer_llm_requests_total{gen_ai_response_finish_reasons=""})"#)
+            .await,
+        1.0,
+        "a record without a finish reason has no such label"
+    );
+    assert_eq!(
+        api.scalar(r#"sum(steer_llm_cost_usd_total{user="alice"})"#).await,
+        1.0,
+        "cost per user: 0.25 × (1 + 2 + 1)"
+    );
+    assert_eq!(
+        api.scalar(r#"sum(steer_llm_cost_usd_total{team_id="ads"})"#)
+            .await,
+        0.25
+    );
+    assert_eq!(
+        api.scalar(r#"sum(gen_ai_client_operation_duration_seconds_count{user="alice",gen_ai_response_finish_reasons="end_turn"})"#)
+            .await,
+        3.0
+    );
+    assert_eq!(
+        api.scalar(r#"sum(gen_ai_client_token_usage_sum{team_id="search",gen_ai_token_type="input"})"#)
+            .await,
+        40.0
+    );
+    // Empty tag values are absent labels; tags not allow-listed never arrive.
+    let series = api.query(r#"steer_llm_requests_total{user="bob"}"#).await;
+    assert_eq!(series.len(), 1);
+    assert!(series[0]["metric"].get("team_id").is_none(), "{series:?}");
+    assert!(api
+        .query(r#"steer_llm_requests_total{secret!=""}"#)
+        .await
+        .is_empty());
+    assert_eq!(api.scalar(r#"up{job="steer"}"#).await, 1.0);
+    collector.shutdown(Duration::from_secs(5)).await;
+    drop(prom);
+}
