@@ -18,6 +18,11 @@ use uuid::Uuid;
 use crate::encode::tag;
 use crate::MAX_POINT_VALUE;
 
+/// The tag key of the record's finish reason (`finish_reason:length`).
+pub(crate) const FINISH_REASON_TAG: &str = "finish_reason";
+
+use steer_metrics::semconv::{finish_reason, folded_finish_reason};
+
 /// The costs and durations Datadog gets are the plausible ones, as for
 /// every aggregating sink.
 pub(crate) use steer_metrics::semconv::{
@@ -276,6 +281,9 @@ impl Aggregator {
         if let Some(e) = m.error_class {
             t.extend(tag("error_class", e.as_str()));
         }
+        if let Some(f) = finish_reason(m) {
+            t.extend(tag(FINISH_REASON_TAG, f));
+        }
         for k in &self.record_tags {
             if let Some(v) = m.tags.get(k) {
                 t.extend(tag(k, v));
@@ -292,6 +300,10 @@ impl Aggregator {
         t.push("provider:other".into());
         t.extend(tag("method", m.method.as_str()));
         t.extend(tag("status", m.status()));
+        // Bounded on folded series: a known finish reason, else `other`.
+        if let Some(f) = finish_reason(m) {
+            t.extend(tag(FINISH_REASON_TAG, folded_finish_reason(f)));
+        }
         t.sort();
         t.dedup();
         t.into()
@@ -560,6 +572,68 @@ mod tests {
             .find(|p| p.key.1 == Count::Requests && p.key.2.contains(&"model:other".to_string()))
             .unwrap();
         assert_eq!(other.value, 3.0);
+    }
+
+    #[test]
+    fn the_finish_reason_is_a_tag_of_the_series() {
+        let mut a = Aggregator::new(10, 2, 60, vec!["env:prod".into()], vec!["team".into()]);
+        let with = |model: &str, f: Option<&str>| {
+            let mut m = rec(model, 1_000);
+            m.finish_reason = f.map(String::from);
+            m.tags.insert("team".into(), "search".into());
+            m
+        };
+        assert_eq!(
+            a.tags_of(&with("gpt-5", Some("length"))),
+            [
+                "env:prod",
+                "finish_reason:length",
+                "method:generate",
+                "model:gpt-5",
+                "provider:openai",
+                "status:success",
+                "team:search"
+            ]
+        );
+        assert!(
+            !a.tags_of(&with("gpt-5", None))
+                .iter()
+                .any(|t| t.starts_with("finish_reason:")),
+            "absent without a finish reason"
+        );
+        assert!(!a
+            .tags_of(&with("gpt-5", Some("")))
+            .iter()
+            .any(|t| t.starts_with("finish_reason:")));
+        // Two series fill the cap; further ones fold with a bounded finish reason.
+        let batch = [
+            with("a", Some("stop")),
+            with("a", Some("length")),
+            with("b", Some("max_tokens")),
+            with("c", Some("brand-new")),
+        ];
+        a.add_batch(&batch, &[false; 4]);
+        assert_eq!(a.counters.folded, 2);
+        let folded: Vec<Vec<String>> = a
+            .dirty()
+            .into_iter()
+            .filter(|p| p.key.1 == Count::Requests && p.key.2.contains(&"model:other".to_string()))
+            .map(|p| {
+                p.key
+                    .2
+                    .iter()
+                    .filter(|t| t.starts_with("finish_reason:"))
+                    .cloned()
+                    .collect()
+            })
+            .collect();
+        assert_eq!(
+            folded,
+            [
+                vec!["finish_reason:max_tokens".to_string()],
+                vec!["finish_reason:other".to_string()]
+            ]
+        );
     }
 
     #[test]

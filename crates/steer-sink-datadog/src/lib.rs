@@ -19,7 +19,8 @@
 //! | `steer.llm.ttft` | distribution (milliseconds) | |
 //!
 //! Common tags: `model`, `provider`, `method`, `status`, `error_class` (on
-//! errors), plus `service`, `env` and any configured tags; normalised by
+//! errors), `finish_reason` (the provider's own value, when the record has
+//! one), plus `service`, `env` and any configured tags; normalised by
 //! Datadog's rules and sorted. Counts are multiplied by each record's
 //! `sample_weight`; a sampled record's latency is repeated `round(weight)`
 //! times.
@@ -178,6 +179,8 @@ struct Shipped {
     stop: Option<Outcome>,
     /// The last permanent failure, if any.
     rejected: Option<String>,
+    /// Datadog refused the API key (401/403): the sink, not the data, is wrong.
+    unauthorized: bool,
 }
 
 impl Shipped {
@@ -186,6 +189,7 @@ impl Shipped {
             states: vec![EntryState::Unsent; n],
             stop,
             rejected: None,
+            unauthorized: false,
         }
     }
 }
@@ -414,6 +418,7 @@ impl DatadogSink {
                         shipped.states[i] = EntryState::Rejected;
                     }
                     shipped.rejected = Some(m);
+                    shipped.unauthorized = true;
                     return shipped;
                 }
             }
@@ -457,9 +462,19 @@ impl DatadogSink {
         retry: Vec<usize>,
         reject_msg: Option<String>,
         stop: Option<&Outcome>,
+        unauthorized: bool,
     ) -> Result<(), SinkError> {
         if rejected.is_empty() && retry.is_empty() {
             return Ok(());
+        }
+        if unauthorized {
+            // The key was refused: no record can get through as configured.
+            let mut failed = rejected;
+            failed.extend(retry);
+            failed.sort_unstable();
+            failed.dedup();
+            let msg = reject_msg.unwrap_or_else(|| "Datadog refused the API key".into());
+            return Err(SinkError::misconfigured(msg).with_records(failed));
         }
         if rejected.is_empty() {
             return Err(Self::stop_error(stop, "not all points were delivered").with_records(retry));
@@ -592,7 +607,8 @@ impl DatadogSink {
             })
         });
         let stop = counts.stop.as_ref().or(dshipped.stop.as_ref());
-        Self::settle(rejected, retry, reject_msg, stop)
+        let unauthorized = counts.unauthorized || dshipped.unauthorized;
+        Self::settle(rejected, retry, reject_msg, stop, unauthorized)
     }
 
     async fn record_raw(&self, batch: &[AgentMetrics]) -> Result<(), SinkError> {
@@ -720,7 +736,8 @@ impl DatadogSink {
                 .any(|s| *s)
                 .then(|| "record timestamp outside Datadog's accepted window".into())
         });
-        Self::settle(rejected, retry, msg, stop)
+        let unauthorized = counts.unauthorized || dists.unauthorized;
+        Self::settle(rejected, retry, msg, stop, unauthorized)
     }
 }
 
@@ -766,6 +783,12 @@ impl MetricsSink for DatadogSink {
                 shipped.stop.as_ref(),
                 &format!("{unsent} of {} count points not delivered", points.len()),
             ));
+        }
+        if shipped.unauthorized {
+            return Err(SinkError::misconfigured(format!(
+                "Datadog refused the API key: {}",
+                shipped.rejected.unwrap_or_default()
+            )));
         }
         if refused > 0 {
             return Err(SinkError::permanent(format!(

@@ -181,6 +181,9 @@ fn workload(n: usize, seed: u64) -> Vec<AgentMetrics> {
         if i % 10 == 3 {
             m.sample_weight = 2.0;
         }
+        if !m.is_error() {
+            m.finish_reason = Some(if i % 7 == 0 { "length" } else { "stop" }.into());
+        }
     }
     v
 }
@@ -274,6 +277,18 @@ fn assert_exact(cap: &Capture, records: &[AgentMetrics]) {
                 count_sum(cap, "steer.llm.tokens", &[mt.as_str(), tt]),
                 w(&f),
                 "{tt} {model}"
+            );
+        }
+        for reason in ["stop", "length"] {
+            let ft = format!("finish_reason:{reason}");
+            assert_eq!(
+                count_sum(cap, "steer.llm.requests", &[mt.as_str(), ft.as_str()]),
+                w(&|m| if m.finish_reason.as_deref() == Some(reason) {
+                    1.0
+                } else {
+                    0.0
+                }),
+                "requests {model} finishing with {reason}"
             );
         }
         assert_eq!(
