@@ -20,13 +20,14 @@ use steer::spec::SinkSpec;
 /// Models of the three providers the demo calls by default.
 pub fn default_models() -> Vec<String> {
     [
-        "gpt-4o",
+        "gpt-5.2",
         "gpt-4o-mini",
-        "o3-mini",
-        "claude-sonnet-4-5",
+        "o4-mini",
+        "claude-opus-4-7",
+        "claude-sonnet-4-6",
         "claude-haiku-4-5",
-        "grok-4",
-        "grok-3-mini",
+        "grok-4.3",
+        "grok-code-fast-1",
     ]
     .iter()
     .map(|m| m.to_string())

@@ -387,7 +387,8 @@ fn check_url(name: &str, url: &str) -> Result<(), SteerError> {
     match url::Url::parse(url) {
         Ok(u) if u.scheme() == "http" || u.scheme() == "https" => Ok(()),
         _ => Err(SteerError::Config(format!(
-            "base URL of `{name}` is not an http(s) URL: {url}"
+            "base URL of `{name}` is not an http(s) URL: {}",
+            crate::spec::redact(url)
         ))),
     }
 }
@@ -533,7 +534,10 @@ impl SteerClient {
         let t = call.attempt_timeout();
         match target {
             Target::Sim(input) => {
-                let outcome = self.inner.sim.attempt(&mut call.rng, input, &call.route.model);
+                let outcome =
+                    self.inner
+                        .sim
+                        .attempt(&mut call.rng, input, &call.route.provider, &call.route.model);
                 let play = async move {
                     match outcome {
                         SimOutcome::Fail(wait, e) => {
@@ -831,9 +835,13 @@ impl Call {
     }
 
     fn fail(&mut self, mut e: AttemptError) -> SteerError {
-        if let Some(p) = self.inner.providers.get(&self.route.provider) {
-            e.message = redact(&e.message, p.api_key.as_ref().map(ApiKey::expose));
-        }
+        let key = self
+            .inner
+            .providers
+            .get(&self.route.provider)
+            .and_then(|p| p.api_key.as_ref().map(ApiKey::expose));
+        // Redact first, then truncate: never the other way round.
+        e.message = truncate(redact(&e.message, key), 300);
         let mut m = self.take_record();
         if let Some(p) = &e.partial {
             crate::measure::apply_completion(&mut m, p, &self.inner.prices);
@@ -976,10 +984,12 @@ impl StreamState {
         let t = self.call.attempt_timeout();
         let inner = self.call.inner.clone();
         match &self.target {
-            Target::Sim(input) => match inner
-                .sim
-                .attempt(&mut self.call.rng, input, &self.call.route.model)
-            {
+            Target::Sim(input) => match inner.sim.attempt(
+                &mut self.call.rng,
+                input,
+                &self.call.route.provider,
+                &self.call.route.model,
+            ) {
                 SimOutcome::Fail(wait, e) => {
                     sleep(wait.min(t)).await;
                     Err(if wait > t { AttemptError::timeout(t) } else { e })

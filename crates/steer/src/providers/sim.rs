@@ -292,7 +292,15 @@ impl Sim {
     }
 
     /// Plan one attempt.
-    pub fn attempt(&self, rng: &mut fastrand::Rng, input: &SimInput, model: &str) -> SimOutcome {
+    /// One attempt of a call to `model`, answered the way `provider` answers
+    /// (its finish reasons; Anthropic's cache writes, 5-minute and 1-hour).
+    pub fn attempt(
+        &self,
+        rng: &mut fastrand::Rng,
+        input: &SimInput,
+        provider: &str,
+        model: &str,
+    ) -> SimOutcome {
         let c = &self.config;
         let (median, ttft_median) = c
             .model_latency
@@ -370,13 +378,31 @@ impl Sim {
         } else {
             deltas.push_back((latency, String::new()));
         }
-        let finish_reason = if tool_call.is_some() {
-            "tool_calls"
-        } else if input.max_tokens.is_some_and(|m| u64::from(m) == output_tokens) {
-            "length"
-        } else {
-            "stop"
+        let anthropic = provider == "anthropic";
+        let truncated = input.max_tokens.is_some_and(|m| u64::from(m) == output_tokens);
+        let finish_reason = match (tool_call.is_some(), truncated, anthropic) {
+            (true, _, true) => "tool_use",
+            (true, _, false) => "tool_calls",
+            (false, true, true) => "max_tokens",
+            (false, true, false) => "length",
+            (false, false, true) => "end_turn",
+            (false, false, false) => "stop",
         };
+        // Anthropic reports prompt-cache writes: on a miss, some calls write
+        // most of the prompt to the cache, a third of them for an hour.
+        let (cache_write_tokens, cache_write_1h_tokens) = if anthropic {
+            if cached_tokens == 0 && rng.f64() < c.cache_hit_rate {
+                let w = input_tokens.saturating_mul(rng.u64(60..=90)) / 100;
+                (Some(w), Some(if rng.u64(0..3) == 0 { w } else { 0 }))
+            } else {
+                (Some(0), None)
+            }
+        } else {
+            (None, None)
+        };
+        // Reasoning models spend part of their output thinking.
+        let reasoning_tokens =
+            is_reasoning_model(model).then(|| output_tokens.saturating_mul(rng.u64(20..=60)) / 100);
         let completion = Completion {
             text,
             tool_calls: tool_call.into_iter().collect(),
@@ -385,14 +411,24 @@ impl Sim {
                 input_tokens,
                 output_tokens,
                 cached_tokens,
-                cache_write_tokens: None,
-                cache_write_1h_tokens: None,
-                reasoning_tokens: None,
+                cache_write_tokens,
+                cache_write_1h_tokens,
+                reasoning_tokens,
             },
             response_model: Some(model.to_string()),
         };
         SimOutcome::Answer(deltas, completion)
     }
+}
+
+/// Whether a model reasons before answering (o-series, GPT-5, Opus, Grok 4
+/// reasoning), so that its simulated answers report reasoning tokens.
+fn is_reasoning_model(model: &str) -> bool {
+    let m = model.to_ascii_lowercase();
+    (m.starts_with('o') && m.chars().nth(1).is_some_and(|c| c.is_ascii_digit()))
+        || m.starts_with("gpt-5")
+        || m.contains("opus")
+        || (m.starts_with("grok-4") && !m.contains("non-reasoning"))
 }
 
 #[cfg(test)]
@@ -405,6 +441,7 @@ mod tests {
         match sim.attempt(
             &mut rng,
             &SimInput::new(&Request::prompt("hello there")),
+            "openai",
             "gpt-4o",
         ) {
             SimOutcome::Answer(d, c) => (d.iter().map(|x| x.0).sum(), c.usage.output_tokens, c.text),
@@ -454,7 +491,7 @@ mod tests {
         );
         let total = |model: &str| {
             let mut rng = sim.call_rng();
-            match sim.attempt(&mut rng, &SimInput::new(&Request::prompt("x")), model) {
+            match sim.attempt(&mut rng, &SimInput::new(&Request::prompt("x")), "openai", model) {
                 SimOutcome::Answer(d, _) => d.iter().map(|x| x.0).sum::<Duration>(),
                 SimOutcome::Fail(..) => unreachable!(),
             }
@@ -474,7 +511,7 @@ mod tests {
         let mut fails = 0;
         for _ in 0..1000 {
             let mut rng = sim.call_rng();
-            match sim.attempt(&mut rng, &SimInput::new(&Request::prompt("x")), "m") {
+            match sim.attempt(&mut rng, &SimInput::new(&Request::prompt("x")), "openai", "m") {
                 SimOutcome::Fail(_, e) => {
                     assert_eq!(e.class, ErrorClass::RateLimit);
                     assert!(e.retryable);
@@ -487,5 +524,42 @@ mod tests {
             }
         }
         assert!((400..600).contains(&fails), "{fails}");
+    }
+
+    #[test]
+    fn answers_like_the_provider_it_stands_for() {
+        let sim = Sim::new(SimConfig::instant().cache_hit_rate(0.5));
+        let mut rng = fastrand::Rng::with_seed(3);
+        let input = SimInput::new(&Request::prompt("hello there"));
+        let (mut writes, mut writes_1h, mut reasons) = (0, 0, std::collections::BTreeSet::new());
+        for _ in 0..200 {
+            if let SimOutcome::Answer(_, c) = sim.attempt(&mut rng, &input, "anthropic", "claude-opus-4-7") {
+                reasons.insert(c.finish_reason.unwrap());
+                let w = c.usage.cache_write_tokens.unwrap();
+                assert!(c.usage.cached_tokens + w <= c.usage.input_tokens);
+                assert!(c.usage.cache_write_1h_tokens.unwrap_or(0) <= w);
+                writes += u64::from(w > 0);
+                writes_1h += u64::from(c.usage.cache_write_1h_tokens.unwrap_or(0) > 0);
+                assert!(c.usage.reasoning_tokens.unwrap() <= c.usage.output_tokens);
+            }
+        }
+        assert_eq!(
+            reasons.into_iter().collect::<Vec<_>>(),
+            vec!["end_turn".to_string()]
+        );
+        assert!(
+            writes > 10 && writes_1h > 0 && writes_1h < writes,
+            "{writes} {writes_1h}"
+        );
+        match sim.attempt(&mut rng, &input, "openai", "gpt-4o-mini") {
+            SimOutcome::Answer(_, c) => {
+                assert_eq!(c.finish_reason.as_deref(), Some("stop"));
+                assert_eq!(
+                    (c.usage.cache_write_tokens, c.usage.reasoning_tokens),
+                    (None, None)
+                );
+            }
+            SimOutcome::Fail(..) => panic!("no errors configured"),
+        }
     }
 }
