@@ -11,6 +11,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use steer_metrics::semconv::{finish_reason, folded_finish_reason};
 use steer_metrics::AgentMetrics;
 
 use crate::config::{CloudWatchConfig, Mode};
@@ -27,6 +28,9 @@ pub(crate) struct Group {
     /// Estimated bytes of the datums.
     pub size: usize,
 }
+
+/// The dimension of the record's finish reason.
+pub(crate) const FINISH_REASON: &str = "FinishReason";
 
 /// Series key: interval start (ms) and dimensions.
 type Key = (i64, Arc<[Dimension]>);
@@ -55,7 +59,10 @@ impl<'a> Aggregator<'a> {
         }
     }
 
-    /// The dimensions of a record: Model, Provider, configured fixed ones,
+    /// The dimensions of a record: Model, Provider, FinishReason (unless
+    /// turned off; `none` when the record has none, so every datum of a
+    /// metric has the same dimension names; on a folded series a finish
+    /// reason other than the known ones is `other`), configured fixed ones,
     /// promoted tags.
     pub(crate) fn dimensions_of(&self, m: &AgentMetrics, folded: bool) -> Arc<[Dimension]> {
         let (model, provider) = if folded {
@@ -63,11 +70,20 @@ impl<'a> Aggregator<'a> {
         } else {
             (m.model.as_str(), m.provider.as_str())
         };
+        let finish = self.cfg.finish_reason_dimension.then(|| {
+            let f = match finish_reason(m) {
+                Some(f) if folded => folded_finish_reason(f),
+                Some(f) => f,
+                None => "none",
+            };
+            (FINISH_REASON.to_string(), f.to_string())
+        });
         let pairs = [
             ("Model".to_string(), model.to_string()),
             ("Provider".to_string(), provider.to_string()),
         ]
         .into_iter()
+        .chain(finish)
         .chain(self.cfg.static_dimensions.iter().cloned())
         .chain(self.cfg.tag_dimensions.iter().map(|t| {
             let v = if folded {
@@ -240,6 +256,52 @@ mod tests {
     }
 
     #[test]
+    fn the_finish_reason_is_a_dimension_of_the_series() {
+        let mut c = cfg(Mode::Aggregate);
+        c.max_series = 2;
+        let a = Aggregator::new(&c);
+        let r = |model: &str, f: Option<&str>| {
+            let mut m = at(AgentMetrics::new("anthropic", model).with_latency_ms(10.0), 120);
+            m.finish_reason = f.map(String::from);
+            m
+        };
+        let batch = vec![
+            r("claude-opus-4-7", Some("max_tokens")),
+            r("claude-opus-4-7", Some("end_turn")),
+            r("claude-opus-4-7", Some("max_tokens")),
+            r("m2", Some("refusal")),
+            r("m3", Some("made-up")),
+        ];
+        let g = a.group(&batch, &[0, 1, 2, 3, 4]);
+        assert_eq!(g.folded, 2);
+        let finish = |grp: &Group| {
+            grp.datums[0]
+                .dimensions
+                .iter()
+                .find(|(k, _)| k == FINISH_REASON)
+                .map(|(_, v)| v.clone())
+        };
+        let got: Vec<(Vec<usize>, Option<String>)> =
+            g.groups.iter().map(|x| (x.records.clone(), finish(x))).collect();
+        assert_eq!(
+            got,
+            vec![
+                (vec![0, 2], Some("max_tokens".into())),
+                (vec![1], Some("end_turn".into())),
+                (vec![3], Some("refusal".into())),
+                (vec![4], Some("other".into())),
+            ],
+            "one series per finish reason; folded ones keep a known reason only"
+        );
+        // Turned off: no such dimension.
+        let mut off = cfg(Mode::Aggregate);
+        off.finish_reason_dimension = false;
+        let g = Aggregator::new(&off).group(&batch, &[0, 1]);
+        assert_eq!(g.groups.len(), 1);
+        assert_eq!(finish(&g.groups[0]), None);
+    }
+
+    #[test]
     fn one_group_per_series_and_interval() {
         let c = cfg(Mode::Aggregate);
         let a = Aggregator::new(&c);
@@ -274,6 +336,7 @@ mod tests {
             vec![
                 ("Model".into(), "grok-4".into()),
                 ("Provider".into(), "xai".into()),
+                ("FinishReason".into(), "none".into()),
                 ("Service".into(), "chat".into()),
                 ("team".into(), "a".into())
             ]

@@ -56,7 +56,7 @@ pub enum ConfigError {
     #[error("{0}")]
     InvalidLimit(String),
     /// A configured dimension would exceed 30 dimensions per datum.
-    #[error("too many dimensions: {0} configured, at most 28 besides Model and Provider")]
+    #[error("too many dimensions: {0} configured; a datum has at most 30, Model, Provider and FinishReason (unless turned off) among them")]
     TooManyDimensions(usize),
 }
 
@@ -70,6 +70,7 @@ pub struct CloudWatchConfig {
     pub(crate) resolution: Resolution,
     pub(crate) static_dimensions: Vec<encode::Dimension>,
     pub(crate) tag_dimensions: Vec<String>,
+    pub(crate) finish_reason_dimension: bool,
     pub(crate) relative_error: f64,
     pub(crate) max_datums_per_call: usize,
     pub(crate) max_request_bytes: usize,
@@ -150,6 +151,7 @@ impl Default for CloudWatchSinkBuilder {
                 resolution: Resolution::Standard,
                 static_dimensions: Vec::new(),
                 tag_dimensions: Vec::new(),
+                finish_reason_dimension: true,
                 relative_error: 0.01,
                 max_datums_per_call: MAX_DATUMS_PER_CALL,
                 max_request_bytes: MAX_REQUEST_BYTES,
@@ -199,12 +201,23 @@ impl CloudWatchSinkBuilder {
         self
     }
 
-    /// Add a fixed dimension to every datum (e.g. `Service=chat`). Model and
-    /// Provider are always present; at most 28 others.
+    /// Add a fixed dimension to every datum (e.g. `Service=chat`). Model,
+    /// Provider and FinishReason (unless turned off) are always present; at
+    /// most 27 others (28 without FinishReason).
     pub fn dimension(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         let n = encode::normalize(&name.into(), "dimension", true);
         let v = encode::normalize(&value.into(), "none", false);
         self.cfg.static_dimensions.push((n, v));
+        self
+    }
+
+    /// The `FinishReason` dimension on every datum (default `true`): the
+    /// record's finish reason (the provider's own value: `stop`, `length`,
+    /// `end_turn`, `max_tokens`, ...), `none` when it has none. Each
+    /// finish reason is its own series (CloudWatch custom metric); turn it
+    /// off to keep one series per (Model, Provider, ...) as before.
+    pub fn finish_reason_dimension(mut self, on: bool) -> Self {
+        self.cfg.finish_reason_dimension = on;
         self
     }
 
@@ -327,7 +340,8 @@ impl CloudWatchSinkBuilder {
             return Err(ConfigError::InvalidLimit("max_series must be at least 1".into()));
         }
         let extra = c.static_dimensions.len() + c.tag_dimensions.len();
-        if extra > encode::MAX_DIMENSIONS - 2 {
+        let built_in = 2 + usize::from(c.finish_reason_dimension);
+        if extra > encode::MAX_DIMENSIONS - built_in {
             return Err(ConfigError::TooManyDimensions(extra));
         }
         Ok(())
@@ -379,5 +393,17 @@ mod tests {
             many = many.dimension(format!("d{i}"), "v");
         }
         assert!(matches!(many.validate(), Err(ConfigError::TooManyDimensions(29))));
+        // With FinishReason, 27 others fit; 28 only without it.
+        let mut full = b();
+        for i in 0..27 {
+            full = full.dimension(format!("d{i}"), "v");
+        }
+        assert!(full.clone().validate().is_ok());
+        let full = full.dimension("d27", "v");
+        assert!(matches!(
+            full.clone().validate(),
+            Err(ConfigError::TooManyDimensions(28))
+        ));
+        assert!(full.finish_reason_dimension(false).validate().is_ok());
     }
 }
