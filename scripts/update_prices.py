@@ -14,8 +14,8 @@ import zipfile
 from pathlib import Path
 
 # Providers steer speaks, as the map names them.
-PROVIDERS = {"openai", "anthropic", "xai"}
-MODES = {"chat"}
+PROVIDERS = {"openai", "anthropic", "xai", "bedrock", "bedrock_converse"}
+MODES = {"chat", "embedding"}
 MAP_IN_WHEEL = "litellm/model_prices_and_context_window_backup.json"
 
 # Fields that price a call (the service-tier variants _batches/_flex/_priority are not used).

@@ -36,7 +36,13 @@ fn every_snapshot_model_is_priced_exactly_as_the_map_says() {
         let bare = key.strip_prefix(&format!("{provider}/")).unwrap_or(key);
         for name in [key.as_str(), bare] {
             let p = table.get(name).unwrap_or_else(|| panic!("{name} is not priced"));
-            assert_eq!(p.provider.as_deref(), Some(provider), "{name}");
+            // The table names the map's `bedrock_converse` provider `bedrock`.
+            let ours = if provider == "bedrock_converse" {
+                "bedrock"
+            } else {
+                provider
+            };
+            assert_eq!(p.provider.as_deref(), Some(ours), "{name}");
             assert!(
                 close(p.input, per_m(&e["input_cost_per_token"]).unwrap()),
                 "{name} input"
@@ -71,11 +77,13 @@ fn every_snapshot_model_is_priced_exactly_as_the_map_says() {
             }
         }
     }
-    // Every chat model of the map for the providers steer speaks (the map's
-    // `openai/container` has no per-token price and is left out).
+    // Every chat and embedding model of the map for the providers steer speaks
+    // (the map's `openai/container` has no per-token price and is left out).
     assert_eq!(per_provider.get("anthropic"), Some(&22));
     assert_eq!(per_provider.get("xai"), Some(&36));
-    assert_eq!(per_provider.get("openai"), Some(&101));
+    assert_eq!(per_provider.get("openai"), Some(&105));
+    assert_eq!(per_provider.get("bedrock"), Some(&247));
+    assert_eq!(per_provider.get("bedrock_converse"), Some(&240));
     for flagship in [
         "claude-opus-4-7",
         "claude-sonnet-4-6",
