@@ -137,7 +137,14 @@ pub async fn run(args: BenchArgs, ctx: &Context) -> Result<ExitCode, CliError> {
         }
         None => MetricsCollector::builder().sink_with_options(sink, options),
     };
-    let collector = builder.build().map_err(|e| CliError::Other(e.to_string()))?;
+    let collector = builder.build().map_err(|e| match e {
+        // The spool cannot be read, or holds another sink's records.
+        steer_metrics::BuildError::Spool { .. } => CliError::SinkSetup {
+            spec: spec.to_string(),
+            message: e.to_string(),
+        },
+        other => CliError::Other(other.to_string()),
+    })?;
 
     let start;
     let start_rss;

@@ -26,8 +26,9 @@ pub enum BuildError {
     /// Two sinks share a name; stats and reports are keyed by name.
     #[error("two sinks are named `{0}`; give each sink a distinct name")]
     DuplicateSinkName(String),
-    /// A sink's disk spool could not be read at start.
-    #[error("the disk spool of sink `{sink}` could not be read: {source}")]
+    /// A sink's disk spool could not be read at start, or holds another
+    /// sink's records ([`Spool::bind_sink`]).
+    #[error("the disk spool of sink `{sink}` cannot be used: {source}")]
     Spool {
         /// The sink's name.
         sink: String,
@@ -283,10 +284,14 @@ impl MetricsCollectorBuilder {
             // Records left in the spool by a previous process are delivered
             // first and accounted for as received (and `replayed`).
             let replayed = match &spool {
-                Some(sp) => sp.len().map_err(|source| BuildError::Spool {
-                    sink: sink.name().to_string(),
-                    source,
-                })?,
+                Some(sp) => {
+                    let err = |source| BuildError::Spool {
+                        sink: sink.name().to_string(),
+                        source,
+                    };
+                    sp.bind_sink(sink.name()).map_err(err)?;
+                    sp.len().map_err(err)?
+                }
                 None => 0,
             };
             let shared = Arc::new(Shared {
@@ -915,8 +920,8 @@ impl Worker {
     }
 
     /// Call the sink's `flush` or `close`: panics caught, each attempt
-    /// bounded by `attempt_timeout`, transient failures retried under the
-    /// retry policy. When it fails for good, the records delivered since
+    /// bounded by `attempt_timeout`, transient `flush` failures retried
+    /// under the retry policy (`close` is called once). When it fails for good, the records delivered since
     /// the last successful flush are taken back from `delivered` and
     /// counted `failed.flush`: the sink may not have passed them on.
     async fn call_sink(&mut self, call: SinkCall) -> Option<String> {
@@ -943,7 +948,9 @@ impl Worker {
                 )),
             };
             failures += 1;
-            let transient = matches!(err.kind(), SinkErrorKind::Retryable | SinkErrorKind::Throttled(_));
+            // `close` is called once: a sink may not survive a second one.
+            let transient = matches!(call, SinkCall::Flush)
+                && matches!(err.kind(), SinkErrorKind::Retryable | SinkErrorKind::Throttled(_));
             let wait = policy.backoff(failures, err.retry_after());
             if !transient
                 || failures >= policy.max_attempts

@@ -49,5 +49,11 @@ pub use spool::{Spool, SpoolError};
 pub use stats::{CollectorStats, DeliveryReport, DroppedCounts, FailedCounts, SinkReport, SinkStats};
 pub use summary::{Distribution, GroupBy, Summary};
 
+/// `docs/custom-sinks.md`, compiled: every Rust block of the guide is a
+/// doctest of this crate.
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/custom-sinks.md")]
+mod custom_sinks_guide {}
+
 /// Re-exported so sink authors need not add it themselves.
 pub use async_trait::async_trait;

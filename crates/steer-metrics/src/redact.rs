@@ -94,12 +94,12 @@ pub fn truncate(mut s: String, max: usize) -> String {
 }
 
 /// `scheme://user:password@host` → `scheme://user:***@host`, for every
-/// `://` in the text.
+/// `//` in the text (a scheme-less `//user:pw@host` too).
 fn redact_userinfo(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
-    while let Some(pos) = rest.find("://") {
-        let start = pos + 3;
+    while let Some(pos) = rest.find("//") {
+        let start = pos + 2;
         out.push_str(&rest[..start]);
         let after = &rest[start..];
         // The URL ends at whitespace or a quote.
@@ -212,6 +212,8 @@ mod tests {
             ("host=h password='p w' user=u", "host=h password=*** user=u"),
             ("postgres://u:a/b?c@h/db", "postgres://u:***@h/db"),
             ("http://h:80/x@y", "http://h:80/x@y"),
+            ("//u:pw@h:1", "//u:***@h:1"),
+            ("http://h//x", "http://h//x"),
         ];
         for (input, want) in cases {
             assert_eq!(redact(input), want, "{input}");

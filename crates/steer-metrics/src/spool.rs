@@ -71,4 +71,15 @@ pub trait Spool: Send + Sync + 'static {
     }
     /// Payload bytes held now (what the size cap counts).
     fn bytes(&self) -> Result<u64, SpoolError>;
+    /// Bind the spool to the sink it feeds (`sink` is the sink's name,
+    /// e.g. the CLI's redacted sink spec). The collector calls this once,
+    /// at build, before reading anything. A spool that still holds records
+    /// of *another* sink must refuse (an error here fails the build), so
+    /// that one sink's records are never delivered to another; an empty
+    /// spool may be rebound. The default accepts any sink (a spool that
+    /// does not persist an identity).
+    fn bind_sink(&self, sink: &str) -> Result<(), SpoolError> {
+        let _ = sink;
+        Ok(())
+    }
 }

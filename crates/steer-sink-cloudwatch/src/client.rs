@@ -33,7 +33,9 @@ pub enum Failure {
         /// The offending datum, when known.
         member: Option<usize>,
     },
-    /// Anything else that retrying cannot fix (access denied, bad credentials).
+    /// Anything else that retrying cannot fix (access denied, bad
+    /// credentials, unknown endpoint): the sink, not the data, is wrong;
+    /// becomes [`SinkError::misconfigured`](steer_metrics::SinkError::misconfigured).
     Permanent(String),
 }
 

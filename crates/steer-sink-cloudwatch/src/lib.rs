@@ -205,6 +205,9 @@ impl CloudWatchSinkBuilder {
 struct Settled {
     rejected: Vec<usize>,
     reject_msg: Option<String>,
+    /// CloudWatch refused the sink itself (access denied, bad credentials):
+    /// the rejected records failed because of the sink, not their data.
+    misconfigured: bool,
     retry: Vec<usize>,
     stop: Option<Failure>,
 }
@@ -305,6 +308,7 @@ impl CloudWatchSink {
                 }
                 Failure::Permanent(m) => {
                     tracing::error!(error = %m, "cloudwatch refused PutMetricData");
+                    settled.misconfigured = true;
                     settled.rejected.extend(records());
                     for rest in queue.drain(..) {
                         settled
@@ -394,6 +398,7 @@ impl MetricsSink for CloudWatchSink {
         let Settled {
             mut rejected,
             reject_msg,
+            misconfigured,
             mut retry,
             stop,
         } = settled;
@@ -415,6 +420,18 @@ impl MetricsSink for CloudWatchSink {
                 reject_msg.clone().unwrap_or_default()
             ))
         };
+        if misconfigured && !rejected.is_empty() {
+            // The sink is wrong: everything not delivered fails at once, unsplit.
+            let mut failed = rejected;
+            failed.extend(retry);
+            failed.sort_unstable();
+            failed.dedup();
+            return Err(SinkError::misconfigured(format!(
+                "CloudWatch refused the request (credentials, permission or endpoint): {}",
+                reject_msg.unwrap_or_default()
+            ))
+            .with_records(failed));
+        }
         match (rejected.is_empty(), retry.is_empty()) {
             (true, true) => Ok(()),
             (false, true) => Err(permanent().with_records(rejected)),

@@ -101,13 +101,16 @@ pub fn site_url(site: &str) -> Result<Url, ConfigError> {
 
 /// `site` with anything that looks like `user:password@` masked.
 fn redact_userinfo(site: &str) -> String {
-    match site.rfind('@') {
+    // A site may carry userinfo without a scheme (`user:pw@host`): hide all
+    // of it, then apply the one shared redaction (query parameters).
+    let masked = match site.rfind('@') {
         Some(at) => {
             let start = site[..at].find("//").map_or(0, |i| i + 2);
             format!("{}***{}", &site[..start], &site[at..])
         }
         None => site.to_string(),
-    }
+    };
+    steer_metrics::redact::redact(&masked)
 }
 
 /// The host name to report when none is configured.

@@ -38,7 +38,9 @@ pub(crate) enum WriteError {
     /// Rejected, and which lines are at fault is unknown.
     Unmapped { message: String },
     /// Nothing of this request (nor of any later one) can be written:
-    /// credentials, missing database.
+    /// credentials (401/403), missing database or endpoint (404), an answer
+    /// no retry or split can fix. Becomes
+    /// [`SinkError::misconfigured`](steer_metrics::SinkError::misconfigured).
     Fatal { message: String },
 }
 

@@ -375,14 +375,9 @@ impl fmt::Debug for InfluxConfigBuilder {
 
 /// The URL with any userinfo removed (for messages).
 pub(crate) fn redact_url(url: &str) -> String {
-    match Url::parse(url) {
-        Ok(mut u) => {
-            let _ = u.set_username("");
-            let _ = u.set_password(None);
-            u.to_string()
-        }
-        Err(_) => "<unparsable url>".to_string(),
-    }
+    // The one redaction of every steer crate: userinfo password and
+    // secret-looking query parameters (`token=`, `password=`, ...).
+    steer_metrics::redact::redact(url)
 }
 
 impl InfluxConfigBuilder {
@@ -710,7 +705,11 @@ mod tests {
             .unwrap();
         let dbg = format!("{c:?} {:?}", b().credentials("u", "hunter2").token("tok-123"));
         assert!(!dbg.contains("hunter2") && !dbg.contains("tok-123"), "{dbg}");
-        assert_eq!(redact_url("http://u:hunter2@h:1/"), "http://h:1/");
+        assert_eq!(redact_url("http://u:hunter2@h:1/"), "http://u:***@h:1/");
+        assert_eq!(
+            redact_url("influxdb2://h:1?org=o&bucket=b&token=hunter3"),
+            "influxdb2://h:1?org=o&bucket=b&token=***"
+        );
     }
 
     #[test]

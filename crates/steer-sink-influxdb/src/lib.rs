@@ -225,13 +225,18 @@ impl MetricsSink for InfluxSink {
                     }
                 }
                 Err(WriteError::Fatal { message }) => {
-                    rejected.extend(enc.records[req.start..].iter().copied());
-                    // Every later request is part of this batch too.
+                    // The sink, not the data, is wrong (credentials refused,
+                    // no such database or endpoint): nothing of this request
+                    // nor of any later one can be written. Fail them once,
+                    // unsplit (records rejected earlier in the batch with them).
+                    let mut failed: Vec<usize> = rejected;
+                    failed.extend(enc.records[req.start..].iter().copied());
                     for r in work.drain(..) {
-                        rejected.extend(enc.records[r].iter().copied());
+                        failed.extend(enc.records[r].iter().copied());
                     }
-                    first_message.get_or_insert(message);
-                    break;
+                    failed.sort_unstable();
+                    failed.dedup();
+                    return Err(SinkError::misconfigured(message).with_records(failed));
                 }
                 Err(WriteError::Transient { retry_after, message }) => {
                     let mut retry: Vec<usize> = enc.records[req.clone()].to_vec();

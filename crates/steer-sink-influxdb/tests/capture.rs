@@ -118,7 +118,7 @@ async fn v1_request_shape_basic_auth_rp_precision_and_no_secret_in_errors() {
     assert!(!format!("{config:?}").contains("pa55word"));
     let sink = InfluxSink::new(config).unwrap();
     let err = sink.record_batch(&records(5)).await.unwrap_err();
-    assert!(err.is_permanent());
+    assert!(err.is_misconfigured(), "{err}");
     // Credentials refused: the whole batch fails at once, no further requests.
     assert_eq!(err.records(), Some(&[0, 1, 2, 3, 4][..]));
     assert!(err.message().contains("credentials"), "{err}");

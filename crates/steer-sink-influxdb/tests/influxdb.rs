@@ -315,7 +315,7 @@ async fn a_missing_database_is_a_clear_permanent_error() {
     let sink = InfluxSink::new(InfluxSink::builder(&url).database(&name).build().unwrap()).unwrap();
     let batch = steer_metrics::testkit::synthetic(5, 1);
     let err = sink.record_batch(&batch).await.unwrap_err();
-    assert!(err.is_permanent(), "{err}");
+    assert!(err.is_misconfigured(), "{err}");
     assert_eq!(err.records(), Some(&[0, 1, 2, 3, 4][..]));
     assert!(
         err.message()

@@ -126,15 +126,17 @@ impl fmt::Debug for OtlpSinkBuilder {
 
 /// A URL with any user name and password replaced by `***`.
 pub fn redact_url(s: &str) -> String {
-    match Url::parse(s) {
+    // A user name alone may be a token here: hide all of the userinfo, then
+    // apply the one shared redaction (passwords, `api_key=`, `token=`, ...).
+    let masked = match Url::parse(s) {
         Ok(mut u) if !u.username().is_empty() || u.password().is_some() => {
             let _ = u.set_username("***");
             let _ = u.set_password(None);
             u.to_string()
         }
-        Ok(u) => u.to_string(),
-        Err(_) => "<invalid url>".into(),
-    }
+        _ => s.to_string(),
+    };
+    steer_metrics::redact::redact(&masked)
 }
 
 impl OtlpSinkBuilder {

@@ -113,13 +113,14 @@ impl ExportCounters {
     }
 }
 
-/// Remove every secret (header values, URL password) from a message.
+/// Remove every secret (header values, URL password) from a message, then
+/// apply the one shared redaction (URL passwords, `api_key=`, `token=` ...).
 fn scrub(message: &str, secrets: &[String]) -> String {
     let mut m = message.to_string();
     for s in secrets.iter().filter(|s| !s.is_empty()) {
         m = m.replace(s.as_str(), "***");
     }
-    m
+    steer_metrics::redact::redact(&m)
 }
 
 /// Counts exports and remembers the last error (the SDK's `force_flush`

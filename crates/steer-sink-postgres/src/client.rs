@@ -22,7 +22,9 @@ pub enum Class {
     /// constraint): the batch should be split to find it.
     BadData,
     /// Fails whatever the data (42xxx privileges / undefined objects, 28xxx
-    /// authentication, 3D000 no such database ...): fail the whole batch.
+    /// authentication, 3D000 no such database ...): the sink, not the
+    /// record, is wrong; the whole batch fails at once as
+    /// [`SinkError::misconfigured`](steer_metrics::SinkError::misconfigured).
     Permanent,
 }
 

@@ -250,7 +250,10 @@ impl MetricsSink for PostgresSink {
         let class = e.class;
         let err = match class {
             Class::Retryable => SinkError::retryable(e.message.clone()),
-            Class::BadData | Class::Permanent => SinkError::permanent(e.message.clone()),
+            Class::BadData => SinkError::permanent(e.message.clone()),
+            // Fails whatever the data (28P01 bad password, 42501 missing
+            // privilege, 3D000 no such database): the sink is wrong.
+            Class::Permanent => SinkError::misconfigured(e.message.clone()),
         };
         let err = err.with_source(e);
         let all_good_failed = failed.len() == good.len();

@@ -470,7 +470,7 @@ async fn missing_privileges_fail_permanently_without_retrying() {
 
     let denied = sink(&nopriv, &schema);
     let err = denied.record_batch(&synthetic(3, 7)).await.unwrap_err();
-    assert_eq!(err.kind(), SinkErrorKind::Permanent, "{err}");
+    assert_eq!(err.kind(), SinkErrorKind::Misconfigured, "{err}");
     assert!(err.message().contains("42501"), "{err}");
     assert!(err.message().contains("permission denied"), "{err}");
     assert_eq!(
@@ -533,7 +533,7 @@ async fn password_auth_works_and_the_password_never_shows() {
     let wrong = pw_url.replace(&password, "not-the-password");
     let bad_sink = PostgresSink::builder(&wrong).schema(&schema).build().unwrap();
     let err = bad_sink.record_batch(&synthetic(2, 10)).await.unwrap_err();
-    assert_eq!(err.kind(), SinkErrorKind::Permanent, "{err}");
+    assert_eq!(err.kind(), SinkErrorKind::Misconfigured, "{err}");
     assert!(err.message().contains("28P01"), "{err}");
     let shown = format!("{err} {err:?} {bad_sink:?}");
     assert!(

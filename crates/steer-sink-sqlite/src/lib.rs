@@ -194,6 +194,7 @@ fn open_writer(path: &Path, table: &Table, config: &Config) -> Result<Connection
     // Reads the header first: a file that is not a database fails here with
     // a typed error, before anything is written.
     schema::inspect(&conn, path)?;
+    refuse_foreign(&conn, path)?;
     let mode: String = conn
         .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
         .map_err(|e| schema::classify_open_error(e, path, "switching to WAL"))?;
@@ -204,6 +205,31 @@ fn open_writer(path: &Path, table: &Table, config: &Config) -> Result<Connection
         .ctx("setting synchronous")?;
     schema::migrate(&mut conn, table, path)?;
     Ok(conn)
+}
+
+/// Refuse a non-empty database that steer did not create: it has no steer
+/// application id but already holds tables, views or indexes (another
+/// application's data, which steer must neither stamp nor add tables to).
+fn refuse_foreign(conn: &Connection, path: &Path) -> Result<(), SqliteError> {
+    let app_id: i64 = conn
+        .query_row("PRAGMA application_id", [], |r| r.get(0))
+        .map_err(|e| schema::classify_open_error(e, path, "reading the database header"))?;
+    if app_id != 0 {
+        return Ok(()); // steer's (anything else was refused by `inspect`)
+    }
+    let objects: i64 = conn
+        .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
+        .map_err(|e| schema::classify_open_error(e, path, "reading the schema"))?;
+    if objects > 0 {
+        return Err(SqliteError::NotAStore {
+            path: path.to_path_buf(),
+            reason: format!(
+                "the database is not empty ({objects} tables, views or indexes) and was not created by steer; \
+                 use a new file for steer's store"
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// Writes [`AgentMetrics`] into an SQLite file, one row per record.

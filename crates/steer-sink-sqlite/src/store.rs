@@ -147,6 +147,26 @@ impl std::fmt::Debug for SqliteStore {
     }
 }
 
+/// Open `path` with `immutable=1`: no lock, no `-wal`/`-shm` files touched.
+fn open_immutable(path: &Path) -> Option<Connection> {
+    let abs = std::path::absolute(path).ok()?;
+    let text = abs.to_str()?;
+    let mut uri = String::from("file:");
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || b"/-._~".contains(&b) {
+            uri.push(char::from(b));
+        } else {
+            uri.push_str(&format!("%{b:02X}"));
+        }
+    }
+    uri.push_str("?immutable=1");
+    Connection::open_with_flags(
+        &uri,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI,
+    )
+    .ok()
+}
+
 impl SqliteStore {
     /// Open the store at `path` (table `llm_metrics`) for reading.
     ///
@@ -182,14 +202,32 @@ impl SqliteStore {
                 reason: "it is a directory".into(),
             });
         }
-        let conn = Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(|e| schema::classify_open_error(e, path, "opening the database"))?;
-        conn.busy_timeout(Duration::from_secs(5))
-            .ctx("setting the busy timeout")?;
-        schema::check_readable(&conn, &table, path)?;
+        let open = || -> Result<Connection, SqliteError> {
+            let conn = Connection::open_with_flags(
+                path,
+                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )
+            .map_err(|e| schema::classify_open_error(e, path, "opening the database"))?;
+            conn.busy_timeout(Duration::from_secs(5))
+                .ctx("setting the busy timeout")?;
+            schema::check_readable(&conn, &table, path)?;
+            Ok(conn)
+        };
+        let conn = match open() {
+            Ok(conn) => conn,
+            Err(e @ (SqliteError::NotAStore { .. } | SqliteError::SchemaTooNew { .. })) => return Err(e),
+            // A WAL database in a directory we cannot write (a read-only
+            // mount, a 0555 directory) cannot create its `-shm` file: read
+            // the file as immutable instead (what was checkpointed).
+            Err(e) => match open_immutable(path) {
+                Some(conn) => {
+                    schema::check_readable(&conn, &table, path)?;
+                    tracing::debug!(path = %path.display(), "sqlite store: read-only location, opened immutable");
+                    conn
+                }
+                None => return Err(e),
+            },
+        };
         Ok(SqliteStore {
             path: path.to_path_buf(),
             table,

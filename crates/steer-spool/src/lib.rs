@@ -213,6 +213,10 @@ impl SqliteSpool {
                  seq INTEGER PRIMARY KEY AUTOINCREMENT,
                  request_id TEXT NOT NULL,
                  payload BLOB NOT NULL
+             );
+             CREATE TABLE IF NOT EXISTS spool_meta (
+                 key TEXT PRIMARY KEY,
+                 value TEXT NOT NULL
              );"
         ))
         .map_err(wrap)?;
@@ -411,6 +415,41 @@ impl Spool for SqliteSpool {
 
     fn len(&self) -> Result<u64, SpoolError> {
         Ok(self.lock()?.count)
+    }
+
+    /// The sink identity is stored in the spool file (`spool_meta`); a
+    /// spool holding records of another sink is refused, an empty one is
+    /// rebound.
+    fn bind_sink(&self, sink: &str) -> Result<(), SpoolError> {
+        let st = self.lock()?;
+        let bound: Option<String> = st
+            .conn
+            .query_row("SELECT value FROM spool_meta WHERE key = 'sink'", [], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(sql_err)?;
+        match bound {
+            Some(b) if b == sink => return Ok(()),
+            Some(b) if st.count > 0 => {
+                return Err(SpoolError::new(format!(
+                    "{} holds {} records for sink `{}`, not `{}`; deliver them with that sink or use another spool file",
+                    self.path.display(),
+                    st.count,
+                    steer_metrics::redact::redact(&b),
+                    steer_metrics::redact::redact(sink)
+                )));
+            }
+            _ => {}
+        }
+        st.conn
+            .execute(
+                "INSERT INTO spool_meta (key, value) VALUES ('sink', ?1)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                params![sink],
+            )
+            .map_err(sql_err)?;
+        Ok(())
     }
 
     fn bytes(&self) -> Result<u64, SpoolError> {

@@ -40,7 +40,7 @@ impl SinkSpec {
             message: e.to_string(),
         };
         Ok(match self {
-            SinkSpec::JsonLines(path) => Box::new(JsonLinesSink::new(path)),
+            SinkSpec::JsonLines(path) => Box::new(JsonLinesSink::open(path).map_err(|e| setup(&e))?),
             SinkSpec::Log => Box::new(LogSink::new()),
             #[cfg(feature = "sqlite")]
             SinkSpec::Sqlite(path) => {

@@ -290,25 +290,20 @@ pub(crate) fn parse_error_body(body: &[u8]) -> (Option<String>, Option<String>, 
     (s("type"), code, s("message"))
 }
 
-/// Replace every occurrence of `secret` in `text`.
+/// Replace every occurrence of `secret` in `text`, then hide whatever else
+/// looks like a secret (URL passwords, `token=`/`key=`/... parameters) with
+/// the shared [`steer_metrics::redact`]. Redact before truncating, never after.
 pub(crate) fn redact(text: &str, secret: Option<&str>) -> String {
-    match secret {
+    let text = match secret {
         Some(k) if k.len() >= 4 && text.contains(k) => text.replace(k, "[REDACTED]"),
         _ => text.to_string(),
-    }
+    };
+    steer_metrics::redact::redact(&text)
 }
 
-/// Keep messages short (a provider may echo a whole prompt).
-pub(crate) fn truncate(mut s: String, max: usize) -> String {
-    if s.len() > max {
-        let mut cut = max;
-        while !s.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        s.truncate(cut);
-        s.push('…');
-    }
-    s
+/// Keep messages short (a provider may echo a whole prompt). Redact first.
+pub(crate) fn truncate(s: String, max: usize) -> String {
+    steer_metrics::redact::truncate(s, max)
 }
 
 #[cfg(test)]

@@ -139,11 +139,9 @@ pub(crate) fn api_error(
         Some(s) => format!("HTTP {s}"),
         None => "provider error".to_string(),
     });
-    let mut e = AttemptError::new(
-        crate::error::FailureKind::Api,
-        class,
-        crate::error::truncate(message, 300),
-    );
+    // Not truncated here: the client redacts the key first, then cuts
+    // (a key straddling a cut made first would leak its prefix).
+    let mut e = AttemptError::new(crate::error::FailureKind::Api, class, message);
     e.retryable = retryable;
     e.status = status;
     e.provider_code = code.or(error_type);
