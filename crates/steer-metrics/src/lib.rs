@@ -31,6 +31,7 @@
 
 mod collector;
 mod config;
+pub mod query;
 mod record;
 pub mod redact;
 pub mod semconv;
@@ -43,6 +44,7 @@ pub mod testkit;
 
 pub use collector::{BuildError, MetricsCollector, MetricsCollectorBuilder};
 pub use config::{MetricsConfig, OverflowPolicy, RetryPolicy, SinkOptions};
+pub use query::{GroupKey, QueryError, StatsQuery, SummaryReport, SummaryStore, Timeseries};
 pub use record::{AgentMetrics, ErrorClass, Method, UnknownName};
 pub use sink::{MetricsSink, SinkError, SinkErrorKind};
 pub use spool::{Spool, SpoolError};

@@ -25,6 +25,33 @@ pub fn percentile(sorted: &[f64], q: f64) -> Option<f64> {
     Some(sorted[lo] + (sorted[hi] - sorted[lo]) * frac)
 }
 
+/// The `qs` quantiles (ascending, each in `0.0..=1.0`) of non-empty finite
+/// `values` (reordered in place), exactly as [`percentile`] over the sorted
+/// values: the two closest ranks are found by selection, each selection
+/// working on what is right of the previous one.
+fn select_percentiles<const N: usize>(values: &mut [f64], qs: [f64; N]) -> [f64; N] {
+    let n = values.len();
+    let mut out = [0.0; N];
+    // Everything left of `done` is <= everything at or right of it.
+    let mut done = 0usize;
+    for (o, q) in out.iter_mut().zip(qs) {
+        let pos = q.clamp(0.0, 1.0) * (n - 1) as f64;
+        let lo = (pos.floor() as usize).max(done).min(n - 1);
+        let hi = (pos.ceil() as usize).min(n - 1);
+        let frac = pos - pos.floor();
+        let (_, lo_v, _) = values[done..].select_nth_unstable_by(lo - done, f64::total_cmp);
+        let lo_v = *lo_v;
+        let hi_v = if hi > lo {
+            values[lo + 1..].iter().copied().fold(f64::INFINITY, f64::min)
+        } else {
+            lo_v
+        };
+        *o = lo_v + (hi_v - lo_v) * frac;
+        done = lo;
+    }
+    out
+}
+
 /// Distribution of one measure (milliseconds).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Distribution {
@@ -47,22 +74,32 @@ pub struct Distribution {
 impl Distribution {
     /// From samples in any order; non-finite values are ignored. `None` when
     /// no finite value remains.
+    ///
+    /// The percentiles are exactly [`percentile`] of the sorted values, found
+    /// by selection (`O(n)`) instead of a full sort, so a summary over
+    /// millions of calls stays fast.
     pub fn from_values(mut values: Vec<f64>) -> Option<Self> {
         values.retain(|v| v.is_finite());
         if values.is_empty() {
             return None;
         }
-        values.sort_by(f64::total_cmp);
         let n = values.len();
-        let sum: f64 = values.iter().sum();
+        let mut sum = 0.0;
+        let (mut min, mut max) = (f64::INFINITY, f64::NEG_INFINITY);
+        for &v in &values {
+            sum += v;
+            min = min.min(v);
+            max = max.max(v);
+        }
+        let [p50, p95, p99] = select_percentiles(&mut values, [0.50, 0.95, 0.99]);
         Some(Distribution {
             count: n as u64,
             mean: sum / n as f64,
-            min: values[0],
-            max: values[n - 1],
-            p50: percentile(&values, 0.50)?,
-            p95: percentile(&values, 0.95)?,
-            p99: percentile(&values, 0.99)?,
+            min,
+            max,
+            p50,
+            p95,
+            p99,
         })
     }
 }
@@ -82,6 +119,10 @@ pub struct Sample {
     pub output_tokens: u64,
     /// Cached input tokens.
     pub cached_tokens: u64,
+    /// Reasoning / thinking output tokens (0 when not reported).
+    pub reasoning_tokens: u64,
+    /// Input tokens written to the prompt cache (0 when not reported).
+    pub cache_write_tokens: u64,
     /// Cost, when known.
     pub cost_usd: Option<f64>,
     /// Retries.
@@ -97,6 +138,8 @@ impl From<&AgentMetrics> for Sample {
             input_tokens: m.input_tokens,
             output_tokens: m.output_tokens,
             cached_tokens: m.cached_tokens,
+            reasoning_tokens: m.reasoning_tokens.unwrap_or(0),
+            cache_write_tokens: m.cache_write_tokens.unwrap_or(0),
             cost_usd: m.cost_usd,
             retries: u64::from(m.retries),
         }
@@ -122,6 +165,12 @@ pub struct Summary {
     pub output_tokens: u64,
     /// Sum of cached input tokens.
     pub cached_tokens: u64,
+    /// Sum of reasoning / thinking tokens (part of `output_tokens`).
+    #[serde(default)]
+    pub reasoning_tokens: u64,
+    /// Sum of input tokens written to the prompt cache.
+    #[serde(default)]
+    pub cache_write_tokens: u64,
     /// Sum of known costs (USD).
     pub cost_usd: f64,
     /// Records whose cost is unknown (not included in `cost_usd`).
@@ -160,6 +209,8 @@ pub struct SummaryBuilder {
     input: u64,
     output: u64,
     cached: u64,
+    reasoning: u64,
+    cache_write: u64,
     cost: f64,
     cost_unknown: u64,
     unpriced: u64,
@@ -178,6 +229,8 @@ impl SummaryBuilder {
         self.input = self.input.saturating_add(s.input_tokens);
         self.output = self.output.saturating_add(s.output_tokens);
         self.cached = self.cached.saturating_add(s.cached_tokens);
+        self.reasoning = self.reasoning.saturating_add(s.reasoning_tokens);
+        self.cache_write = self.cache_write.saturating_add(s.cache_write_tokens);
         match s.cost_usd {
             Some(c) if c.is_finite() => self.cost += c,
             _ => {
@@ -186,6 +239,29 @@ impl SummaryBuilder {
             }
         }
         self.retries = self.retries.saturating_add(s.retries);
+    }
+
+    /// Add everything `other` accumulated (as if its samples were pushed
+    /// here after this one's).
+    pub fn merge(&mut self, other: SummaryBuilder) {
+        self.count += other.count;
+        self.errors += other.errors;
+        self.latency.extend(other.latency);
+        self.ttft.extend(other.ttft);
+        self.input = self.input.saturating_add(other.input);
+        self.output = self.output.saturating_add(other.output);
+        self.cached = self.cached.saturating_add(other.cached);
+        self.reasoning = self.reasoning.saturating_add(other.reasoning);
+        self.cache_write = self.cache_write.saturating_add(other.cache_write);
+        self.cost += other.cost;
+        self.cost_unknown += other.cost_unknown;
+        self.unpriced += other.unpriced;
+        self.retries = self.retries.saturating_add(other.retries);
+    }
+
+    /// Samples pushed so far.
+    pub fn count(&self) -> u64 {
+        self.count
     }
 
     /// The summary.
@@ -203,6 +279,8 @@ impl SummaryBuilder {
             input_tokens: self.input,
             output_tokens: self.output,
             cached_tokens: self.cached,
+            reasoning_tokens: self.reasoning,
+            cache_write_tokens: self.cache_write,
             cost_usd: self.cost,
             cost_unknown: self.cost_unknown,
             unpriced: self.unpriced,
@@ -293,6 +371,18 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn selection_gives_the_sorted_percentiles(values in proptest::collection::vec(-1e6f64..1e6, 1..300)) {
+            let mut sorted = values.clone();
+            sorted.sort_by(f64::total_cmp);
+            let d = Distribution::from_values(values).unwrap();
+            prop_assert_eq!(d.p50, percentile(&sorted, 0.50).unwrap());
+            prop_assert_eq!(d.p95, percentile(&sorted, 0.95).unwrap());
+            prop_assert_eq!(d.p99, percentile(&sorted, 0.99).unwrap());
+            prop_assert_eq!(d.min, sorted[0]);
+            prop_assert_eq!(d.max, *sorted.last().unwrap());
+        }
+
         #[test]
         fn percentiles_are_ordered_and_bounded(values in proptest::collection::vec(-1e9f64..1e9, 1..200)) {
             let d = Distribution::from_values(values).unwrap();

@@ -90,7 +90,9 @@ const SUMMARY_COLUMNS: &str = r#"
     coalesce(sum(cost_usd), 0)::float8,
     count(*) FILTER (WHERE cost_usd IS NULL)::int8,
     LEAST(coalesce(sum(retries), 0), 9223372036854775807)::int8,
-    count(*) FILTER (WHERE cost_usd IS NULL AND error_class IS NULL)::int8"#;
+    count(*) FILTER (WHERE cost_usd IS NULL AND error_class IS NULL)::int8,
+    LEAST(coalesce(sum(reasoning_tokens), 0), 9223372036854775807)::int8,
+    LEAST(coalesce(sum(cache_write_tokens), 0), 9223372036854775807)::int8"#;
 
 impl PostgresStore {
     /// Connect to the default table (`public.llm_metrics`) and check that
@@ -293,6 +295,8 @@ fn summary_from_row(r: &Row, o: usize) -> Result<Summary, StoreError> {
         input_tokens: u(col(r, o + 11)?),
         output_tokens: u(col(r, o + 12)?),
         cached_tokens: u(col(r, o + 13)?),
+        reasoning_tokens: u(col(r, o + 18)?),
+        cache_write_tokens: u(col(r, o + 19)?),
         cost_usd: col(r, o + 14)?,
         cost_unknown: u(col(r, o + 15)?),
         unpriced: u(col(r, o + 17)?),

@@ -242,7 +242,8 @@ pub(crate) fn decode(row: &rusqlite::Row<'_>) -> Result<AgentMetrics, SqliteErro
 /// Select list for [`decode_sample`] (after the row id and an optional group
 /// key, see [`decode_sample`]).
 pub(crate) const SAMPLE_COLUMNS: &str =
-    "latency_ms, ttft_ms, error_class IS NOT NULL, input_tokens, output_tokens, cached_tokens, cost_usd, retries";
+    "latency_ms, ttft_ms, error_class IS NOT NULL, input_tokens, output_tokens, cached_tokens, cost_usd, retries, \
+     reasoning_tokens, cache_write_tokens";
 
 /// The summary inputs of a row selected as `id, [key,] SAMPLE_COLUMNS`;
 /// `first` is the index of `latency_ms`.
@@ -256,6 +257,8 @@ pub(crate) fn decode_sample(r: &Reader<'_, '_>, first: usize) -> Result<Sample, 
         cached_tokens: r.count(first + 5, "cached_tokens")?,
         cost_usd: r.get(first + 6, "cost_usd")?,
         retries: r.count(first + 7, "retries")?,
+        reasoning_tokens: r.opt_count(first + 8, "reasoning_tokens")?.unwrap_or(0),
+        cache_write_tokens: r.opt_count(first + 9, "cache_write_tokens")?.unwrap_or(0),
     })
 }
 

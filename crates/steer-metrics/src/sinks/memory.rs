@@ -210,6 +210,31 @@ impl MemorySink {
 }
 
 #[async_trait]
+impl crate::query::SummaryStore for MemorySink {
+    fn describe(&self) -> String {
+        format!("memory:{}", self.inner.name)
+    }
+
+    async fn summary(
+        &self,
+        q: &crate::query::StatsQuery,
+    ) -> Result<crate::query::SummaryReport, crate::query::QueryError> {
+        let mut r = self.lock();
+        self.expire(&mut r);
+        crate::query::summarize(r.iter(), q)
+    }
+
+    async fn timeseries(
+        &self,
+        q: &crate::query::StatsQuery,
+    ) -> Result<crate::query::Timeseries, crate::query::QueryError> {
+        let mut r = self.lock();
+        self.expire(&mut r);
+        crate::query::timeseries(r.iter(), q)
+    }
+}
+
+#[async_trait]
 impl MetricsSink for MemorySink {
     fn name(&self) -> &str {
         &self.inner.name
