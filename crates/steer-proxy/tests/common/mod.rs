@@ -182,6 +182,30 @@ fn async_stream(
     })
 }
 
+/// The fake's embeddings answer for `n` inputs (OpenAI's documented shape).
+pub fn embeddings_body(n: usize) -> Vec<u8> {
+    let data: Vec<Value> = (0..n)
+        .map(|i| json!({"object": "embedding", "index": i, "embedding": [0.0023064255, -0.009327292, 0.015797347]}))
+        .collect();
+    json!({"object": "list", "data": data, "model": "text-embedding-3-small", "usage": {"prompt_tokens": 8, "total_tokens": 8}})
+        .to_string()
+        .into_bytes()
+}
+
+/// The fake's OpenAI 429 body (OpenAI's documented error shape).
+pub fn openai_429_body() -> Vec<u8> {
+    json!({"error": {"message": "Rate limit reached for gpt-4o-mini in organization org-x on requests per min (RPM): Limit 3, Used 3, Requested 1. Please try again in 20s.", "type": "requests", "param": null, "code": "rate_limit_exceeded"}})
+        .to_string()
+        .into_bytes()
+}
+
+/// The fake's Anthropic 401 body (Anthropic's documented error shape).
+pub fn anthropic_401_body() -> Vec<u8> {
+    json!({"type": "error", "error": {"type": "authentication_error", "message": "invalid x-api-key"}})
+        .to_string()
+        .into_bytes()
+}
+
 async fn handle(State(state): State<Arc<Upstream>>, req: Request) -> Response {
     let path = req.uri().path().to_string();
     let headers = req.headers().clone();
@@ -209,12 +233,10 @@ async fn handle(State(state): State<Arc<Upstream>>, req: Request) -> Response {
             )
         }
         Some("rate_limit") => {
-            let body = json!({"error": {"message": "Rate limit reached for gpt-4o-mini in organization org-x on requests per min (RPM): Limit 3, Used 3, Requested 1. Please try again in 20s.", "type": "requests", "param": null, "code": "rate_limit_exceeded"}});
-            return json_response(429, body.to_string().into_bytes(), &[("retry-after", "20")]);
+            return json_response(429, openai_429_body(), &[("retry-after", "20")]);
         }
         Some("auth") if anthropic => {
-            let body = json!({"type": "error", "error": {"type": "authentication_error", "message": "invalid x-api-key"}});
-            return json_response(401, body.to_string().into_bytes(), &[]);
+            return json_response(401, anthropic_401_body(), &[]);
         }
         Some("auth") => return json_response(401, recording("openai_error_401_invalid_api_key.json"), &[]),
         Some("hang") => {
@@ -234,11 +256,7 @@ async fn handle(State(state): State<Arc<Upstream>>, req: Request) -> Response {
             Some(Value::Array(a)) => a.len(),
             _ => 1,
         };
-        let data: Vec<Value> = (0..n)
-            .map(|i| json!({"object": "embedding", "index": i, "embedding": [0.0023064255, -0.009327292, 0.015797347]}))
-            .collect();
-        let body = json!({"object": "list", "data": data, "model": "text-embedding-3-small", "usage": {"prompt_tokens": 8, "total_tokens": 8}});
-        return json_response(200, body.to_string().into_bytes(), &[]);
+        return json_response(200, embeddings_body(n), &[]);
     }
     if anthropic {
         return match (stream, tools) {

@@ -1,0 +1,266 @@
+//! The official `openai` and `anthropic` Python SDKs as clients of the
+//! proxy (tests/py/sdk_client.py), in front of the fake upstream replaying
+//! recorded provider answers: the SDKs see exactly what the upstream sent,
+//! and the store holds exactly one correct record per call, with its tags.
+//!
+//! Needs `STEER_TEST_PYSDK_PYTHON` (scripts/services/pysdk.sh sets it);
+//! under `STEER_REQUIRE_SERVICES`/`CI` a missing venv fails the test.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use common::*;
+use serde_json::Value;
+use steer_metrics::{AgentMetrics, ErrorClass, Method};
+
+const OPENAI_KEY: &str = "sk-test-openai-client-key-0123456789";
+const ANTHROPIC_KEY: &str = "sk-ant-test-client-key-0123456789";
+
+fn unhex(s: &str) -> Vec<u8> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn official_python_sdks_through_the_proxy() {
+    let Some(python) = pysdk_python() else { return };
+    let up = fake_upstream().await;
+    let proxy = start_proxy(config_for(&up)).await;
+
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/py/sdk_client.py");
+    let url = proxy.url();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(&python)
+            .arg(&script)
+            .arg(&url)
+            .env_remove("OPENAI_BASE_URL")
+            .env_remove("ANTHROPIC_BASE_URL")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "sdk_client.py failed:\n{stderr}");
+    let sdk: BTreeMap<String, Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            (v["case"].as_str().unwrap().to_string(), v)
+        })
+        .collect();
+    let get = |case: &str| {
+        sdk.get(case)
+            .unwrap_or_else(|| panic!("no output for {case}: {sdk:?}"))
+    };
+
+    // --- What the SDKs saw: exactly what the upstream sent. ---
+    let raw = |case: &str| unhex(get(case)["body_hex"].as_str().unwrap());
+    assert_eq!(raw("oai_chat_raw"), recording("openai_chat_basic.json"));
+    assert_eq!(
+        raw("oai_stream_raw"),
+        without_usage_chunk(&recording("openai_chat_stream_text_usage.sse"))
+    );
+    assert_eq!(raw("oai_embeddings_raw"), embeddings_body(2));
+    assert_eq!(
+        raw("ant_msg_raw"),
+        recording("anthropic_cache_write_and_read.json")
+    );
+    assert_eq!(raw("ant_stream_raw"), recording("anthropic_stream_thinking.sse"));
+    assert_eq!(raw("oai_429"), openai_429_body());
+    assert_eq!(raw("oai_401"), recording("openai_error_401_invalid_api_key.json"));
+    assert_eq!(raw("ant_429"), recording("anthropic_error_429_rate_limit.json"));
+    assert_eq!(raw("ant_401"), anthropic_401_body());
+    let headers = &get("oai_chat_raw")["headers"];
+    assert_eq!(headers["x-request-id"], "req_fake_123");
+    assert_eq!(headers["openai-processing-ms"], "7");
+    assert_eq!(headers["content-type"], "application/json");
+    assert!(headers["x-steer-request-id"].is_string());
+    let headers = &get("ant_stream_raw")["headers"];
+    assert_eq!(headers["content-type"], "text/event-stream; charset=utf-8");
+    assert_eq!(headers["x-request-id"], "req_fake_stream");
+
+    // What the SDKs parsed.
+    let oc = get("oai_chat");
+    assert_eq!(
+        (oc["prompt_tokens"].as_u64(), oc["completion_tokens"].as_u64()),
+        (Some(14), Some(30))
+    );
+    assert_eq!(oc["finish_reason"], "stop");
+    assert_eq!(
+        get("oai_tools")["tool_names"],
+        serde_json::json!(["get_user_country"])
+    );
+    let os = get("oai_stream");
+    assert_eq!(os["text"], "The capital of the UK is London.");
+    assert_eq!(
+        os["usage_chunks"], 0,
+        "the usage chunk the client did not ask for is stripped"
+    );
+    assert_eq!(get("oai_stream_usage")["usage"], serde_json::json!([78, 9]));
+    assert_eq!(
+        get("oai_stream_tools")["tool_names"],
+        serde_json::json!(["get_capital"])
+    );
+    assert_eq!(get("oai_embeddings")["vectors"], 2);
+    assert_eq!(get("oai_429")["error"], "RateLimitError");
+    assert_eq!(get("oai_429")["status"], 429);
+    assert_eq!(get("oai_401")["error"], "AuthenticationError");
+    let am = get("ant_msg");
+    assert_eq!(
+        (am["cache_read"].as_u64(), am["cache_write"].as_u64()),
+        (Some(1111), Some(418))
+    );
+    assert_eq!(
+        get("ant_tools")["tool_names"],
+        serde_json::json!(["get_user_country"])
+    );
+    assert_eq!(get("ant_stream")["stop_reason"], "end_turn");
+    assert_eq!(get("ant_stream")["output_tokens"], 277);
+    assert_eq!(
+        get("ant_stream_tools")["tool_names"],
+        serde_json::json!(["updateIssueList"])
+    );
+    assert_eq!(get("ant_429")["error"], "RateLimitError");
+    assert_eq!(get("ant_401")["error"], "AuthenticationError");
+
+    // The client's keys went upstream (pass-through), unchanged.
+    for r in up.received() {
+        if r.path.ends_with("/messages") {
+            // Older SDKs send `x-api-key`, newer ones `Authorization: Bearer`.
+            let key = r
+                .headers
+                .get("x-api-key")
+                .map(|v| v.to_str().unwrap().to_string())
+                .or_else(|| {
+                    r.headers
+                        .get("authorization")
+                        .map(|v| v.to_str().unwrap().trim_start_matches("Bearer ").to_string())
+                });
+            assert_eq!(key.as_deref(), Some(ANTHROPIC_KEY));
+            assert!(r.headers.get("anthropic-version").is_some());
+        } else {
+            assert_eq!(
+                r.headers["authorization"],
+                format!("Bearer {OPENAI_KEY}").as_str()
+            );
+        }
+    }
+
+    // --- The records: exactly one per call, each correct, with its tags. ---
+    const CASES: [&str; 16] = [
+        "oai_chat",
+        "oai_tools",
+        "oai_stream",
+        "oai_stream_raw",
+        "oai_stream_usage",
+        "oai_stream_tools",
+        "oai_embeddings",
+        "oai_429",
+        "oai_401",
+        "ant_msg",
+        "ant_tools",
+        "ant_stream",
+        "ant_stream_raw",
+        "ant_stream_tools",
+        "ant_429",
+        "ant_401",
+    ];
+    let records = proxy.wait_records(CASES.len()).await;
+    assert_eq!(records.len(), CASES.len(), "{records:#?}");
+    let mut by_case: BTreeMap<&str, &AgentMetrics> = BTreeMap::new();
+    for m in &records {
+        let case = m.tags.get("case").map(String::as_str).unwrap();
+        assert!(by_case.insert(case, m).is_none(), "two records for {case}");
+        assert_eq!(m.tags.get("suite").map(String::as_str), Some("pysdk"));
+        assert_eq!(m.retries, 0);
+        assert!(m.latency_ms > 0.0);
+        let json = serde_json::to_string(m).unwrap();
+        assert!(
+            !json.contains(OPENAI_KEY) && !json.contains(ANTHROPIC_KEY),
+            "{json}"
+        );
+    }
+    let rec = |case: &str| {
+        *by_case
+            .get(case)
+            .unwrap_or_else(|| panic!("no record for {case}"))
+    };
+    let tokens = |m: &AgentMetrics| (m.input_tokens, m.output_tokens);
+
+    let m = rec("oai_chat");
+    assert_eq!(
+        (m.provider.as_str(), m.model.as_str(), m.method),
+        ("openai", "gpt-4o", Method::Generate)
+    );
+    assert_eq!(tokens(m), (14, 30));
+    assert_eq!(m.finish_reason.as_deref(), Some("stop"));
+    assert_eq!(m.tags.get("user").map(String::as_str), Some("alice"));
+    assert!(m.cost_usd.is_some_and(|c| c > 0.0));
+    assert_eq!(
+        get("oai_chat_raw")["headers"]["x-steer-request-id"].as_str(),
+        Some(m.request_id.to_string().as_str())
+    );
+    let m = rec("oai_tools");
+    assert_eq!(m.tools_used, vec!["get_user_country".to_string()]);
+    assert_eq!(m.finish_reason.as_deref(), Some("tool_calls"));
+    assert_eq!(tokens(m), (68, 11));
+    for case in ["oai_stream", "oai_stream_raw", "oai_stream_usage"] {
+        let m = rec(case);
+        assert_eq!(m.method, Method::Stream, "{case}");
+        assert_eq!(tokens(m), (78, 9), "{case}: usage asked upstream");
+        assert!(m.ttft_ms.is_some_and(|t| t <= m.latency_ms), "{case}");
+        assert!(m.error_class.is_none());
+    }
+    assert_eq!(
+        rec("oai_stream").tags.get("user").map(String::as_str),
+        Some("bob")
+    );
+    let m = rec("oai_stream_tools");
+    assert_eq!(m.tools_used, vec!["get_capital".to_string()]);
+    assert_eq!(tokens(m), (53, 15));
+    let m = rec("oai_embeddings");
+    assert_eq!(
+        (m.provider.as_str(), m.model.as_str()),
+        ("openai", "text-embedding-3-small")
+    );
+    assert_eq!(tokens(m), (8, 0));
+    assert_eq!(rec("oai_429").error_class, Some(ErrorClass::RateLimit));
+    assert_eq!(rec("oai_401").error_class, Some(ErrorClass::Authentication));
+
+    let m = rec("ant_msg");
+    assert_eq!(
+        (m.provider.as_str(), m.model.as_str()),
+        ("anthropic", "claude-sonnet-4-5")
+    );
+    assert_eq!(m.response_model.as_deref(), Some("claude-sonnet-4-5-20250929"));
+    assert_eq!(
+        tokens(m),
+        (3 + 1111 + 418, 33),
+        "Anthropic input normalised: cache reads and writes included"
+    );
+    assert_eq!((m.cached_tokens, m.cache_write_tokens), (1111, Some(418)));
+    assert_eq!(m.tags.get("user").map(String::as_str), Some("carol"));
+    assert!(m.cost_usd.is_some());
+    let m = rec("ant_tools");
+    assert_eq!(m.tools_used, vec!["get_user_country".to_string()]);
+    assert_eq!(m.finish_reason.as_deref(), Some("tool_use"));
+    for case in ["ant_stream", "ant_stream_raw"] {
+        let m = rec(case);
+        assert_eq!((m.method, tokens(m)), (Method::Stream, (43, 277)), "{case}");
+        assert_eq!(m.finish_reason.as_deref(), Some("end_turn"));
+        assert!(m.ttft_ms.is_some());
+    }
+    let m = rec("ant_stream_tools");
+    assert_eq!(m.tools_used, vec!["updateIssueList".to_string()]);
+    assert_eq!(tokens(m), (565, 48));
+    assert_eq!(rec("ant_429").error_class, Some(ErrorClass::RateLimit));
+    assert_eq!(rec("ant_401").error_class, Some(ErrorClass::Authentication));
+
+    proxy.stop().await;
+}
