@@ -50,6 +50,7 @@
 
 mod encode;
 mod error;
+mod query;
 mod schema;
 mod store;
 
@@ -63,6 +64,7 @@ use rusqlite::{Connection, ErrorCode, OpenFlags, TransactionBehavior};
 use steer_metrics::{AgentMetrics, MetricsSink, SinkError};
 
 pub use error::SqliteError;
+pub use query::SqliteSummaryStore;
 pub use schema::{APPLICATION_ID, DEFAULT_TABLE, SCHEMA_VERSION};
 pub use store::{Filter, SqliteStore, TimeSpan};
 

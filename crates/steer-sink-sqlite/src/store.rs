@@ -245,7 +245,7 @@ impl SqliteStore {
         self.table.name()
     }
 
-    fn conn(&self) -> MutexGuard<'_, Connection> {
+    pub(crate) fn conn(&self) -> MutexGuard<'_, Connection> {
         // A panic while holding the lock leaves no half-done state behind:
         // every query is a single read statement.
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
