@@ -269,10 +269,10 @@ pub async fn run(args: DemoArgs, ctx: &Context) -> Result<ExitCode, CliError> {
                 println!("interrupted after {} of {} calls\n", records.len(), args.requests);
             }
             println!(
-                "{} simulated calls in {:.1} s ({} in flight), seed {}\n",
+                "{} simulated calls in {:.1} s (up to {} in flight), seed {}\n",
                 records.len(),
                 elapsed.as_secs_f64(),
-                args.concurrency,
+                args.concurrency.min(args.requests),
                 args.seed
             );
             print!("{}", table(&total, GroupBy::Model, &groups));

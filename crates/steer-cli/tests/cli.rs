@@ -302,7 +302,8 @@ fn errors_have_actionable_messages_and_exit_codes() {
     // Bad config file.
     std::fs::write(dir.path().join("steer.toml"), "sinks = [\"nope\"]\n").unwrap();
     let o = steer(&["stats"], dir.path());
-    assert_eq!(o.status.code(), Some(4));
+    // An unknown sink in the config file is invalid configuration (issue 18).
+    assert_eq!(o.status.code(), Some(7));
     assert!(String::from_utf8_lossy(&o.stderr).contains("steer.toml"));
 }
 
@@ -361,7 +362,8 @@ fn generate_on_the_simulator_prints_answer_and_record() {
 
     // An unknown model with no provider is an error, not a substitution.
     let o = steer(&["generate", "Hello", "--model", "mystery-model-9"], dir.path());
-    assert_eq!(o.status.code(), Some(5));
+    // Configuration, not a failed call (issue 18).
+    assert_eq!(o.status.code(), Some(7));
     assert!(String::from_utf8_lossy(&o.stderr)
         .to_lowercase()
         .contains("unknown model"));
