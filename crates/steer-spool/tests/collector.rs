@@ -167,7 +167,8 @@ async fn records_left_at_a_shutdown_deadline_are_delivered_at_the_next_start_fir
     }
 
     let spool = SqliteSpool::open(&path, SpoolConfig::default()).unwrap();
-    let sink = RecordingSink::new();
+    // The same sink after a restart (a spool belongs to one sink, by name).
+    let sink = RecordingSink::named("failing");
     let c = MetricsCollector::builder()
         .sink_with_spool(sink.clone(), Some(options()), Arc::new(spool))
         .build()
@@ -203,7 +204,8 @@ async fn dropping_the_collector_without_shutdown_keeps_what_was_synced() {
         drop(c);
     }
     let spool = SqliteSpool::open(&path, SpoolConfig::default()).unwrap();
-    let sink = RecordingSink::new();
+    // The same sink after a restart (a spool belongs to one sink, by name).
+    let sink = RecordingSink::named("failing");
     let c = MetricsCollector::builder()
         .sink_with_spool(sink.clone(), Some(options()), Arc::new(spool))
         .build()
