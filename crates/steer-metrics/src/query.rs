@@ -451,6 +451,80 @@ pub struct SummaryReport {
     pub folded_groups: u64,
 }
 
+impl SummaryReport {
+    /// A report from summaries computed elsewhere (a store that aggregates
+    /// in its database).
+    pub fn new(
+        q: &StatsQuery,
+        total: Summary,
+        groups: BTreeMap<String, Summary>,
+        folded_groups: u64,
+    ) -> Self {
+        SummaryReport {
+            total,
+            by: q.by.clone(),
+            groups,
+            since: q.since,
+            until: q.until,
+            folded_groups,
+        }
+    }
+}
+
+impl Timeseries {
+    /// A time series from per-bucket summaries computed elsewhere (bucket
+    /// number = start / step, as [`Aggregator`] numbers them): fills the
+    /// steps without records like [`Aggregator::finish_timeseries`].
+    pub fn from_buckets(
+        q: &StatsQuery,
+        step: Duration,
+        total: BTreeMap<i64, Summary>,
+        groups: BTreeMap<String, BTreeMap<i64, Summary>>,
+        folded_groups: u64,
+    ) -> Result<Self, QueryError> {
+        let step_s = i64::try_from(step.as_secs()).unwrap_or(i64::MAX).max(1);
+        let step_us = step_s.saturating_mul(1_000_000);
+        let first = q
+            .since
+            .map(|t| t.timestamp_micros().div_euclid(step_us))
+            .or_else(|| total.keys().next().copied());
+        let last = q
+            .until
+            .map(|t| (t.timestamp_micros() - 1).div_euclid(step_us))
+            .or_else(|| total.keys().next_back().copied());
+        let (first, last) = match (first, last) {
+            (Some(a), Some(b)) if b >= a => (a, b),
+            _ => (0, -1),
+        };
+        let n = usize::try_from(last - first + 1).unwrap_or(0);
+        if n > q.limits.max_points {
+            return Err(QueryError::TooLarge(format!(
+                "more than {} steps: choose a longer step or a shorter window",
+                q.limits.max_points
+            )));
+        }
+        let dense = |m: BTreeMap<i64, Summary>| -> Vec<Summary> {
+            let mut v = vec![SummaryBuilder::default().finish(); n];
+            for (b, s) in m {
+                if let Some(i) = usize::try_from(b - first).ok().filter(|&i| i < n) {
+                    v[i] = s;
+                }
+            }
+            v
+        };
+        Ok(Timeseries {
+            step_seconds: u64::try_from(step_s).unwrap_or(1),
+            by: q.by.clone(),
+            buckets: (0..n as i64).map(|i| (first + i) * step_s).collect(),
+            total: dense(total),
+            groups: groups.into_iter().map(|(k, v)| (k, dense(v))).collect(),
+            since: q.since,
+            until: q.until,
+            folded_groups,
+        })
+    }
+}
+
 fn is_zero(n: &u64) -> bool {
     *n == 0
 }

@@ -42,6 +42,7 @@
 pub mod client;
 pub mod config;
 pub mod encode;
+mod query;
 pub mod schema;
 pub mod store;
 #[cfg(feature = "tls")]

@@ -77,7 +77,7 @@ impl fmt::Debug for PostgresStore {
     }
 }
 
-const SUMMARY_COLUMNS: &str = r#"
+pub(crate) const SUMMARY_COLUMNS: &str = r#"
     count(*)::int8,
     count(*) FILTER (WHERE error_class IS NOT NULL)::int8,
     avg(latency_ms), min(latency_ms), max(latency_ms),
@@ -113,6 +113,10 @@ impl PostgresStore {
 
     pub(crate) fn from_pool(pool: Pool, settings: ConnSettings) -> Self {
         PostgresStore { pool, settings }
+    }
+
+    pub(crate) fn pool(&self) -> &Pool {
+        &self.pool
     }
 
     /// The table queried.
@@ -237,7 +241,7 @@ fn empty() -> Summary {
 
 /// A column of a result row, as a [`StoreError`] instead of a panic when the
 /// table does not have the expected shape.
-fn col<'a, T: tokio_postgres::types::FromSql<'a>>(r: &'a Row, i: usize) -> Result<T, StoreError> {
+pub(crate) fn col<'a, T: tokio_postgres::types::FromSql<'a>>(r: &'a Row, i: usize) -> Result<T, StoreError> {
     r.try_get(i).map_err(|e| {
         StoreError::Db(DbError {
             class: Class::Permanent,
@@ -247,7 +251,7 @@ fn col<'a, T: tokio_postgres::types::FromSql<'a>>(r: &'a Row, i: usize) -> Resul
     })
 }
 
-fn u(v: i64) -> u64 {
+pub(crate) fn u(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
 }
 
@@ -279,7 +283,7 @@ fn distribution(r: &Row, count: u64, at: usize) -> Result<Option<Distribution>, 
 }
 
 /// Turn the [`SUMMARY_COLUMNS`] starting at column `o` into a [`Summary`].
-fn summary_from_row(r: &Row, o: usize) -> Result<Summary, StoreError> {
+pub(crate) fn summary_from_row(r: &Row, o: usize) -> Result<Summary, StoreError> {
     let count = u(col(r, o)?);
     let errors = u(col(r, o + 1)?);
     Ok(Summary {
