@@ -17,14 +17,17 @@ pub enum Method {
     Generate,
     /// A streamed call (server-sent events).
     Stream,
+    /// An embeddings call (the GenAI conventions' operation `embeddings`).
+    Embeddings,
 }
 
 impl Method {
-    /// The stable snake_case name (`generate`, `stream`).
+    /// The stable snake_case name (`generate`, `stream`, `embeddings`).
     pub fn as_str(self) -> &'static str {
         match self {
             Method::Generate => "generate",
             Method::Stream => "stream",
+            Method::Embeddings => "embeddings",
         }
     }
 }
@@ -41,6 +44,7 @@ impl FromStr for Method {
         match s {
             "generate" => Ok(Method::Generate),
             "stream" => Ok(Method::Stream),
+            "embeddings" => Ok(Method::Embeddings),
             other => Err(UnknownName(other.to_string())),
         }
     }
@@ -162,7 +166,7 @@ pub struct AgentMetrics {
     pub response_model: Option<String>,
     /// Provider name (`openai`, `anthropic`, `xai`, `sim`, or a custom one).
     pub provider: String,
-    /// `generate` or `stream`.
+    /// `generate`, `stream` or `embeddings`.
     #[serde(default)]
     pub method: Method,
     /// Wall-clock duration of the whole logical call, retries included, in milliseconds.

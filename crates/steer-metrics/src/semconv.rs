@@ -130,12 +130,22 @@ fn key_part(key: &mut String, v: Option<&str>) {
     }
 }
 
-/// The series key of a record: provider, request model, response model,
+/// `gen_ai.operation.name` of a record: `embeddings` for embeddings calls,
+/// `chat` for the others.
+pub fn operation_name(method: crate::Method) -> &'static str {
+    match method {
+        crate::Method::Embeddings => "embeddings",
+        crate::Method::Generate | crate::Method::Stream => "chat",
+    }
+}
+
+/// The series key of a record: the operation, provider, request model, response model,
 /// finish reason and the allow-listed tag values (the error class picks a
 /// slot of the series), into `key` (cleared first). The OTLP and
 /// Prometheus sinks' series cap counts these keys.
 pub fn series_key(key: &mut String, m: &crate::AgentMetrics, tag_keys: &[String]) {
     key.clear();
+    key_part(key, Some(operation_name(m.method)));
     key_part(key, Some(&m.provider));
     key_part(key, Some(&m.model));
     key_part(key, m.response_model.as_deref());
@@ -150,6 +160,7 @@ pub fn series_key(key: &mut String, m: &crate::AgentMetrics, tag_keys: &[String]
 /// Bounded: at most 2 × (2 + [`KNOWN_FINISH_REASONS`]) × 2^tags keys.
 pub fn folded_series_key(key: &mut String, m: &crate::AgentMetrics, tag_keys: &[String]) {
     key.clear();
+    key_part(key, Some(operation_name(m.method)));
     key.push(if m.response_model.is_some() { 'r' } else { '-' });
     key_part(key, finish_reason(m).map(folded_finish_reason));
     for k in tag_keys {

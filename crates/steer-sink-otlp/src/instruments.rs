@@ -112,7 +112,10 @@ pub fn common_attributes(
     tag_keys: &[String],
 ) -> Vec<KeyValue> {
     let mut a = Vec::with_capacity(7 + tag_keys.len());
-    a.push(KeyValue::new(attr::OPERATION_NAME, OPERATION_CHAT));
+    a.push(KeyValue::new(
+        attr::OPERATION_NAME,
+        steer_metrics::semconv::operation_name(m.method),
+    ));
     if folded {
         a.push(KeyValue::new(attr::PROVIDER_NAME, OTHER));
         a.push(KeyValue::new(attr::REQUEST_MODEL, OTHER));

@@ -141,7 +141,10 @@ pub fn labels(
 ) -> Labels {
     let mut l: Labels = Vec::with_capacity(8 + tag_labels.len());
     let mut push = |k: &'static str, v: String| l.push((Cow::Borrowed(k), v));
-    push(label::OPERATION_NAME, "chat".into());
+    push(
+        label::OPERATION_NAME,
+        steer_metrics::semconv::operation_name(m.method).into(),
+    );
     if folded {
         push(label::PROVIDER_NAME, OTHER.into());
         push(label::REQUEST_MODEL, OTHER.into());

@@ -240,7 +240,10 @@ pub(crate) fn classify(
             "insufficient_quota" | "billing_hard_limit_reached" => return (ErrorClass::RateLimit, false),
             "content_filter" | "content_policy_violation" => return (ErrorClass::ContentFilter, false),
             "model_not_found" | "not_found_error" => return (ErrorClass::NotFound, false),
-            "invalid_api_key" | "authentication_error" => return (ErrorClass::Authentication, false),
+            "invalid_api_key" | "authentication_error" | "API_KEY_INVALID" | "UNAUTHENTICATED" => {
+                return (ErrorClass::Authentication, false)
+            }
+            "PERMISSION_DENIED" => return (ErrorClass::PermissionDenied, false),
             "permission_error" => return (ErrorClass::PermissionDenied, false),
             "rate_limit_exceeded" | "rate_limit_error" | "overloaded_error" => {
                 return (ErrorClass::RateLimit, true)
@@ -261,7 +264,13 @@ pub(crate) fn classify(
         };
     }
     match error_type {
-        Some("invalid_request_error") => (ErrorClass::InvalidRequest, false),
+        Some("invalid_request_error" | "INVALID_ARGUMENT" | "FAILED_PRECONDITION") => {
+            (ErrorClass::InvalidRequest, false)
+        }
+        Some("RESOURCE_EXHAUSTED") => (ErrorClass::RateLimit, true),
+        Some("NOT_FOUND") => (ErrorClass::NotFound, false),
+        Some("UNAVAILABLE" | "INTERNAL") => (ErrorClass::ServerError, true),
+        Some("DEADLINE_EXCEEDED") => (ErrorClass::Timeout, true),
         Some("api_error" | "server_error") => (ErrorClass::ServerError, true),
         Some("timeout_error") => (ErrorClass::Timeout, true),
         _ => (ErrorClass::Unknown, false),
@@ -282,12 +291,32 @@ pub(crate) fn parse_error_body(body: &[u8]) -> (Option<String>, Option<String>, 
         _ => &v,
     };
     let s = |k: &str| err.get(k).and_then(|x| x.as_str()).map(str::to_string);
+    // Google APIs: a numeric `code`, the canonical `status`
+    // (`RESOURCE_EXHAUSTED`, ...) and `details[].reason` (`API_KEY_INVALID`).
+    let reason = err
+        .get("details")
+        .and_then(|d| d.as_array())
+        .and_then(|d| d.iter().find_map(|x| x.get("reason").and_then(|r| r.as_str())))
+        .map(str::to_string);
     let code = match err.get("code") {
         Some(serde_json::Value::String(c)) => Some(c.clone()),
-        Some(serde_json::Value::Number(n)) => Some(n.to_string()),
-        _ => None,
+        _ => reason,
     };
-    (s("type"), code, s("message"))
+    (s("type").or_else(|| s("status")), code, s("message"))
+}
+
+/// A retry delay given in an error body (Google's `RetryInfo.retryDelay`,
+/// e.g. `"37s"`), for answers without a `Retry-After` header.
+pub(crate) fn body_retry_delay(body: &[u8]) -> Option<Duration> {
+    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let delay = v
+        .get("error")?
+        .get("details")?
+        .as_array()?
+        .iter()
+        .find_map(|d| d.get("retryDelay").and_then(|r| r.as_str()))?;
+    let secs: f64 = delay.trim().strip_suffix('s')?.parse().ok()?;
+    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(86_400.0)))
 }
 
 /// Replace every occurrence of `secret` in `text`, then hide whatever else

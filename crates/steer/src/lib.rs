@@ -55,7 +55,10 @@ pub use providers::sim::SimConfig;
 pub use providers::{Chunk, Completion, Dialect};
 pub use retry::RetryConfig;
 pub use routing::{route, Route};
-pub use types::{GenerateResponse, Message, Request, ResponseFormat, Role, StreamEvent, ToolCall, Usage};
+pub use types::{
+    EmbedRequest, EmbedResponse, GenerateResponse, Message, Request, ResponseFormat, Role, StreamEvent,
+    ToolCall, Usage,
+};
 
 /// The metrics core (`steer-metrics`).
 pub use steer_metrics as metrics;

@@ -1,15 +1,23 @@
 //! Which provider serves a model.
 //!
 //! 1. An explicit `provider/model` (`anthropic/claude-sonnet-4-5`,
-//!    `ollama/llama3.2`, `sim/gpt-4o`);
+//!    `azure/my-deployment`, `ollama/llama3.2`, `sim/gpt-4o`): any known
+//!    provider (see the presets: openai, anthropic, xai, gemini, azure,
+//!    bedrock, ollama, vllm, lmstudio, groq, deepseek, mistral, openrouter,
+//!    together) or a registered custom one;
 //! 2. else the provider the price table names for the model;
 //! 3. else name rules: `gpt-*`, `chatgpt-*`, `o1*`, `o3*`, `o4*` → openai;
-//!    `claude-*` → anthropic; `grok-*` → xai.
+//!    `claude-*` → anthropic; `grok-*` → xai; `gemini-*` → gemini.
 //!
 //! Anything else is [`SteerError::UnknownModel`], never a silent substitution.
 
 use crate::error::SteerError;
 use crate::pricing::PriceTable;
+
+/// Every provider a client knows without configuration (`openai`,
+/// `anthropic`, `xai`, `gemini`, `azure`, `ollama`, `vllm`, `lmstudio`,
+/// `groq`, `deepseek`, `mistral`, `openrouter`, `together`).
+pub use crate::providers::presets::names as known_providers;
 
 /// Built-in provider names.
 pub const BUILTIN_PROVIDERS: [&str; 4] = ["openai", "anthropic", "xai", "sim"];
@@ -39,6 +47,8 @@ pub fn provider_by_name(model: &str) -> Option<&'static str> {
         Some("anthropic")
     } else if model.starts_with("grok-") {
         Some("xai")
+    } else if model.starts_with("gemini-") || model.starts_with("gemma-") {
+        Some("gemini")
     } else {
         None
     }
@@ -90,7 +100,7 @@ pub fn route_with(
                     simulated: true,
                 })
             }
-            "openai" | "anthropic" | "xai" => {
+            p if crate::providers::presets::preset(p).is_some() || p == "bedrock" => {
                 return Ok(Route {
                     provider: prefix.to_string(),
                     model: rest.to_string(),
@@ -115,7 +125,7 @@ pub fn route_with(
             });
         }
         return Err(unknown(format!(
-            "no provider named `{prefix}`; use openai/, anthropic/, xai/, sim/ or register an OpenAI-compatible server with SteerClientBuilder::openai_compatible"
+            "no provider named `{prefix}`; use a known provider (openai/, anthropic/, xai/, gemini/, azure/, bedrock/, ollama/, vllm/, lmstudio/, groq/, deepseek/, mistral/, openrouter/, together/), sim/, or register a custom one (SteerClientBuilder::custom_provider, `[providers.NAME]` in steer.toml)"
         )));
     }
     match infer(model, prices) {
@@ -159,12 +169,21 @@ mod tests {
             ("anthropic", "claude-haiku-4-5", true)
         );
         assert_eq!(r("sim/my-model").unwrap().provider, "sim");
+        for (m, p) in [
+            ("gemini-2.5-flash", "gemini"),
+            ("azure/my-gpt4o-deployment", "azure"),
+            ("ollama/llama3.2", "ollama"),
+            ("bedrock/anthropic.claude-3-5-sonnet-20240620-v1:0", "bedrock"),
+            ("groq/llama-3.3-70b-versatile", "groq"),
+        ] {
+            assert_eq!(r(m).unwrap().provider, p, "{m}");
+        }
     }
 
     #[test]
     fn unknown_models_are_errors() {
         let t = PriceTable::builtin();
-        for m in ["llama3", "", "vllm/x", "openai/", "mistral-large"] {
+        for m in ["llama3", "", "myserver/x", "openai/", "mistral-large"] {
             let e = route_with(m, &t, |_| false).unwrap_err();
             assert!(matches!(e, SteerError::UnknownModel { .. }), "{m}: {e}");
         }

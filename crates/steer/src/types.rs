@@ -365,6 +365,94 @@ impl GenerateResponse {
     }
 }
 
+/// The input of [`SteerClient::embed`](crate::SteerClient::embed): texts,
+/// and the tags and id of the call's record.
+///
+/// ```
+/// let r = steer::EmbedRequest::from(vec!["a", "b"]).tag("feature", "search");
+/// assert_eq!(r.inputs.len(), 2);
+/// ```
+#[derive(Debug, Clone, Default, PartialEq)]
+#[must_use]
+#[non_exhaustive]
+pub struct EmbedRequest {
+    /// The texts to embed.
+    pub inputs: Vec<String>,
+    /// Tags of the call's record.
+    pub tags: BTreeMap<String, String>,
+    /// The record's id (default: a fresh UUID v7).
+    pub request_id: Option<Uuid>,
+    /// Time budget per attempt (default: the client's).
+    pub timeout: Option<Duration>,
+}
+
+impl EmbedRequest {
+    /// Add a tag to the call's record.
+    pub fn tag(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.tags.insert(key.into(), value.into());
+        self
+    }
+    /// Set the record's id.
+    pub fn request_id(mut self, id: Uuid) -> Self {
+        self.request_id = Some(id);
+        self
+    }
+    /// Set the time budget per attempt.
+    pub fn timeout(mut self, t: Duration) -> Self {
+        self.timeout = Some(t);
+        self
+    }
+}
+
+impl From<&str> for EmbedRequest {
+    fn from(s: &str) -> Self {
+        EmbedRequest {
+            inputs: vec![s.to_string()],
+            ..EmbedRequest::default()
+        }
+    }
+}
+
+impl From<String> for EmbedRequest {
+    fn from(s: String) -> Self {
+        EmbedRequest {
+            inputs: vec![s],
+            ..EmbedRequest::default()
+        }
+    }
+}
+
+impl From<Vec<String>> for EmbedRequest {
+    fn from(inputs: Vec<String>) -> Self {
+        EmbedRequest {
+            inputs,
+            ..EmbedRequest::default()
+        }
+    }
+}
+
+impl From<Vec<&str>> for EmbedRequest {
+    fn from(inputs: Vec<&str>) -> Self {
+        inputs.into_iter().map(str::to_string).collect::<Vec<_>>().into()
+    }
+}
+
+/// The answer to [`SteerClient::embed`](crate::SteerClient::embed).
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct EmbedResponse {
+    /// One vector per input, in input order.
+    pub embeddings: Vec<Vec<f32>>,
+    /// Usage (input tokens, where the provider reports them).
+    pub usage: Usage,
+    /// The provider that answered.
+    pub provider: String,
+    /// The model that answered (the provider's, else the requested one).
+    pub model: String,
+    /// The call's metrics record, exactly as it was handed to the collector.
+    pub metrics: AgentMetrics,
+}
+
 /// An item of a [`ResponseStream`](crate::ResponseStream).
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]

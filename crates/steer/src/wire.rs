@@ -23,7 +23,7 @@ use serde_json::Value;
 use steer_metrics::ErrorClass;
 
 use crate::error::AttemptError;
-use crate::providers::{anthropic, openai, Decoder};
+use crate::providers::Decoder;
 pub use crate::providers::{Chunk, Completion, Dialect};
 use crate::sse::SseEvent;
 use crate::types::Usage;
@@ -64,10 +64,7 @@ impl From<AttemptError> for WireError {
 
 /// Parse a successful (2xx) response body of `dialect`.
 pub fn parse_response(dialect: Dialect, body: &[u8]) -> Result<Completion, WireError> {
-    Ok(match dialect {
-        Dialect::OpenAi => openai::parse(body)?,
-        Dialect::Anthropic => anthropic::parse(body)?,
-    })
+    Ok(dialect.parse(body)?)
 }
 
 /// Classify an error answer: its HTTP status and body (either provider's
@@ -80,17 +77,16 @@ pub fn parse_error(status: u16, body: &[u8]) -> WireError {
 /// Normalised usage from a provider `usage` object of `dialect` (e.g. the
 /// `usage` of an OpenAI embeddings response).
 pub fn usage(dialect: Dialect, usage: &Value) -> Usage {
-    match dialect {
-        Dialect::OpenAi => openai::usage(usage),
-        Dialect::Anthropic => anthropic::usage(usage),
-    }
+    dialect.usage(usage)
 }
 
 /// The error class a finished answer stands for, if the provider stopped it
 /// for its content (`content_filter`, `refusal`); the client records such
 /// calls as failed with class `content_filter`.
 pub fn content_error(c: &Completion) -> Option<ErrorClass> {
-    matches!(c.finish_reason.as_deref(), Some("content_filter" | "refusal"))
+    c.finish_reason
+        .as_deref()
+        .is_some_and(crate::providers::is_content_stop)
         .then_some(ErrorClass::ContentFilter)
 }
 
@@ -108,11 +104,9 @@ impl fmt::Debug for StreamDecoder {
 impl StreamDecoder {
     /// A decoder for a stream of `dialect`.
     pub fn new(dialect: Dialect) -> Self {
-        let inner: Box<dyn Decoder> = match dialect {
-            Dialect::OpenAi => Box::<openai::StreamDecoder>::default(),
-            Dialect::Anthropic => Box::<anthropic::StreamDecoder>::default(),
-        };
-        StreamDecoder { inner }
+        StreamDecoder {
+            inner: dialect.decoder(),
+        }
     }
 
     /// Handle one event: what model output it carried (for time to first

@@ -312,7 +312,7 @@ async fn unknown_model_is_an_error_and_nothing_is_sent_or_recorded() {
         .sink(sink.clone())
         .build()
         .unwrap();
-    for model in ["llama3", "mistral/large", ""] {
+    for model in ["llama3", "nosuchprovider/large", ""] {
         let err = client.generate("Hi", model).await.unwrap_err();
         assert!(matches!(err, SteerError::UnknownModel { .. }), "{model}: {err:?}");
         assert!(err.request_id().is_none());
@@ -643,7 +643,7 @@ async fn a_price_table_provider_that_is_not_registered_is_an_unknown_model() {
     let mut prices = steer::pricing::PriceTable::builtin();
     prices.merge(
         steer::pricing::PriceTable::from_toml_str(
-            "[models.\"house\"]\nprovider = \"vllm\"\ninput = 1.0\noutput = 1.0\n",
+            "[models.\"house\"]\nprovider = \"inhouse\"\ninput = 1.0\noutput = 1.0\n",
         )
         .unwrap(),
     );
@@ -655,7 +655,7 @@ async fn a_price_table_provider_that_is_not_registered_is_an_unknown_model() {
     let r = client.generate("x", "house").await;
     assert!(matches!(r, Err(SteerError::UnknownModel { .. })), "{r:?}");
     let r = client.generate("x", "sim/house").await.unwrap();
-    assert_eq!(r.metrics.provider, "vllm");
+    assert_eq!(r.metrics.provider, "inhouse");
 }
 
 #[tokio::test]

@@ -10,9 +10,11 @@ pub struct SteerClientBuilder {
     metrics_config: MetricsConfig,
     sinks: Vec<(Box<dyn MetricsSink>, Option<SinkOptions>)>,
     collector: Option<MetricsCollector>,
-    keys: HashMap<&'static str, ApiKey>,
-    base_urls: HashMap<&'static str, String>,
-    compatible: Vec<(String, String, Option<ApiKey>)>,
+    keys: HashMap<String, ApiKey>,
+    base_urls: HashMap<String, String>,
+    custom: Vec<(String, Dialect, String, Option<ApiKey>)>,
+    azure_api_version: Option<String>,
+    azure_ad_token: Option<ApiKey>,
     sim: SimConfig,
     retry: RetryConfig,
     timeout: Duration,
@@ -39,7 +41,7 @@ impl fmt::Debug for SteerClientBuilder {
             .field("collector", &self.collector)
             .field("api_keys_set_for", &keys)
             .field("base_urls", &self.base_urls)
-            .field("compatible", &self.compatible)
+            .field("custom", &self.custom)
             .field("sim", &self.sim)
             .field("retry", &self.retry)
             .field("timeout", &self.timeout)
@@ -57,7 +59,9 @@ impl Default for SteerClientBuilder {
             collector: None,
             keys: HashMap::new(),
             base_urls: HashMap::new(),
-            compatible: Vec::new(),
+            custom: Vec::new(),
+            azure_api_version: None,
+            azure_ad_token: None,
             sim: SimConfig::default(),
             retry: RetryConfig::default(),
             timeout: Duration::from_secs(120),
@@ -104,25 +108,57 @@ impl SteerClientBuilder {
     pub fn xai_api_key(self, key: impl Into<String>) -> Self {
         self.key("xai", key)
     }
-    fn key(mut self, provider: &'static str, key: impl Into<String>) -> Self {
+    /// Gemini API key (default: `GEMINI_API_KEY`, else `GOOGLE_API_KEY`).
+    pub fn gemini_api_key(self, key: impl Into<String>) -> Self {
+        self.key("gemini", key)
+    }
+    /// Azure OpenAI: the resource endpoint (`https://NAME.openai.azure.com`;
+    /// default `AZURE_OPENAI_ENDPOINT`) and its key (default
+    /// `AZURE_OPENAI_API_KEY`). Models are addressed as `azure/<deployment>`.
+    pub fn azure_openai(self, endpoint: impl Into<String>, api_key: impl Into<String>) -> Self {
+        self.base_url("azure", endpoint).key("azure", api_key)
+    }
+    /// Azure OpenAI with a Microsoft Entra ID bearer token instead of a key
+    /// (default `AZURE_OPENAI_AD_TOKEN`).
+    pub fn azure_ad_token(mut self, token: impl Into<String>) -> Self {
+        self.azure_ad_token = ApiKey::new(token);
+        self
+    }
+    /// Azure OpenAI `api-version` (default `OPENAI_API_VERSION`, else a current GA version).
+    pub fn azure_api_version(mut self, version: impl Into<String>) -> Self {
+        self.azure_api_version = Some(version.into());
+        self
+    }
+    /// The API key of any known provider (`openai`, `gemini`, `groq`, ...),
+    /// instead of its environment variable.
+    pub fn api_key(self, provider: &str, key: impl Into<String>) -> Self {
+        self.key(provider, key)
+    }
+    /// The base URL of any known provider (`ollama`, `vllm`, `azure`, ...),
+    /// instead of its environment variable or default.
+    pub fn base_url(mut self, provider: &str, url: impl Into<String>) -> Self {
+        self.base_urls.insert(provider.to_string(), url.into());
+        self
+    }
+    fn key(mut self, provider: &str, key: impl Into<String>) -> Self {
         if let Some(k) = ApiKey::new(key) {
-            self.keys.insert(provider, k);
+            self.keys.insert(provider.to_string(), k);
         }
         self
     }
     /// OpenAI base URL (default: `OPENAI_BASE_URL`, else `https://api.openai.com/v1`).
     pub fn openai_base_url(mut self, url: impl Into<String>) -> Self {
-        self.base_urls.insert("openai", url.into());
+        self.base_urls.insert("openai".into(), url.into());
         self
     }
     /// Anthropic base URL (default: `ANTHROPIC_BASE_URL`, else `https://api.anthropic.com/v1`).
     pub fn anthropic_base_url(mut self, url: impl Into<String>) -> Self {
-        self.base_urls.insert("anthropic", url.into());
+        self.base_urls.insert("anthropic".into(), url.into());
         self
     }
     /// xAI base URL (default: `XAI_BASE_URL`, else `https://api.x.ai/v1`).
     pub fn xai_base_url(mut self, url: impl Into<String>) -> Self {
-        self.base_urls.insert("xai", url.into());
+        self.base_urls.insert("xai".into(), url.into());
         self
     }
     /// Register an OpenAI-compatible server (Ollama, vLLM, llama.cpp server,
@@ -134,8 +170,29 @@ impl SteerClientBuilder {
         base_url: impl Into<String>,
         api_key: Option<&str>,
     ) -> Self {
-        self.compatible
-            .push((name.into(), base_url.into(), api_key.and_then(ApiKey::new)));
+        self.custom.push((
+            name.into(),
+            Dialect::OpenAi,
+            base_url.into(),
+            api_key.and_then(ApiKey::new),
+        ));
+        self
+    }
+    /// Register a provider of any dialect (e.g. an Anthropic-compatible
+    /// gateway), addressed as `name/model`.
+    pub fn custom_provider(
+        mut self,
+        name: impl Into<String>,
+        dialect: Dialect,
+        base_url: impl Into<String>,
+        api_key: Option<&str>,
+    ) -> Self {
+        self.custom.push((
+            name.into(),
+            dialect,
+            base_url.into(),
+            api_key.and_then(ApiKey::new),
+        ));
         self
     }
     /// Configure the simulated provider (`sim/<model>`).
@@ -208,73 +265,74 @@ impl SteerClientBuilder {
             }
         };
         let mut providers = HashMap::new();
-        for (name, dialect, default_url, key_env, url_env, max_field) in [
-            (
-                "openai",
-                Dialect::OpenAi,
-                OPENAI_URL,
-                "OPENAI_API_KEY",
-                "OPENAI_BASE_URL",
-                "max_completion_tokens",
-            ),
-            (
-                "anthropic",
-                Dialect::Anthropic,
-                ANTHROPIC_URL,
-                "ANTHROPIC_API_KEY",
-                "ANTHROPIC_BASE_URL",
-                "max_tokens",
-            ),
-            (
-                "xai",
-                Dialect::OpenAi,
-                XAI_URL,
-                "XAI_API_KEY",
-                "XAI_BASE_URL",
-                "max_tokens",
-            ),
-        ] {
-            let base_url = self
+        for preset in PRESETS {
+            let name = preset.name;
+            let mut base_url = self
                 .base_urls
                 .get(name)
                 .cloned()
-                .or_else(|| env(url_env))
-                .unwrap_or_else(|| default_url.to_string());
-            check_url(name, &base_url)?;
-            let api_key = self
+                .or_else(|| env(preset.url_env))
+                .or_else(|| {
+                    (name == "ollama")
+                        .then(|| env("OLLAMA_HOST").map(|h| presets::ollama_host(&h)))
+                        .flatten()
+                })
+                .or_else(|| preset.base_url.map(str::to_string))
+                .unwrap_or_default();
+            if !base_url.is_empty() {
+                check_url(name, &base_url)?;
+            }
+            if preset.dialect == Dialect::AzureOpenAi {
+                // The resource endpoint, without a trailing `/openai...` path.
+                base_url = azure_endpoint(&base_url);
+            }
+            let mut api_key = self
                 .keys
                 .get(name)
                 .cloned()
-                .or_else(|| env(key_env).and_then(ApiKey::new));
-            providers.insert(
-                name.to_string(),
-                Arc::new(HttpProvider {
-                    name: name.to_string(),
-                    dialect,
-                    base_url,
-                    api_key,
-                    key_env: Some(key_env),
-                    max_tokens_field: max_field,
-                }),
-            );
+                .or_else(|| preset.key_env.iter().find_map(|k| env(k)).and_then(ApiKey::new));
+            let mut provider = HttpProvider::new(name, preset.dialect, base_url, None);
+            if preset.dialect == Dialect::AzureOpenAi {
+                provider.api_version = self
+                    .azure_api_version
+                    .clone()
+                    .or_else(|| env("OPENAI_API_VERSION"));
+                if api_key.is_none() {
+                    // A Microsoft Entra ID token instead of a key.
+                    if let Some(token) = self
+                        .azure_ad_token
+                        .clone()
+                        .or_else(|| env("AZURE_OPENAI_AD_TOKEN").and_then(ApiKey::new))
+                    {
+                        api_key = Some(token);
+                        provider.auth = Auth::Bearer;
+                    }
+                }
+            }
+            provider.api_key = api_key;
+            provider.key_env = preset
+                .key_required
+                .then(|| preset.key_env.first().copied())
+                .flatten();
+            provider.max_tokens_field = preset.max_tokens_field;
+            providers.insert(name.to_string(), Arc::new(provider));
         }
-        for (name, base_url, api_key) in self.compatible {
-            if BUILTIN_PROVIDERS.contains(&name.as_str()) || name.is_empty() || name.contains('/') {
+        for (name, dialect, base_url, api_key) in self.custom {
+            // A custom server may take a preset's name (`vllm`, `ollama`, ...),
+            // replacing it; not a built-in provider's.
+            if BUILTIN_PROVIDERS.contains(&name.as_str())
+                || matches!(name.as_str(), "gemini" | "azure" | "bedrock")
+                || name.is_empty()
+                || name.contains('/')
+            {
                 return Err(SteerError::Config(format!(
-                    "`{name}` cannot name an OpenAI-compatible server (reserved, empty or contains '/')"
+                    "`{name}` cannot name a custom provider (a built-in name, empty or contains '/')"
                 )));
             }
             check_url(&name, &base_url)?;
             providers.insert(
                 name.clone(),
-                Arc::new(HttpProvider {
-                    name,
-                    dialect: Dialect::OpenAi,
-                    base_url,
-                    api_key,
-                    key_env: None,
-                    max_tokens_field: "max_tokens",
-                }),
+                Arc::new(HttpProvider::new(name, dialect, base_url, api_key)),
             );
         }
         let http = match self.http {
@@ -297,6 +355,15 @@ impl SteerClientBuilder {
                 max_response_bytes: self.max_response_bytes,
             }),
         })
+    }
+}
+
+/// An Azure OpenAI resource endpoint without a trailing `/` or `/openai...` path.
+fn azure_endpoint(url: &str) -> String {
+    let u = url.trim().trim_end_matches('/');
+    match u.find("/openai") {
+        Some(i) => u[..i].to_string(),
+        None => u.to_string(),
     }
 }
 

@@ -102,12 +102,20 @@ impl Call {
         m
     }
 
-    pub(super) fn succeed(&mut self, c: Completion) -> GenerateResponse {
+    /// Record the successful call measured from `c`; returns the record.
+    pub(super) fn record_success(&mut self, c: &Completion) -> AgentMetrics {
         let mut m = self.take_record();
-        crate::measure::apply_completion(&mut m, &c, &self.inner.prices);
-        let model = c.response_model.unwrap_or_else(|| self.route.model.clone());
-        m.response_model = Some(model.clone());
+        crate::measure::apply_completion(&mut m, c, &self.inner.prices);
+        if m.response_model.is_none() {
+            m.response_model = Some(self.route.model.clone());
+        }
         self.inner.collector.record(m.clone());
+        m
+    }
+
+    pub(super) fn succeed(&mut self, c: Completion) -> GenerateResponse {
+        let m = self.record_success(&c);
+        let model = c.response_model.unwrap_or_else(|| self.route.model.clone());
         GenerateResponse {
             text: c.text,
             tool_calls: c.tool_calls,

@@ -9,6 +9,7 @@
 
 mod builder;
 mod call;
+mod embed;
 mod stream;
 mod transport;
 
@@ -30,7 +31,9 @@ use steer_metrics::{
 
 use crate::error::{parse_error_body, redact, truncate, AttemptError, FailureKind, SteerError};
 use crate::pricing::PriceTable;
+use crate::providers::presets::{self, PRESETS};
 use crate::providers::sim::{Sim, SimConfig, SimInput, SimOutcome};
+use crate::providers::Auth;
 use crate::providers::{
     anthropic, api_error, openai, ApiKey, Chunk, Completion, Decoder, Dialect, HttpProvider,
 };
@@ -43,9 +46,6 @@ use call::Call;
 use stream::StreamState;
 use transport::{read_limited, send, sleep};
 
-const OPENAI_URL: &str = "https://api.openai.com/v1";
-const ANTHROPIC_URL: &str = "https://api.anthropic.com/v1";
-const XAI_URL: &str = "https://api.x.ai/v1";
 /// Error bodies are read up to this size.
 const MAX_ERROR_BODY: usize = 64 * 1024;
 
@@ -104,11 +104,42 @@ impl fmt::Debug for SteerClient {
     }
 }
 
+impl Inner {
+    /// The HTTP provider `name`, ready for a call: registered, and with its
+    /// key where it needs one.
+    fn http_provider(&self, name: &str) -> Result<Arc<HttpProvider>, AttemptError> {
+        let Some(provider) = self.providers.get(name) else {
+            // `route()` only yields registered providers.
+            return Err(AttemptError::new(
+                FailureKind::Api,
+                ErrorClass::InvalidRequest,
+                format!("provider `{name}` is not registered on this client"),
+            ));
+        };
+        if provider.api_key.is_none() {
+            if let Some(env) = provider.key_env {
+                let mut e = AttemptError::new(
+                    FailureKind::MissingKey,
+                    ErrorClass::Authentication,
+                    format!(
+                        "no API key for {}: set {env} or pass it to the client builder",
+                        provider.name
+                    ),
+                );
+                e.retryable = false;
+                return Err(e);
+            }
+        }
+        Ok(provider.clone())
+    }
+}
+
 /// Where one call's attempts go.
 pub(super) enum Target {
     Sim(SimInput),
     Http {
         provider: Arc<HttpProvider>,
+        url: String,
         body: Vec<u8>,
     },
 }
@@ -134,16 +165,24 @@ impl SteerClient {
         let route = route_with(model, &self.inner.prices, |p| {
             self.inner.providers.contains_key(p)
         })?;
-        if !route.simulated && !self.inner.providers.contains_key(&route.provider) {
-            return Err(SteerError::UnknownModel {
+        if route.simulated {
+            return Ok(route);
+        }
+        match self.inner.providers.get(&route.provider) {
+            None => Err(SteerError::UnknownModel {
                 model: model.to_string(),
                 reason: format!(
                     "the price table names provider `{}`, which is not registered on this client",
                     route.provider
                 ),
-            });
+            }),
+            Some(p) if p.base_url.is_empty() => Err(SteerError::Config(format!(
+                "no endpoint for `{}`: set {} (e.g. https://NAME.openai.azure.com) or pass it to the client builder",
+                p.name,
+                presets::preset(&p.name).map_or("its base URL", |x| x.url_env)
+            ))),
+            Some(_) => Ok(route),
         }
-        Ok(route)
     }
 
     /// One request/response call. `request` is a prompt (`&str`, `String`),
@@ -207,36 +246,12 @@ impl SteerClient {
         if route.simulated {
             return Ok(Target::Sim(SimInput::new(req)));
         }
-        let Some(provider) = self.inner.providers.get(&route.provider) else {
-            // `route()` only yields registered providers.
-            return Err(AttemptError::new(
-                FailureKind::Api,
-                ErrorClass::InvalidRequest,
-                format!("provider `{}` is not registered on this client", route.provider),
-            ));
-        };
-        if provider.api_key.is_none() {
-            if let Some(env) = provider.key_env {
-                let mut e = AttemptError::new(
-                    FailureKind::MissingKey,
-                    ErrorClass::Authentication,
-                    format!(
-                        "no API key for {}: set {env} or pass it to the client builder",
-                        provider.name
-                    ),
-                );
-                e.retryable = false;
-                return Err(e);
-            }
-        }
-        let body = match provider.dialect {
-            Dialect::OpenAi => openai::body(req, &route.model, stream, provider.max_tokens_field),
-            Dialect::Anthropic => anthropic::body(req, &route.model, stream),
-        };
-        let body = serde_json::to_vec(&body)
+        let provider = self.inner.http_provider(&route.provider)?;
+        let body = serde_json::to_vec(&provider.body(req, &route.model, stream))
             .map_err(|e| AttemptError::invalid(format!("cannot encode the request: {e}")))?;
         Ok(Target::Http {
             provider: provider.clone(),
+            url: provider.url(&route.model, stream),
             body,
         })
     }
@@ -265,15 +280,12 @@ impl SteerClient {
                     .await
                     .unwrap_or_else(|_| Err(AttemptError::timeout(t)))
             }
-            Target::Http { provider, body } => {
+            Target::Http { provider, url, body } => {
                 let inner = &*self.inner;
                 let once = async {
-                    let resp = send(inner, provider, body, t).await?;
+                    let resp = send(inner, provider, url, body, t).await?;
                     let bytes = read_limited(resp, inner.max_response_bytes, t).await?;
-                    match provider.dialect {
-                        Dialect::OpenAi => openai::parse(&bytes),
-                        Dialect::Anthropic => anthropic::parse(&bytes),
-                    }
+                    provider.dialect.parse(&bytes)
                 };
                 tokio::time::timeout(t, once)
                     .await
@@ -286,7 +298,7 @@ impl SteerClient {
 /// A finish reason that means the provider refused the content.
 pub(super) fn check_content(c: Completion) -> Result<Completion, AttemptError> {
     match c.finish_reason.as_deref() {
-        Some(r @ ("content_filter" | "refusal")) => {
+        Some(r) if crate::providers::is_content_stop(r) => {
             let mut e = AttemptError::new(
                 FailureKind::Api,
                 ErrorClass::ContentFilter,

@@ -134,14 +134,11 @@ impl StreamState {
                 }
                 SimOutcome::Answer(deltas, completion) => Ok(AttemptStream::Sim { deltas, completion }),
             },
-            Target::Http { provider, body } => {
-                let resp = tokio::time::timeout(t, send(&inner, provider, body, t))
+            Target::Http { provider, url, body } => {
+                let resp = tokio::time::timeout(t, send(&inner, provider, url, body, t))
                     .await
                     .unwrap_or_else(|_| Err(AttemptError::timeout(t)))?;
-                let decoder: Box<dyn Decoder> = match provider.dialect {
-                    Dialect::OpenAi => Box::<openai::StreamDecoder>::default(),
-                    Dialect::Anthropic => Box::<anthropic::StreamDecoder>::default(),
-                };
+                let decoder = provider.dialect.decoder();
                 Ok(AttemptStream::Http {
                     resp,
                     parser: SseParser::new(inner.max_response_bytes),

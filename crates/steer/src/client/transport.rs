@@ -13,12 +13,13 @@ pub(super) async fn sleep(d: Duration) {
 pub(super) async fn send(
     inner: &Inner,
     p: &HttpProvider,
+    url: &str,
     body: &[u8],
     timeout: Duration,
 ) -> Result<reqwest::Response, AttemptError> {
     let mut rb = inner
         .http
-        .post(p.url())
+        .post(url)
         .header(CONTENT_TYPE, "application/json")
         .body(body.to_vec());
     let bad_key = || {
@@ -33,23 +34,19 @@ pub(super) async fn send(
         e.retryable = false;
         e
     };
-    match p.dialect {
-        Dialect::OpenAi => {
-            if let Some(k) = &p.api_key {
-                let mut v =
-                    HeaderValue::from_str(&format!("Bearer {}", k.expose())).map_err(|_| bad_key())?;
-                v.set_sensitive(true);
-                rb = rb.header(AUTHORIZATION, v);
-            }
-        }
-        Dialect::Anthropic => {
-            if let Some(k) = &p.api_key {
-                let mut v = HeaderValue::from_str(k.expose()).map_err(|_| bad_key())?;
-                v.set_sensitive(true);
-                rb = rb.header("x-api-key", v);
-            }
-            rb = rb.header("anthropic-version", anthropic::API_VERSION);
-        }
+    if let Some(k) = &p.api_key {
+        let (name, value) = match p.auth {
+            Auth::Bearer => (AUTHORIZATION.as_str(), format!("Bearer {}", k.expose())),
+            Auth::Anthropic => ("x-api-key", k.expose().to_string()),
+            Auth::AzureKey => ("api-key", k.expose().to_string()),
+            Auth::Google => ("x-goog-api-key", k.expose().to_string()),
+        };
+        let mut v = HeaderValue::from_str(&value).map_err(|_| bad_key())?;
+        v.set_sensitive(true);
+        rb = rb.header(name, v);
+    }
+    if p.auth == Auth::Anthropic {
+        rb = rb.header("anthropic-version", anthropic::API_VERSION);
     }
     let resp = rb
         .send()
@@ -81,7 +78,7 @@ pub(super) async fn send(
         (!text.is_empty() && !text.starts_with('<')).then_some(text)
     });
     let mut e = api_error(Some(status.as_u16()), t, c, m);
-    e.retry_after = hint;
+    e.retry_after = hint.or_else(|| crate::error::body_retry_delay(&body));
     if let Some(r) = should_retry {
         e.retryable = r;
     }

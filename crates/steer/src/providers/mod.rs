@@ -1,7 +1,9 @@
 //! Provider dialects: request bodies, response parsing and stream decoding.
 
 pub(crate) mod anthropic;
+pub(crate) mod gemini;
 pub(crate) mod openai;
+pub(crate) mod presets;
 pub(crate) mod sim;
 
 use std::fmt;
@@ -20,6 +22,50 @@ pub enum Dialect {
     OpenAi,
     /// Anthropic Messages.
     Anthropic,
+    /// Google Gemini, Generative Language API (`generateContent`).
+    Gemini,
+    /// Azure OpenAI: Chat Completions on a deployment
+    /// (`/openai/deployments/{deployment}/chat/completions?api-version=..`).
+    AzureOpenAi,
+}
+
+impl Dialect {
+    /// Parse a whole (2xx) response body.
+    pub(crate) fn parse(self, body: &[u8]) -> Result<Completion, AttemptError> {
+        match self {
+            Dialect::OpenAi | Dialect::AzureOpenAi => openai::parse(body),
+            Dialect::Anthropic => anthropic::parse(body),
+            Dialect::Gemini => gemini::parse(body),
+        }
+    }
+
+    /// A decoder for a streamed answer.
+    pub(crate) fn decoder(self) -> Box<dyn Decoder> {
+        match self {
+            Dialect::OpenAi | Dialect::AzureOpenAi => Box::<openai::StreamDecoder>::default(),
+            Dialect::Anthropic => Box::<anthropic::StreamDecoder>::default(),
+            Dialect::Gemini => Box::<gemini::StreamDecoder>::default(),
+        }
+    }
+
+    /// Normalised usage from a provider `usage` object.
+    pub(crate) fn usage(self, u: &Value) -> Usage {
+        match self {
+            Dialect::OpenAi | Dialect::AzureOpenAi => openai::usage(u),
+            Dialect::Anthropic => anthropic::usage(u),
+            Dialect::Gemini => gemini::usage(u),
+        }
+    }
+}
+
+/// Whether a finish reason means the provider stopped the answer for its
+/// content (OpenAI `content_filter`, Anthropic `refusal`, Gemini safety
+/// blocks, Bedrock guardrails): such a call is a `content_filter` failure.
+pub(crate) fn is_content_stop(reason: &str) -> bool {
+    matches!(
+        reason,
+        "content_filter" | "refusal" | "guardrail_intervened" | "content_filtered"
+    ) || gemini::BLOCKED.contains(&reason)
 }
 
 /// An API key. Its Debug and Display never show it.
@@ -42,6 +88,19 @@ impl fmt::Debug for ApiKey {
     }
 }
 
+/// How a provider wants its key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Auth {
+    /// `Authorization: Bearer KEY` (OpenAI and compatible servers, Azure Entra tokens).
+    Bearer,
+    /// `x-api-key: KEY` plus `anthropic-version`.
+    Anthropic,
+    /// `api-key: KEY` (Azure OpenAI keys).
+    AzureKey,
+    /// `x-goog-api-key: KEY` (Gemini).
+    Google,
+}
+
 /// An HTTP provider as configured.
 #[derive(Debug, Clone)]
 pub(crate) struct HttpProvider {
@@ -49,20 +108,102 @@ pub(crate) struct HttpProvider {
     pub dialect: Dialect,
     pub base_url: String,
     pub api_key: Option<ApiKey>,
+    pub auth: Auth,
     /// Environment variable named in the missing-key error; `None` when a key is optional.
     pub key_env: Option<&'static str>,
     /// OpenAI wants `max_completion_tokens`; compatible servers know `max_tokens`.
     pub max_tokens_field: &'static str,
+    /// Azure OpenAI's `api-version` query parameter.
+    pub api_version: Option<String>,
 }
 
 impl HttpProvider {
-    pub fn url(&self) -> String {
-        let base = self.base_url.trim_end_matches('/');
+    /// A provider of `dialect` at `base_url` with the dialect's usual key header.
+    pub fn new(
+        name: impl Into<String>,
+        dialect: Dialect,
+        base_url: impl Into<String>,
+        api_key: Option<ApiKey>,
+    ) -> Self {
+        HttpProvider {
+            name: name.into(),
+            dialect,
+            base_url: base_url.into(),
+            api_key,
+            auth: match dialect {
+                Dialect::OpenAi => Auth::Bearer,
+                Dialect::Anthropic => Auth::Anthropic,
+                Dialect::Gemini => Auth::Google,
+                Dialect::AzureOpenAi => Auth::AzureKey,
+            },
+            key_env: None,
+            max_tokens_field: "max_tokens",
+            api_version: None,
+        }
+    }
+
+    fn base(&self) -> &str {
+        self.base_url.trim_end_matches('/')
+    }
+
+    fn api_version(&self) -> String {
+        let v = self.api_version.as_deref().unwrap_or(presets::AZURE_API_VERSION);
+        url::form_urlencoded::byte_serialize(v.as_bytes()).collect()
+    }
+
+    /// Where a chat call of `model` goes (for Azure, `model` is the deployment).
+    pub fn url(&self, model: &str, stream: bool) -> String {
+        let base = self.base();
         match self.dialect {
             Dialect::OpenAi => format!("{base}/chat/completions"),
             Dialect::Anthropic => format!("{base}/messages"),
+            Dialect::Gemini => {
+                let m = path_segment(model);
+                if stream {
+                    format!("{base}/models/{m}:streamGenerateContent?alt=sse")
+                } else {
+                    format!("{base}/models/{m}:generateContent")
+                }
+            }
+            Dialect::AzureOpenAi => format!(
+                "{base}/openai/deployments/{}/chat/completions?api-version={}",
+                path_segment(model),
+                self.api_version()
+            ),
         }
     }
+
+    /// Where an embeddings call of `model` goes, if the dialect has one.
+    pub fn embeddings_url(&self, model: &str) -> Option<String> {
+        let base = self.base();
+        match self.dialect {
+            Dialect::OpenAi => Some(format!("{base}/embeddings")),
+            Dialect::AzureOpenAi => Some(format!(
+                "{base}/openai/deployments/{}/embeddings?api-version={}",
+                path_segment(model),
+                self.api_version()
+            )),
+            Dialect::Gemini => Some(format!(
+                "{base}/models/{}:batchEmbedContents",
+                path_segment(model)
+            )),
+            Dialect::Anthropic => None,
+        }
+    }
+
+    /// The request body of a chat call.
+    pub fn body(&self, req: &crate::types::Request, model: &str, stream: bool) -> Value {
+        match self.dialect {
+            Dialect::OpenAi | Dialect::AzureOpenAi => openai::body(req, model, stream, self.max_tokens_field),
+            Dialect::Anthropic => anthropic::body(req, model, stream),
+            Dialect::Gemini => gemini::body(req, model),
+        }
+    }
+}
+
+/// `s` percent-encoded for one URL path segment.
+fn path_segment(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
 /// A parsed answer, common to every provider.
@@ -79,6 +220,14 @@ pub struct Completion {
     pub usage: Usage,
     /// The model the provider reported.
     pub response_model: Option<String>,
+}
+
+/// An embeddings answer: one vector per input, usage, the model reported.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct Embeddings {
+    pub vectors: Vec<Vec<f32>>,
+    pub usage: Usage,
+    pub model: Option<String>,
 }
 
 /// What one stream event carried.

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Map, Value};
 
-use super::{embedded_error, malformed, opt_u64_at, str_at, u64_at, Chunk, Completion, Decoder};
+use super::{embedded_error, malformed, opt_u64_at, str_at, u64_at, Chunk, Completion, Decoder, Embeddings};
 use crate::error::AttemptError;
 use crate::sse::SseEvent;
 use crate::types::{Request, ResponseFormat, Role, ToolCall, Usage};
@@ -149,6 +149,41 @@ pub(crate) fn parse(body: &[u8]) -> Result<Completion, AttemptError> {
         finish_reason: str_at(choice, "finish_reason"),
         usage: v.get("usage").map(usage).unwrap_or_default(),
         response_model: str_at(&v, "model"),
+    })
+}
+
+/// Vectors, usage and model of an `/embeddings` answer (`data[].embedding`
+/// as float arrays, `usage.prompt_tokens`).
+pub(crate) fn parse_embeddings(body: &[u8]) -> Result<Embeddings, AttemptError> {
+    let v: Value = serde_json::from_slice(body).map_err(|e| malformed(&e))?;
+    if let Some(e) = embedded_error(&v) {
+        return Err(e);
+    }
+    let data = v
+        .get("data")
+        .and_then(Value::as_array)
+        .ok_or_else(|| AttemptError::invalid("embeddings response has no `data`"))?;
+    let mut rows: Vec<(u64, Vec<f32>)> = data
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let vector = d
+                .get("embedding")
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(Value::as_f64).map(|x| x as f32).collect())
+                .ok_or_else(|| AttemptError::invalid("an embedding is not a float array"))?;
+            Ok((d.get("index").and_then(Value::as_u64).unwrap_or(i as u64), vector))
+        })
+        .collect::<Result<_, AttemptError>>()?;
+    rows.sort_by_key(|(i, _)| *i);
+    let usage = v.get("usage").map_or_else(Usage::default, |u| Usage {
+        input_tokens: u64_at(u, "prompt_tokens").max(u64_at(u, "total_tokens")),
+        ..Usage::default()
+    });
+    Ok(Embeddings {
+        vectors: rows.into_iter().map(|(_, v)| v).collect(),
+        usage,
+        model: str_at(&v, "model"),
     })
 }
 
