@@ -82,7 +82,10 @@ async fn a_spool_holding_another_sinks_records_is_refused() {
         .build()
         .unwrap_err();
     assert!(matches!(err, BuildError::Spool { .. }), "{err}");
-    assert!(err.to_string().contains("misconfigured"), "names the owner: {err}");
+    assert!(
+        err.to_string().contains("misconfigured"),
+        "names the owner: {err}"
+    );
     assert!(other.is_empty());
     assert_eq!(spool.len().unwrap(), 20);
 
