@@ -14,7 +14,10 @@ import zipfile
 from pathlib import Path
 
 # Providers steer speaks, as the map names them.
-PROVIDERS = {"openai", "anthropic", "xai", "bedrock", "bedrock_converse"}
+PROVIDERS = {
+    "openai", "anthropic", "xai", "gemini", "azure", "bedrock", "bedrock_converse",
+    "groq", "deepseek", "mistral", "together_ai",
+}
 MODES = {"chat", "embedding"}
 MAP_IN_WHEEL = "litellm/model_prices_and_context_window_backup.json"
 
@@ -50,7 +53,9 @@ def main():
             continue
         if entry.get("litellm_provider") not in PROVIDERS or entry.get("mode") not in MODES:
             continue
-        if "input_cost_per_token" not in entry or "output_cost_per_token" not in entry:
+        if "input_cost_per_token" not in entry or (
+            "output_cost_per_token" not in entry and entry.get("mode") != "embedding"
+        ):
             print(f"skipped {name}: no per-token input/output price", file=sys.stderr)
             continue
         models[name] = {k: v for k, v in sorted(entry.items()) if KEEP.match(k)}
@@ -63,8 +68,11 @@ def main():
         f"providers = {json.dumps(sorted(PROVIDERS))}\n"
         f"models = {len(models)}\n"
     )
-    counts = {p: sum(1 for m in models.values() if m["litellm_provider"] == p) for p in sorted(PROVIDERS)}
-    print(f"{len(models)} models as of {as_of}: {counts}")
+    counts = {
+        p: sum(1 for m in models.values() if m["litellm_provider"] == p and m["mode"] == "chat")
+        for p in sorted(PROVIDERS)
+    }
+    print(f"{len(models)} models as of {as_of}; chat models per provider: {counts}")
 
 
 if __name__ == "__main__":

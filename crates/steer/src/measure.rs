@@ -53,16 +53,35 @@ pub fn apply_usage(m: &mut AgentMetrics, usage: &Usage, response_model: Option<&
 
 /// The price that applies to a call of `model` (as requested) on `provider`
 /// that the provider answered as `response_model`.
+///
+/// For each name (requested, then reported) the provider's own entry
+/// (`azure/gpt-4o`) comes first, then the bare name if the table names no
+/// other provider for it. Azure OpenAI falls back to OpenAI's prices for a
+/// model the table does not list under `azure/`.
 pub fn price_for<'a>(
     prices: &'a PriceTable,
     provider: &str,
     model: &str,
     response_model: Option<&str>,
 ) -> Option<&'a ModelPrice> {
-    std::iter::once(model)
-        .chain(response_model)
-        .filter_map(|name| prices.get(name))
-        .find(|p| p.provider.as_deref().is_none_or(|pp| pp == provider))
+    let providers: &[&str] = match provider {
+        "azure" => &["azure", "openai"],
+        _ => std::slice::from_ref(&provider),
+    };
+    for name in std::iter::once(model).chain(response_model) {
+        for p in providers {
+            if let Some(price) = prices.get(&format!("{p}/{name}")) {
+                return Some(price);
+            }
+            if let Some(price) = prices
+                .get(name)
+                .filter(|x| x.provider.as_deref().is_none_or(|pp| pp == *p))
+            {
+                return Some(price);
+            }
+        }
+    }
+    None
 }
 
 /// Log once per model (up to a bound) that it has no price.

@@ -30,25 +30,35 @@ fn every_snapshot_model_is_priced_exactly_as_the_map_says() {
     let map = snapshot();
     let mut per_provider: BTreeMap<String, usize> = BTreeMap::new();
     for (key, e) in &map {
-        let provider = e["litellm_provider"].as_str().unwrap();
-        *per_provider.entry(provider.to_string()).or_default() += 1;
-        // `xai/grok-4` is listed as `grok-4`, its key kept as an alias.
-        let bare = key.strip_prefix(&format!("{provider}/")).unwrap_or(key);
-        for name in [key.as_str(), bare] {
+        let map_provider = e["litellm_provider"].as_str().unwrap();
+        // The table names the map's `bedrock_converse` `bedrock` and `together_ai` `together`.
+        let ours = match map_provider {
+            "bedrock_converse" => "bedrock",
+            "together_ai" => "together",
+            p => p,
+        };
+        if e["mode"] == "chat" {
+            *per_provider.entry(map_provider.to_string()).or_default() += 1;
+        }
+        // `xai/grok-4` is listed as `grok-4`, its key kept as an alias; the
+        // bare name of another provider's prefixed entry may belong to the
+        // model's own provider (`azure/gpt-4o` vs `gpt-4o`), so only the
+        // full key is checked there.
+        let bare = key.strip_prefix(&format!("{map_provider}/")).unwrap_or(key);
+        let names = if ["openai", "anthropic", "xai"].contains(&ours) {
+            vec![key.as_str(), bare]
+        } else {
+            vec![key.as_str()]
+        };
+        for name in names {
             let p = table.get(name).unwrap_or_else(|| panic!("{name} is not priced"));
-            // The table names the map's `bedrock_converse` provider `bedrock`.
-            let ours = if provider == "bedrock_converse" {
-                "bedrock"
-            } else {
-                provider
-            };
             assert_eq!(p.provider.as_deref(), Some(ours), "{name}");
             assert!(
                 close(p.input, per_m(&e["input_cost_per_token"]).unwrap()),
                 "{name} input"
             );
             assert!(
-                close(p.output, per_m(&e["output_cost_per_token"]).unwrap()),
+                close(p.output, per_m(&e["output_cost_per_token"]).unwrap_or(0.0)),
                 "{name} output"
             );
             let opt = |field: &str, got: Option<f64>| match per_m(&e[field]) {
@@ -77,19 +87,34 @@ fn every_snapshot_model_is_priced_exactly_as_the_map_says() {
             }
         }
     }
-    // Every chat and embedding model of the map for the providers steer speaks
-    // (the map's `openai/container` has no per-token price and is left out).
+    // Every chat model of the map for the providers steer speaks (the map's
+    // `openai/container` has no per-token price and is left out); embedding
+    // models too.
     assert_eq!(per_provider.get("anthropic"), Some(&22));
     assert_eq!(per_provider.get("xai"), Some(&36));
-    assert_eq!(per_provider.get("openai"), Some(&105));
-    assert_eq!(per_provider.get("bedrock"), Some(&247));
-    assert_eq!(per_provider.get("bedrock_converse"), Some(&240));
+    assert_eq!(per_provider.get("openai"), Some(&101));
+    for p in [
+        "gemini",
+        "azure",
+        "bedrock",
+        "bedrock_converse",
+        "mistral",
+        "deepseek",
+        "groq",
+        "together_ai",
+    ] {
+        assert!(per_provider.get(p).is_some_and(|n| *n > 0), "{p}: no chat model");
+    }
     for flagship in [
         "claude-opus-4-7",
         "claude-sonnet-4-6",
         "gpt-5.2",
         "grok-4.3",
         "xai/grok-4.3",
+        "gemini-2.5-flash",
+        "gemini/gemini-2.5-flash",
+        "azure/gpt-4o",
+        "text-embedding-3-small",
     ] {
         assert!(table.contains(flagship), "{flagship}");
     }
