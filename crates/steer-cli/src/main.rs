@@ -9,6 +9,7 @@ mod generate;
 mod limits;
 mod output;
 mod prices;
+mod proxy;
 mod signals;
 mod sinks;
 mod stats;
@@ -53,6 +54,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Print the effective price table (USD per 1M tokens): built in, plus --prices FILE.
     Prices(prices::PricesArgs),
+    /// OpenAI/Anthropic-wire gateway: point any app's base URL here and every call is measured.
+    Proxy(proxy::ProxyArgs),
 }
 
 /// Output format.
@@ -169,6 +172,7 @@ fn main() -> ExitCode {
             Command::Stats(a) => stats::run(a, &ctx).await,
             Command::Bench(a) => bench::run(a, &ctx).await,
             Command::Prices(a) => prices::run(a, &ctx).await,
+            Command::Proxy(a) => proxy::run(a, &ctx).await,
         }
     });
     // Do not wait for stray background tasks (e.g. a sink still retrying).

@@ -68,6 +68,32 @@ pub(crate) struct Shared {
     pub(crate) http: reqwest::Client,
     pub(crate) limit: Arc<Semaphore>,
     pub(crate) prometheus: Option<PrometheusSink>,
+    pub(crate) in_flight: InFlight,
+}
+
+/// How many proxied calls are in flight (their record not yet written).
+/// Cheap to clone; clones share the count.
+#[derive(Debug, Clone, Default)]
+pub struct InFlight(Arc<std::sync::atomic::AtomicUsize>);
+
+impl InFlight {
+    /// Calls started and not yet recorded.
+    pub fn get(&self) -> usize {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+    pub(crate) fn enter(&self) -> InFlightGuard {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        InFlightGuard(self.clone())
+    }
+}
+
+/// Counts one call in flight until dropped.
+pub(crate) struct InFlightGuard(InFlight);
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        (self.0).0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// The gateway: a configuration, a collector, and the upstream client.
@@ -109,6 +135,7 @@ impl Proxy {
                 http,
                 limit,
                 prometheus: None,
+                in_flight: InFlight::default(),
             },
         }
     }
@@ -123,6 +150,11 @@ impl Proxy {
     /// The configuration.
     pub fn config(&self) -> &ProxyConfig {
         &self.shared.config
+    }
+
+    /// The count of calls in flight (keep a clone before [`serve`](Self::serve)).
+    pub fn in_flight(&self) -> InFlight {
+        self.shared.in_flight.clone()
     }
 
     /// The collector the calls are recorded into.

@@ -52,6 +52,7 @@ pub(crate) struct Call {
     ttft_ms: Option<f64>,
     /// Keys to mask in error messages (the client's or the provider's).
     keys: Vec<String>,
+    _in_flight: crate::InFlightGuard,
 }
 
 impl Call {
@@ -60,8 +61,10 @@ impl Call {
         prices: Arc<PriceTable>,
         record: AgentMetrics,
         started: Instant,
+        in_flight: &crate::InFlight,
     ) -> Self {
         Call {
+            _in_flight: in_flight.enter(),
             collector,
             prices,
             record: Some(record),
@@ -333,8 +336,7 @@ impl UsageStripper {
     fn push(&mut self, chunk: &[u8]) -> Bytes {
         self.buf.extend_from_slice(chunk);
         let mut out = BytesMut::new();
-        loop {
-            let Some(end) = self.next_boundary() else { break };
+        while let Some(end) = self.next_boundary() {
             let event = self.buf.split_to(end).freeze();
             self.scanned = 0;
             if !is_usage_only(&event) {

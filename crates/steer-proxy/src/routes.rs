@@ -290,7 +290,13 @@ async fn forward(s: Arc<Shared>, endpoint: Endpoint, req: Request) -> Response {
     drop(json);
 
     let mut headers = upstream_headers(&parts.headers);
-    let mut call = Call::new(s.collector.clone(), s.prices.clone(), record, started);
+    let mut call = Call::new(
+        s.collector.clone(),
+        s.prices.clone(),
+        record,
+        started,
+        &s.in_flight,
+    );
     match &s.config.auth {
         AuthMode::Passthrough => {
             for h in [header::AUTHORIZATION.as_str(), X_API_KEY] {
@@ -321,10 +327,7 @@ async fn forward(s: Arc<Shared>, endpoint: Endpoint, req: Request) -> Response {
     let request_id = call.request_id();
 
     // Wait for a slot (a client going away meanwhile records `cancelled`).
-    let permit = match s.limit.clone().acquire_owned().await {
-        Ok(p) => Some(p),
-        Err(_) => None,
-    };
+    let permit = s.limit.clone().acquire_owned().await.ok();
 
     let send = s
         .http

@@ -53,11 +53,10 @@ pub fn events(sse: &[u8]) -> Vec<Bytes> {
 /// An OpenAI stream as OpenAI sends it without `include_usage`: without
 /// the usage-only chunk.
 pub fn without_usage_chunk(sse: &[u8]) -> Vec<u8> {
+    let has = |e: &[u8], pat: &[u8]| e.windows(pat.len()).any(|w| w == pat);
     events(sse)
         .into_iter()
-        .filter(|e| {
-            !(e.windows(12).any(|w| w == b"\"choices\":[]") && !e.windows(12).any(|w| w == b"\"usage\":null"))
-        })
+        .filter(|e| !has(e, b"\"choices\":[]") || has(e, b"\"usage\":null"))
         .flat_map(|e| e.to_vec())
         .collect()
 }

@@ -1,0 +1,164 @@
+#!/usr/bin/env bash
+# `steer proxy` against calling the upstream directly, and LiteLLM's proxy
+# against the same upstream, in one run (figures in docs/benchmarks.md).
+#
+#   scripts/bench-proxy.sh                    # 10 s per measurement, 100 connections
+#   SECONDS_PER_RUN=20 CONCURRENCY=100 scripts/bench-proxy.sh
+#   NO_LITELLM=1 scripts/bench-proxy.sh       # steer only
+#
+# Processes (all on this machine, 127.0.0.1):
+#   upstream  crates/steer-proxy/examples/bench_proxy.rs `upstream`: a fake
+#             OpenAI replaying recorded answers; model gpt-4o waits 50 ms
+#             (before the first event of a stream), gpt-4o-mini answers at once
+#   steer     `steer proxy` (release build), SQLite store in a temp dir
+#   litellm   `litellm --config` (PyPI litellm[proxy], venv at
+#             ${STEER_LITELLM_VENV:-/var/cache/steer/litellm-venv}), both
+#             models routed to the same upstream
+#   load      bench_proxy `load`: CONCURRENCY connections, calls back to back
+#
+# Measurements, each for direct / steer / litellm:
+#   latency     gpt-4o (50 ms upstream), non-streaming: added p50/p99 latency
+#   ttft        gpt-4o streaming: added TTFT p50/p99 (first event with output)
+#   throughput  gpt-4o-mini (zero latency): calls/s, and the ratio to direct
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SECS=${SECONDS_PER_RUN:-10}
+WARMUP=${WARMUP:-2}
+CONCURRENCY=${CONCURRENCY:-100}
+VENV=${STEER_LITELLM_VENV:-/var/cache/steer/litellm-venv}
+
+log() { printf '== %s\n' "$*" >&2; }
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+stop_pid() {
+  local pid=$1
+  kill -TERM "$pid" 2>/dev/null || return 0
+  for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
+  kill -KILL "$pid" 2>/dev/null || true
+}
+wait_for() {
+  local what=$1 secs=$2; shift 2
+  for _ in $(seq $((secs * 10))); do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done
+  log "$what did not become ready in ${secs}s"; return 1
+}
+ready() { python3 -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=1)' "$1"; }
+posts() {
+  python3 -c 'import sys, urllib.request
+r = urllib.request.Request(sys.argv[1], data=b"{\"model\":\"gpt-4o-mini\",\"messages\":[]}", headers={"content-type": "application/json", "authorization": "Bearer sk-x"})
+urllib.request.urlopen(r, timeout=2)' "$1"
+}
+
+DIR=$(mktemp -d /tmp/steer-bench-proxy.XXXXXX)
+PIDS=()
+cleanup() {
+  for ((i=${#PIDS[@]}-1; i>=0; i--)); do stop_pid "${PIDS[i]}"; done
+  rm -rf "$DIR"
+}
+trap cleanup EXIT INT TERM
+
+if [ -z "${NO_LITELLM:-}" ] && ! [ -x "$VENV/bin/litellm" ]; then
+  log "installing litellm[proxy] into $VENV"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check 'litellm[proxy]'
+fi
+
+log "building (release)"
+cargo build --release -q -p steer-cli
+cargo build --release -q -p steer-proxy --example bench_proxy
+BENCH=target/release/examples/bench_proxy
+STEER=target/release/steer
+
+UP_PORT=$(free_port)
+"$BENCH" upstream --listen "127.0.0.1:$UP_PORT" 2>"$DIR/upstream.log" &
+PIDS+=($!)
+wait_for upstream 10 posts "http://127.0.0.1:$UP_PORT/v1/chat/completions"
+
+STEER_PORT=$(free_port)
+OPENAI_BASE_URL="http://127.0.0.1:$UP_PORT/v1" "$STEER" proxy --listen "127.0.0.1:$STEER_PORT" \
+  --db "$DIR/steer.db" >"$DIR/steer.log" 2>&1 &
+STEER_PID=$!
+PIDS+=($STEER_PID)
+wait_for steer-proxy 10 ready "http://127.0.0.1:$STEER_PORT/healthz"
+
+TARGETS=("direct=http://127.0.0.1:$UP_PORT/v1/chat/completions" "steer=http://127.0.0.1:$STEER_PORT/v1/chat/completions")
+if [ -z "${NO_LITELLM:-}" ]; then
+  LITELLM_PORT=$(free_port)
+  cat >"$DIR/litellm.yaml" <<EOF
+model_list:
+  - model_name: gpt-4o
+    litellm_params:
+      model: openai/gpt-4o
+      api_base: http://127.0.0.1:$UP_PORT/v1
+      api_key: sk-bench
+  - model_name: gpt-4o-mini
+    litellm_params:
+      model: openai/gpt-4o-mini
+      api_base: http://127.0.0.1:$UP_PORT/v1
+      api_key: sk-bench
+litellm_settings:
+  telemetry: false
+EOF
+  LITELLM_LOCAL_MODEL_COST_MAP=True LITELLM_LOG=ERROR "$VENV/bin/litellm" --config "$DIR/litellm.yaml" \
+    --host 127.0.0.1 --port "$LITELLM_PORT" >"$DIR/litellm.log" 2>&1 &
+  PIDS+=($!)
+  if ! wait_for litellm 120 ready "http://127.0.0.1:$LITELLM_PORT/health/liveliness"; then
+    tail -n 30 "$DIR/litellm.log" >&2
+    exit 1
+  fi
+  TARGETS+=("litellm=http://127.0.0.1:$LITELLM_PORT/v1/chat/completions")
+  LITELLM_VERSION=$("$VENV/bin/pip" show litellm 2>/dev/null | awk '/^Version:/ {print $2}')
+fi
+
+RESULTS="$DIR/results.jsonl"
+: >"$RESULTS"
+run() { # label kind model [--stream]
+  local label=$1 kind=$2 model=$3; shift 3
+  local url=${label#*=}
+  log "$kind: ${label%%=*}"
+  "$BENCH" load --url "$url" --model "$model" --concurrency "$CONCURRENCY" \
+    --seconds "$SECS" --warmup "$WARMUP" --label "${label%%=*}:$kind" "$@" | tee -a "$RESULTS"
+}
+for t in "${TARGETS[@]}"; do run "$t" latency gpt-4o; done
+for t in "${TARGETS[@]}"; do run "$t" ttft gpt-4o --stream; done
+for t in "${TARGETS[@]}"; do run "$t" throughput gpt-4o-mini; done
+
+STEER_RSS=$(awk '/VmRSS/ {print $2}' "/proc/$STEER_PID/status")
+STEER_HWM=$(awk '/VmHWM/ {print $2}' "/proc/$STEER_PID/status")
+
+# The proxy's own records: one per call made through it.
+stop_pid "$STEER_PID"
+STEER_ROWS=$(python3 -c 'import sqlite3, sys; print(sqlite3.connect(sys.argv[1]).execute("select count(*) from llm_metrics").fetchone()[0])' "$DIR/steer.db")
+
+python3 - "$RESULTS" "$STEER_ROWS" "$STEER_RSS" "$STEER_HWM" "${LITELLM_VERSION:-}" <<'EOF'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+r = {x["label"]: x for x in rows}
+steer_rows, rss, hwm, llv = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+targets = [t for t in ("steer", "litellm") if f"{t}:latency" in r]
+def f(v): return f"{v:.2f}"
+print(f"\n## steer proxy benchmark ({rows[0]['concurrency']} connections, {rows[0]['seconds']:.0f} s per measurement)\n")
+print("| measurement | direct | " + " | ".join(targets) + " |")
+print("|---|---|" + "---|" * len(targets))
+for kind, key, pcts in (("latency", "latency_ms", ("p50", "p99")), ("ttft", "ttft_ms", ("p50", "p99"))):
+    for p in pcts:
+        d = r[f"direct:{kind}"][key][p]
+        cells = [f"{f(r[f'{t}:{kind}'][key][p])} (+{f(r[f'{t}:{kind}'][key][p] - d)})" for t in targets]
+        print(f"| {kind} {p}, ms (added) | {f(d)} | " + " | ".join(cells) + " |")
+d = r["direct:throughput"]["calls_per_s"]
+cells = [f"{r[f'{t}:throughput']['calls_per_s']:.0f} ({100 * r[f'{t}:throughput']['calls_per_s'] / d:.0f}%)" for t in targets]
+print(f"| throughput, calls/s (of direct) | {d:.0f} | " + " | ".join(cells) + " |")
+errs = {t: sum(r[f"{t}:{k}"]["errors"] for k in ("latency", "ttft", "throughput")) for t in ["direct"] + targets}
+print(f"\nerrors: {errs}")
+calls = sum(r[f"steer:{k}"]["calls"] for k in ("latency", "ttft", "throughput"))
+print(f"steer proxy: {steer_rows} records in its store for {calls} measured calls (+ warm-up calls); RSS {rss // 1024} MiB at the end, peak {hwm // 1024} MiB")
+if "litellm" in targets:
+    print(f"litellm {llv}")
+    for kind, key in (("latency", "latency_ms"), ("ttft", "ttft_ms")):
+        for p in ("p50", "p99"):
+            d = r[f"direct:{kind}"][key][p]
+            s = max(r[f"steer:{kind}"][key][p] - d, 1e-9)
+            l = r[f"litellm:{kind}"][key][p] - d
+            print(f"added {kind} {p}: litellm / steer = {l / s:.1f}x")
+EOF
