@@ -67,8 +67,9 @@ fi
 log "building (release)"
 cargo build --release -q -p steer-cli
 cargo build --release -q -p steer-proxy --example bench_proxy
-BENCH=target/release/examples/bench_proxy
-STEER=target/release/steer
+TARGET_DIR=${CARGO_TARGET_DIR:-target}
+BENCH=$TARGET_DIR/release/examples/bench_proxy
+STEER=$TARGET_DIR/release/steer
 
 UP_PORT=$(free_port)
 "$BENCH" upstream --listen "127.0.0.1:$UP_PORT" 2>"$DIR/upstream.log" &
