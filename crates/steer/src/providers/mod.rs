@@ -1,6 +1,8 @@
 //! Provider dialects: request bodies, response parsing and stream decoding.
 
 pub(crate) mod anthropic;
+#[cfg(feature = "bedrock")]
+pub(crate) mod bedrock;
 pub(crate) mod gemini;
 pub(crate) mod openai;
 pub(crate) mod presets;
