@@ -54,11 +54,13 @@ pub async fn run(args: GenerateArgs, ctx: &Context) -> Result<ExitCode, CliError
         builder = builder.sink(s);
     }
     let collector = builder.build().map_err(|e| CliError::Other(e.to_string()))?;
-    let client = SteerClient::builder()
+    let mut builder = SteerClient::builder()
         .collector(collector.clone())
-        .prices(ctx.prices.clone())
-        .build()
-        .map_err(|e| CliError::from_call(&e))?;
+        .prices(ctx.prices.clone());
+    for (name, p) in &ctx.config.providers {
+        builder = p.register(name, builder).map_err(CliError::Invalid)?;
+    }
+    let client = builder.build().map_err(|e| CliError::from_call(&e))?;
 
     let mut req = Request::prompt(args.prompt.clone());
     if let Some(s) = &args.system {

@@ -190,6 +190,54 @@ pub struct ConfigFile {
     /// A price file (steer's TOML/JSON, or the community price map's JSON)
     /// merged over the built-in table; relative to the config file's folder.
     pub prices: Option<PathBuf>,
+    /// Custom providers, addressed as `NAME/model`:
+    /// `[providers.NAME] base_url = "..."`, optional `api_key_env` (the
+    /// variable holding its key, never the key itself) and `dialect`
+    /// (`openai`, default, or `anthropic`, `gemini`).
+    #[serde(default)]
+    pub providers: std::collections::BTreeMap<String, ProviderConfig>,
+}
+
+/// A custom provider in `steer.toml`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfig {
+    /// The base URL (the part before `/chat/completions` for OpenAI-compatible servers).
+    pub base_url: String,
+    /// The environment variable holding the key, if the server needs one.
+    pub api_key_env: Option<String>,
+    /// The wire protocol: `openai` (default), `anthropic` or `gemini`.
+    #[serde(default)]
+    pub dialect: Option<String>,
+}
+
+impl ProviderConfig {
+    /// The dialect named by `dialect` (default OpenAI).
+    pub fn dialect(&self) -> Result<crate::Dialect, String> {
+        match self.dialect.as_deref().unwrap_or("openai") {
+            "openai" => Ok(crate::Dialect::OpenAi),
+            "anthropic" => Ok(crate::Dialect::Anthropic),
+            "gemini" => Ok(crate::Dialect::Gemini),
+            other => Err(format!(
+                "unknown dialect `{other}` (expected openai, anthropic or gemini)"
+            )),
+        }
+    }
+
+    /// Register this provider as `name` on a client builder (its key read
+    /// from `api_key_env` now).
+    pub fn register(
+        &self,
+        name: &str,
+        builder: crate::SteerClientBuilder,
+    ) -> Result<crate::SteerClientBuilder, String> {
+        let key = self
+            .api_key_env
+            .as_deref()
+            .and_then(|v| std::env::var(v).ok())
+            .filter(|k| !k.trim().is_empty());
+        Ok(builder.custom_provider(name, self.dialect()?, self.base_url.clone(), key.as_deref()))
+    }
 }
 
 /// Errors reading `steer.toml`.
@@ -288,6 +336,12 @@ impl ConfigFile {
                     "`db` is empty: give the SQLite store's path, or leave `db` out for ./steer-metrics.db"
                         .into(),
             });
+        }
+        for (name, p) in &cfg.providers {
+            p.dialect().map_err(|m| ConfigError::Parse {
+                path: path.to_path_buf(),
+                message: format!("providers.{name}: {m}"),
+            })?;
         }
         let specs = cfg
             .sinks
