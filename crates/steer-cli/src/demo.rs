@@ -17,7 +17,7 @@ use crate::signals::Stop;
 use crate::{Context, Format, SinkArgs};
 use steer::spec::SinkSpec;
 
-/// Models of the three providers the demo calls by default.
+/// Models the demo calls by default: OpenAI, Anthropic, xAI, Gemini and Bedrock.
 pub fn default_models() -> Vec<String> {
     [
         "gpt-5.2",
@@ -28,6 +28,10 @@ pub fn default_models() -> Vec<String> {
         "claude-haiku-4-5",
         "grok-4.3",
         "grok-code-fast-1",
+        "gemini-2.5-flash",
+        "gemini-2.5-pro",
+        "anthropic.claude-sonnet-4-5-20250929-v1:0",
+        "amazon.nova-pro-v1:0",
     ]
     .iter()
     .map(|m| m.to_string())
@@ -126,7 +130,8 @@ pub async fn drive(
                     tokio::time::sleep_until(due.into()).await;
                 }
                 let prompt = format!("Demo request {i}: summarise the benefits of measuring every LLM call.");
-                if i % 3 == 2 {
+                // Every model gets streamed calls, whatever the number of models.
+                if (i + i / models.len()) % 3 == 2 {
                     stream_once(client, prompt, &model).await
                 } else {
                     match client.generate(prompt.as_str(), &model).await {

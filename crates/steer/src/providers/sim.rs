@@ -378,18 +378,21 @@ impl Sim {
         } else {
             deltas.push_back((latency, String::new()));
         }
-        let anthropic = provider == "anthropic";
+        let anthropic = matches!(provider, "anthropic" | "bedrock");
         let truncated = input.max_tokens.is_some_and(|m| u64::from(m) == output_tokens);
-        let finish_reason = match (tool_call.is_some(), truncated, anthropic) {
-            (true, _, true) => "tool_use",
-            (true, _, false) => "tool_calls",
-            (false, true, true) => "max_tokens",
-            (false, true, false) => "length",
-            (false, false, true) => "end_turn",
-            (false, false, false) => "stop",
+        let finish_reason = match (provider, tool_call.is_some(), truncated) {
+            ("anthropic" | "bedrock", true, _) => "tool_use",
+            ("anthropic" | "bedrock", false, true) => "max_tokens",
+            ("anthropic" | "bedrock", false, false) => "end_turn",
+            ("gemini", _, true) => "MAX_TOKENS",
+            ("gemini", _, false) => "STOP",
+            (_, true, _) => "tool_calls",
+            (_, false, true) => "length",
+            (_, false, false) => "stop",
         };
-        // Anthropic reports prompt-cache writes: on a miss, some calls write
-        // most of the prompt to the cache, a third of them for an hour.
+        // Anthropic (and Claude on Bedrock) report prompt-cache writes: on a
+        // miss, some calls write most of the prompt to the cache, a third of
+        // them for an hour.
         let (cache_write_tokens, cache_write_1h_tokens) = if anthropic {
             if cached_tokens == 0 && rng.f64() < c.cache_hit_rate {
                 let w = input_tokens.saturating_mul(rng.u64(60..=90)) / 100;
@@ -429,6 +432,8 @@ fn is_reasoning_model(model: &str) -> bool {
         || m.starts_with("gpt-5")
         || m.contains("opus")
         || (m.starts_with("grok-4") && !m.contains("non-reasoning"))
+        || m.starts_with("gemini-2.5")
+        || m.starts_with("gemini-3")
 }
 
 #[cfg(test)]
