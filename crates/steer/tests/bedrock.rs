@@ -23,7 +23,7 @@ use serde_json::json;
 use steer::pricing::PriceTable;
 use steer::Usage;
 
-use fake::{error, event, exception, stream, Fake};
+use fake::{error, event, exception, stream, Fake, Reply};
 
 const MODEL: &str = "anthropic.claude-3-5-sonnet-20240620-v1:0";
 
@@ -191,4 +191,131 @@ fn bedrock_models_are_priced_with_cache_tokens() {
         ..Usage::default()
     };
     assert!((t.cost("amazon.titan-embed-text-v2:0", &emb).unwrap() - 0.02).abs() < 1e-12);
+}
+
+// ---- Through the client: `bedrock/<model>` with `SteerClientBuilder::bedrock_endpoint`.
+
+fn client(f: &Fake, sink: &steer::testkit::RecordingSink) -> steer::SteerClient {
+    steer::SteerClient::builder()
+        .ignore_env()
+        .sink(sink.clone())
+        .bedrock_endpoint(&f.url, "us-east-1", "AKIDTEST", "test-secret")
+        .retry(
+            steer::RetryConfig::default()
+                .initial_backoff(std::time::Duration::from_millis(1))
+                .max_backoff(std::time::Duration::from_millis(5)),
+        )
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn client_generate_retries_throttling_and_records_cache_tokens_and_cost() {
+    let answer = json!({
+        "output": {"message": {"role": "assistant", "content": [{"text": "Hello!"}]}},
+        "stopReason": "end_turn",
+        "usage": {"inputTokens": 12, "outputTokens": 3, "totalTokens": 3015,
+                  "cacheReadInputTokens": 1800, "cacheWriteInputTokens": 1200},
+        "metrics": {"latencyMs": 410}
+    });
+    let f = Fake::start(vec![
+        error(
+            429,
+            "ThrottlingException",
+            "Too many requests, please wait before trying again.",
+        ),
+        fake::json(&answer),
+        error(
+            403,
+            "AccessDeniedException",
+            "You don't have access to the model with the specified model ID.",
+        ),
+    ])
+    .await;
+    let sink = steer::testkit::RecordingSink::new();
+    let c = client(&f, &sink);
+    let r = c.generate("hi", &format!("bedrock/{MODEL}")).await.unwrap();
+    assert_eq!(r.text, "Hello!");
+    let e = c.generate("hi", &format!("bedrock/{MODEL}")).await.unwrap_err();
+    assert_eq!(e.class(), steer::ErrorClass::PermissionDenied);
+    c.metrics().flush().await;
+    let records = sink.records();
+    assert_eq!(records.len(), 2, "one record per call");
+    let m = &records[0];
+    assert_eq!((m.provider.as_str(), m.model.as_str()), ("bedrock", MODEL));
+    assert_eq!(m.retries, 1, "the throttled attempt was retried");
+    assert_eq!(m.finish_reason.as_deref(), Some("end_turn"));
+    assert_eq!(
+        (m.input_tokens, m.cached_tokens, m.cache_write_tokens),
+        (3012, 1800, Some(1200))
+    );
+    // anthropic.claude-3-5-sonnet-20240620-v1:0: 3 in, 0.30 cache read, 3.75 cache write, 15 out:
+    // 12*3 + 1800*0.3 + 1200*3.75 + 3*15 = 36 + 540 + 4500 + 45 = 5121 per 1e6
+    assert!((m.cost_usd.unwrap() - 5121e-6).abs() < 1e-12, "{:?}", m.cost_usd);
+    assert_eq!(records[1].error_class, Some(steer::ErrorClass::PermissionDenied));
+    let req = &f.requests()[1];
+    assert!(req.path.contains("/converse"), "{}", req.path);
+}
+
+#[tokio::test]
+async fn client_stream_ttft_and_usage() {
+    let f = Fake::start(vec![Reply::Stream {
+        frames: vec![
+            (std::time::Duration::from_millis(50), event("messageStart", &json!({"role": "assistant"}))),
+            (
+                std::time::Duration::from_millis(60),
+                event("contentBlockDelta", &json!({"contentBlockIndex": 0, "delta": {"text": "Hel"}})),
+            ),
+            (
+                std::time::Duration::from_millis(5),
+                event("contentBlockDelta", &json!({"contentBlockIndex": 0, "delta": {"text": "lo"}})),
+            ),
+            (std::time::Duration::ZERO, event("contentBlockStop", &json!({"contentBlockIndex": 0}))),
+            (std::time::Duration::ZERO, event("messageStop", &json!({"stopReason": "max_tokens"}))),
+            (
+                std::time::Duration::ZERO,
+                event("metadata", &json!({"usage": {"inputTokens": 5, "outputTokens": 2, "totalTokens": 7}, "metrics": {"latencyMs": 99}})),
+            ),
+        ],
+    }])
+    .await;
+    let sink = steer::testkit::RecordingSink::new();
+    let c = client(&f, &sink);
+    let r = c
+        .stream("hi", &format!("bedrock/{MODEL}"))
+        .await
+        .unwrap()
+        .collect_response()
+        .await
+        .unwrap();
+    assert_eq!(r.text, "Hello");
+    c.metrics().flush().await;
+    let m = &sink.records()[0];
+    assert_eq!(m.method, steer::Method::Stream);
+    assert_eq!(m.finish_reason.as_deref(), Some("max_tokens"));
+    assert_eq!((m.input_tokens, m.output_tokens), (5, 2));
+    let ttft = m.ttft_ms.unwrap();
+    assert!(
+        (105.0..300.0).contains(&ttft),
+        "TTFT {ttft} ms: the first text delta came after 110 ms"
+    );
+}
+
+#[tokio::test]
+async fn client_embeddings_through_invoke_model() {
+    let f = Fake::start(vec![fake::json(
+        &json!({"embedding": [0.1, 0.2, 0.3], "inputTextTokenCount": 7}),
+    )])
+    .await;
+    let sink = steer::testkit::RecordingSink::new();
+    let c = client(&f, &sink);
+    let r = c
+        .embed("hello", "bedrock/amazon.titan-embed-text-v2:0")
+        .await
+        .unwrap();
+    assert_eq!(r.embeddings, vec![vec![0.1, 0.2, 0.3]]);
+    c.metrics().flush().await;
+    let m = &sink.records()[0];
+    assert_eq!((m.method, m.input_tokens), (steer::Method::Embeddings, 7));
+    assert!(m.cost_usd.is_some_and(|c| c > 0.0), "{:?}", m.cost_usd);
 }

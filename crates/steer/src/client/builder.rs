@@ -15,6 +15,8 @@ pub struct SteerClientBuilder {
     custom: Vec<(String, Dialect, String, Option<ApiKey>)>,
     azure_api_version: Option<String>,
     azure_ad_token: Option<ApiKey>,
+    #[cfg(feature = "bedrock")]
+    bedrock: Option<crate::providers::bedrock::Bedrock>,
     sim: SimConfig,
     retry: RetryConfig,
     timeout: Duration,
@@ -62,6 +64,8 @@ impl Default for SteerClientBuilder {
             custom: Vec::new(),
             azure_api_version: None,
             azure_ad_token: None,
+            #[cfg(feature = "bedrock")]
+            bedrock: None,
             sim: SimConfig::default(),
             retry: RetryConfig::default(),
             timeout: Duration::from_secs(120),
@@ -127,6 +131,25 @@ impl SteerClientBuilder {
     /// Azure OpenAI `api-version` (default `OPENAI_API_VERSION`, else a current GA version).
     pub fn azure_api_version(mut self, version: impl Into<String>) -> Self {
         self.azure_api_version = Some(version.into());
+        self
+    }
+    /// AWS Bedrock at `endpoint` (a local server, a VPC endpoint) in
+    /// `region` with static credentials, instead of the AWS credential chain
+    /// and region (the default, set up on the first `bedrock/` call;
+    /// `BEDROCK_ENDPOINT_URL` overrides the endpoint there).
+    #[cfg(feature = "bedrock")]
+    pub fn bedrock_endpoint(
+        mut self,
+        endpoint: &str,
+        region: &str,
+        access_key_id: &str,
+        secret_access_key: &str,
+    ) -> Self {
+        self.bedrock = Some(crate::providers::bedrock::Bedrock::with_endpoint(
+            endpoint,
+            region,
+            (access_key_id, secret_access_key, None),
+        ));
         self
     }
     /// The API key of any known provider (`openai`, `gemini`, `groq`, ...),
@@ -353,6 +376,11 @@ impl SteerClientBuilder {
                 retry: self.retry,
                 timeout: self.timeout,
                 max_response_bytes: self.max_response_bytes,
+                #[cfg(feature = "bedrock")]
+                bedrock: match self.bedrock {
+                    Some(b) => tokio::sync::OnceCell::new_with(Some(b)),
+                    None => tokio::sync::OnceCell::new(),
+                },
             }),
         })
     }

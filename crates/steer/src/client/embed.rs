@@ -58,6 +58,16 @@ impl SteerClient {
             return Ok(sim_embeddings(inputs, &model));
         }
         let inner = &*self.inner;
+        #[cfg(feature = "bedrock")]
+        if call.route.provider == "bedrock" {
+            let bedrock = inner.bedrock().await?;
+            let (vectors, usage) = bedrock.embed(inputs, &model, t).await?;
+            return Ok(Embeddings {
+                vectors,
+                usage,
+                model: Some(model),
+            });
+        }
         let provider = inner.http_provider(&call.route.provider)?;
         let Some(url) = provider.embeddings_url(&model) else {
             let mut e = AttemptError::invalid(format!("{} has no embeddings API", provider.name));

@@ -87,6 +87,9 @@ struct Inner {
     retry: RetryConfig,
     timeout: Duration,
     max_response_bytes: usize,
+    /// AWS Bedrock, set up on first use (credentials chain and region).
+    #[cfg(feature = "bedrock")]
+    bedrock: tokio::sync::OnceCell<crate::providers::bedrock::Bedrock>,
 }
 
 impl fmt::Debug for SteerClient {
@@ -105,6 +108,22 @@ impl fmt::Debug for SteerClient {
 }
 
 impl Inner {
+    /// The Bedrock client: the one given to the builder, else from the AWS
+    /// credential chain and region on first use.
+    #[cfg(feature = "bedrock")]
+    async fn bedrock(&self) -> Result<&crate::providers::bedrock::Bedrock, AttemptError> {
+        self.bedrock
+            .get_or_try_init(crate::providers::bedrock::Bedrock::from_env)
+            .await
+            .map_err(|e| {
+                let mut a = AttemptError::invalid(e.to_string());
+                a.kind = FailureKind::MissingKey;
+                a.class = ErrorClass::Authentication;
+                a.retryable = false;
+                a
+            })
+    }
+
     /// The HTTP provider `name`, ready for a call: registered, and with its
     /// key where it needs one.
     fn http_provider(&self, name: &str) -> Result<Arc<HttpProvider>, AttemptError> {
@@ -142,6 +161,9 @@ pub(super) enum Target {
         url: String,
         body: Vec<u8>,
     },
+    /// AWS Bedrock through its SDK (Converse / ConverseStream).
+    #[cfg(feature = "bedrock")]
+    Bedrock(Box<Request>),
 }
 
 impl SteerClient {
@@ -167,6 +189,15 @@ impl SteerClient {
         })?;
         if route.simulated {
             return Ok(route);
+        }
+        if route.provider == "bedrock" {
+            return if cfg!(feature = "bedrock") {
+                Ok(route)
+            } else {
+                Err(SteerError::Config(
+                    "AWS Bedrock is not in this build of steer (cargo feature `bedrock`)".into(),
+                ))
+            };
         }
         match self.inner.providers.get(&route.provider) {
             None => Err(SteerError::UnknownModel {
@@ -246,6 +277,10 @@ impl SteerClient {
         if route.simulated {
             return Ok(Target::Sim(SimInput::new(req)));
         }
+        #[cfg(feature = "bedrock")]
+        if route.provider == "bedrock" {
+            return Ok(Target::Bedrock(Box::new(req.clone())));
+        }
         let provider = self.inner.http_provider(&route.provider)?;
         let body = serde_json::to_vec(&provider.body(req, &route.model, stream))
             .map_err(|e| AttemptError::invalid(format!("cannot encode the request: {e}")))?;
@@ -288,6 +323,13 @@ impl SteerClient {
                     provider.dialect.parse(&bytes)
                 };
                 tokio::time::timeout(t, once)
+                    .await
+                    .unwrap_or_else(|_| Err(AttemptError::timeout(t)))
+            }
+            #[cfg(feature = "bedrock")]
+            Target::Bedrock(req) => {
+                let bedrock = self.inner.bedrock().await?;
+                tokio::time::timeout(t, bedrock.converse(req, &call.route.model, t))
                     .await
                     .unwrap_or_else(|_| Err(AttemptError::timeout(t)))
             }

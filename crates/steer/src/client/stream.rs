@@ -18,6 +18,8 @@ pub(super) enum AttemptStream {
         deltas: VecDeque<(Duration, String)>,
         completion: Completion,
     },
+    #[cfg(feature = "bedrock")]
+    Bedrock(Box<crate::providers::bedrock::BedrockStream>),
 }
 
 impl AttemptStream {
@@ -25,7 +27,7 @@ impl AttemptStream {
     fn next_is_instant(&self) -> bool {
         match self {
             AttemptStream::Sim { deltas, .. } => deltas.front().is_none_or(|(wait, _)| wait.is_zero()),
-            AttemptStream::Http { .. } => false,
+            _ => false,
         }
     }
 
@@ -42,6 +44,8 @@ impl AttemptStream {
                 }
                 Ok(None)
             }
+            #[cfg(feature = "bedrock")]
+            AttemptStream::Bedrock(stream) => stream.next().await,
             AttemptStream::Http {
                 resp,
                 parser,
@@ -85,6 +89,8 @@ impl AttemptStream {
         match self {
             AttemptStream::Sim { completion, .. } => Ok(completion),
             AttemptStream::Http { decoder, .. } => decoder.finish(),
+            #[cfg(feature = "bedrock")]
+            AttemptStream::Bedrock(stream) => stream.finish(),
         }
     }
 }
@@ -134,6 +140,15 @@ impl StreamState {
                 }
                 SimOutcome::Answer(deltas, completion) => Ok(AttemptStream::Sim { deltas, completion }),
             },
+            #[cfg(feature = "bedrock")]
+            Target::Bedrock(req) => {
+                let bedrock = inner.bedrock().await?;
+                let model = self.call.route.model.clone();
+                let stream = tokio::time::timeout(t, bedrock.converse_stream(req, &model, t))
+                    .await
+                    .unwrap_or_else(|_| Err(AttemptError::timeout(t)))?;
+                Ok(AttemptStream::Bedrock(Box::new(stream)))
+            }
             Target::Http { provider, url, body } => {
                 let resp = tokio::time::timeout(t, send(&inner, provider, url, body, t))
                     .await

@@ -28,9 +28,6 @@
 //!   (`texts`, up to 96 per call). Input tokens from the body
 //!   (`inputTextTokenCount`) or the `X-Amzn-Bedrock-Input-Token-Count` header.
 
-// Until the client routes `bedrock/` models here, only the tests call in.
-#![cfg_attr(not(test), allow(dead_code))]
-
 mod convert;
 mod embed;
 mod errors;
