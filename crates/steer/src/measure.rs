@@ -45,8 +45,12 @@ pub fn apply_usage(m: &mut AgentMetrics, usage: &Usage, response_model: Option<&
     m.cache_write_tokens = usage.cache_write_tokens;
     m.cache_write_1h_tokens = usage.cache_write_1h_tokens;
     m.reasoning_tokens = usage.reasoning_tokens;
-    m.cost_usd = price_for(prices, &m.provider, &m.model, response_model).map(|p| p.cost(usage));
-    if m.cost_usd.is_none() {
+    // An answer without usage (a stream without a usage event) has an
+    // unknown cost, not a cost of 0.
+    let reported = usage.input_tokens > 0 || usage.output_tokens > 0;
+    let price = price_for(prices, &m.provider, &m.model, response_model);
+    m.cost_usd = price.filter(|_| reported).map(|p| p.cost(usage));
+    if price.is_none() {
         warn_unpriced(&m.provider, response_model.unwrap_or(&m.model));
     }
 }

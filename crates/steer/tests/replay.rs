@@ -147,19 +147,24 @@ async fn serve(status: u16, body: String, stream: bool) -> (String, Arc<Mutex<Se
     (format!("http://{addr}"), served)
 }
 
-/// The model to ask for: the one the recording answered as, routed to its provider.
+/// The model to ask for: the one the recording answered as, routed to its
+/// provider (for Azure, a deployment: the model is what the answer reports).
 fn requested_model(r: &Recording) -> String {
     let model = r.expected["model"].as_str().unwrap_or("gpt-4o");
-    format!("{}/{model}", r.provider)
+    match r.provider.as_str() {
+        "azure" => "azure/prod-deployment".to_string(),
+        "gemini" if r.expected["model"].is_null() => "gemini/gemini-2.5-flash".to_string(),
+        p => format!("{p}/{model}"),
+    }
 }
 
 /// Index of the first event that carries model output of any kind (none
 /// when the model answered nothing, e.g. a refusal).
 fn first_output_event(r: &Recording, body: &str) -> Option<usize> {
-    let dialect = if r.provider == "anthropic" {
-        Dialect::Anthropic
-    } else {
-        Dialect::OpenAi
+    let dialect = match r.provider.as_str() {
+        "anthropic" => Dialect::Anthropic,
+        "gemini" => Dialect::Gemini,
+        _ => Dialect::OpenAi,
     };
     let mut d = StreamDecoder::new(dialect);
     for (i, ev) in split_events(body).iter().enumerate() {
@@ -180,6 +185,10 @@ async fn replay(r: &Recording) -> (AgentMetrics, Option<Duration>) {
     let (base, served) = serve(r.status, body.clone(), r.stream).await;
     let h = Harness::with_base(&base, |b| {
         b.xai_base_url(format!("{base}/v1"))
+            .base_url("gemini", format!("{base}/v1beta"))
+            .gemini_api_key(KEY)
+            .azure_openai(base.clone(), KEY)
+            .base_url("ollama", format!("{base}/v1"))
             .retry(RetryConfig::default().max_retries(0))
     });
     let req = Request::prompt("replay").max_tokens(1024);
@@ -238,12 +247,28 @@ fn hand_computed_costs() -> BTreeMap<&'static str, f64> {
         // claude-fable-5: 10 in, 50 out. 18*10 + 5*50 = 430 (refused, still billed)
         ("anthropic_refusal.json", 430.0e-6),
         ("anthropic_stream_refusal.sse", 430.0e-6),
+        // gemini-2.5-flash: 0.30 in, 2.50 out. 15*0.3 + 5*2.5 = 4.5 + 12.5 = 17
+        ("gemini_max_tokens.json", 17.0e-6),
+        // thoughts are billed as output: 18*0.3 + (80+35)*2.5 = 5.4 + 287.5 = 292.9
+        ("gemini_stream_text_usage.sse", 292.9e-6),
+        // a blocked prompt is billed for its input: 14*0.3 = 4.2
+        ("gemini_safety_blocked.json", 4.2e-6),
+        // Azure deployment answering as gpt-4o-mini-2024-07-18 (azure/ entry: 0.15 in, 0.60 out):
+        // 149*0.15 + 39*0.6 = 22.35 + 23.4 = 45.75
+        ("azure_chat_text.json", 45.75e-6),
+        // 75*0.15 + 54*0.6 = 11.25 + 32.4 = 43.65
+        ("azure_chat_tool_calls.json", 43.65e-6),
+        // answering as gpt-4, no azure/ entry: OpenAI's gpt-4 (30 in, 60 out): 15*30 + 5*60 = 750
+        ("azure_chat_stream_usage.sse", 750.0e-6),
     ])
 }
 
-fn expected_error_class(r: &Recording) -> Option<ErrorClass> {
+fn expected_error_class(r: &Recording, body: &str) -> Option<ErrorClass> {
     if r.status != 200 {
         return Some(match r.status {
+            // Gemini answers a bad key with 400 INVALID_ARGUMENT, reason API_KEY_INVALID.
+            400 if body.contains("API_KEY_INVALID") => ErrorClass::Authentication,
+            400 if r.expected["error_type"] == "content_filter" => ErrorClass::ContentFilter,
             400 => ErrorClass::InvalidRequest,
             401 => ErrorClass::Authentication,
             429 | 529 => ErrorClass::RateLimit,
@@ -252,7 +277,7 @@ fn expected_error_class(r: &Recording) -> Option<ErrorClass> {
     }
     matches!(
         r.expected["finish_reason"].as_str(),
-        Some("refusal" | "content_filter")
+        Some("refusal" | "content_filter" | "SAFETY")
     )
     .then_some(ErrorClass::ContentFilter)
 }
@@ -271,7 +296,12 @@ async fn every_recording_gives_the_exact_record() {
         let (m, expected_ttft) = replay(r).await;
         let x = &r.expected;
         let what = &r.file;
-        assert_eq!(m.error_class, expected_error_class(r), "{what}: error class");
+        let body = std::fs::read_to_string(dir().join(&r.file)).unwrap();
+        assert_eq!(
+            m.error_class,
+            expected_error_class(r, &body),
+            "{what}: error class"
+        );
         assert_eq!(m.provider, r.provider, "{what}");
         let text = serde_json::to_string(&m).unwrap();
         assert!(!text.contains(KEY), "{what}: the record holds the key");
@@ -296,10 +326,12 @@ async fn every_recording_gives_the_exact_record() {
         // Normalised tokens: Anthropic input excludes cache reads and writes; ours includes them.
         let cached = u(&x["cached_tokens"]).unwrap_or(0);
         let write = u(&x["cache_write_tokens"]);
-        let input = if r.provider == "anthropic" {
-            u(&x["input_tokens"]).unwrap() + cached + write.unwrap_or(0)
-        } else {
-            u(&x["input_tokens"]).unwrap()
+        let raw_input = u(&x["input_tokens"]).unwrap_or(0);
+        let input = match r.provider.as_str() {
+            "anthropic" => raw_input + cached + write.unwrap_or(0),
+            // Tool-use prompt tokens are input too.
+            "gemini" => raw_input + u(&x["tool_use_prompt_tokens"]).unwrap_or(0),
+            _ => raw_input,
         };
         assert_eq!(m.input_tokens, input, "{what}: input tokens");
         assert_eq!(m.cached_tokens, cached, "{what}: cached tokens");
@@ -317,19 +349,23 @@ async fn every_recording_gives_the_exact_record() {
             reasoning,
             "{what}: reasoning tokens"
         );
-        // xAI reports reasoning outside completion_tokens: it is added to the output.
-        let output = u(&x["output_tokens"]).unwrap()
-            + if r.provider == "xai" {
+        // xAI and Gemini report reasoning outside the output count: it is added.
+        let output = u(&x["output_tokens"]).unwrap_or(0)
+            + if r.provider == "xai" || r.provider == "gemini" {
                 reasoning.unwrap_or(0)
             } else {
                 0
             };
         assert_eq!(m.output_tokens, output, "{what}: output tokens");
-        let tools: Vec<String> = x["tool_names"]
+        let calls: Vec<String> = x["tool_names"]
             .as_array()
             .map(|a| a.iter().map(|t| t.as_str().unwrap().to_string()).collect())
             .unwrap_or_default();
+        // `tools_used` names each tool once; `tools_invoked` counts the calls.
+        let mut tools = calls.clone();
+        tools.dedup();
         assert_eq!(m.tools_used, tools, "{what}: tools");
+        assert_eq!(m.tools_invoked as usize, calls.len(), "{what}: tool calls");
         if let Some(want) = costs.get(r.file.as_str()) {
             let got = m.cost_usd.unwrap_or_else(|| panic!("{what}: no cost"));
             assert!(

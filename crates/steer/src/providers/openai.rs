@@ -148,7 +148,7 @@ pub(crate) fn parse(body: &[u8]) -> Result<Completion, AttemptError> {
         tool_calls: tool_calls(msg.and_then(|m| m.get("tool_calls"))),
         finish_reason: str_at(choice, "finish_reason"),
         usage: v.get("usage").map(usage).unwrap_or_default(),
-        response_model: str_at(&v, "model"),
+        response_model: str_at(&v, "model").filter(|m| !m.is_empty()),
     })
 }
 
@@ -212,8 +212,9 @@ impl Decoder for StreamDecoder {
         if let Some(e) = embedded_error(&v) {
             return Err(e);
         }
+        // Azure's first chunk (prompt filter results) has an empty model.
         if self.model.is_none() {
-            self.model = str_at(&v, "model");
+            self.model = str_at(&v, "model").filter(|m| !m.is_empty());
         }
         if let Some(u) = v.get("usage").filter(|u| u.is_object()) {
             self.usage = Some(usage(u));
