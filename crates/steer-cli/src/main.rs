@@ -3,6 +3,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 mod bench;
+mod dashboard;
 mod demo;
 mod error;
 mod generate;
@@ -50,6 +51,8 @@ enum Command {
     Generate(generate::GenerateArgs),
     /// Summarise a store: count, error rate, latency and TTFT percentiles, tokens, cost.
     Stats(stats::StatsArgs),
+    /// Local web dashboard over a store: charts, top groups, JSON API (default http://127.0.0.1:8787/).
+    Dashboard(dashboard::DashboardArgs),
     /// Throughput harness: push records through the collector into a sink and report rates.
     Bench(bench::BenchArgs),
     /// Print the effective price table (USD per 1M tokens): built in, plus --prices FILE.
@@ -170,6 +173,7 @@ fn main() -> ExitCode {
             Command::Demo(a) => demo::run(a, &ctx).await,
             Command::Generate(a) => generate::run(a, &ctx).await,
             Command::Stats(a) => stats::run(a, &ctx).await,
+            Command::Dashboard(a) => dashboard::run(a, &ctx).await,
             Command::Bench(a) => bench::run(a, &ctx).await,
             Command::Prices(a) => prices::run(a, &ctx).await,
             Command::Proxy(a) => proxy::run(a, &ctx).await,

@@ -603,7 +603,9 @@ impl<T: SummaryStore + ?Sized> SummaryStore for Box<T> {
 /// the database with the same definitions).
 ///
 /// Feed it every selected record's group key, start time and [`Sample`];
-/// it counts rows against [`QueryLimits::max_rows`].
+/// it counts rows against [`QueryLimits::max_rows`]. Aggregators over
+/// disjoint parts of the selection (scanned in parallel) combine with
+/// [`Aggregator::merge`].
 #[derive(Debug)]
 pub struct Aggregator {
     by: Option<GroupKey>,
@@ -612,16 +614,25 @@ pub struct Aggregator {
     limits: QueryLimits,
     /// Step in microseconds (time series), `None` for a summary.
     step_us: Option<i64>,
-    index: HashMap<String, usize>,
+    /// Group names; index = group number (a single `""` group without a
+    /// breakdown).
     names: Vec<String>,
+    /// Name -> group number, once there are too many names for a linear
+    /// search.
+    index: HashMap<String, usize>,
     rows: u64,
-    total: SummaryBuilder,
+    /// Summary: per group.
     groups: Vec<SummaryBuilder>,
     /// Time series: bucket number -> slot in `slots`.
     bucket_slot: HashMap<i64, usize>,
-    /// Per slot: (bucket number, total, per group index).
-    slots: Vec<(i64, SummaryBuilder, HashMap<usize, SummaryBuilder>)>,
+    /// Per slot: (bucket number, per group number).
+    slots: Vec<(i64, Vec<SummaryBuilder>)>,
+    /// The last (bucket, slot) looked up: rows come roughly in time order.
+    last_slot: Option<(i64, usize)>,
 }
+
+/// Names searched linearly below this count (faster than hashing).
+const LINEAR_GROUPS: usize = 24;
 
 impl Aggregator {
     /// For a summary of `q`.
@@ -642,69 +653,109 @@ impl Aggregator {
             until: q.until,
             limits: q.limits,
             step_us,
-            index: HashMap::new(),
             names: Vec::new(),
+            index: HashMap::new(),
             rows: 0,
-            total: SummaryBuilder::default(),
             groups: Vec::new(),
             bucket_slot: HashMap::new(),
             slots: Vec::new(),
+            last_slot: None,
         }
     }
 
-    /// Add one record. `key` is its group key (ignored without a
-    /// breakdown), `ts_us` its start in Unix microseconds.
-    pub fn push(&mut self, key: &str, ts_us: i64, s: Sample) -> Result<(), QueryError> {
-        self.rows += 1;
+    fn group(&mut self, key: &str) -> usize {
+        let key = if self.by.is_some() { key } else { "" };
+        if self.names.len() <= LINEAR_GROUPS {
+            if let Some(i) = self.names.iter().position(|n| n == key) {
+                return i;
+            }
+        } else if let Some(&i) = self.index.get(key) {
+            return i;
+        }
+        let i = self.names.len();
+        self.names.push(key.to_string());
+        if self.names.len() > LINEAR_GROUPS {
+            if self.index.is_empty() {
+                for (j, n) in self.names.iter().enumerate() {
+                    self.index.insert(n.clone(), j);
+                }
+            } else {
+                self.index.insert(key.to_string(), i);
+            }
+        }
+        i
+    }
+
+    fn slot(&mut self, b: i64) -> Result<usize, QueryError> {
+        if let Some((lb, ls)) = self.last_slot {
+            if lb == b {
+                return Ok(ls);
+            }
+        }
+        let slot = match self.bucket_slot.get(&b) {
+            Some(&i) => i,
+            None => {
+                let i = self.slots.len();
+                if i >= self.limits.max_points {
+                    return Err(self.too_many_points());
+                }
+                self.slots.push((b, Vec::new()));
+                self.bucket_slot.insert(b, i);
+                i
+            }
+        };
+        self.last_slot = Some((b, slot));
+        Ok(slot)
+    }
+
+    fn count_rows(&mut self, n: u64) -> Result<(), QueryError> {
+        self.rows += n;
         if self.rows > self.limits.max_rows {
             return Err(QueryError::TooLarge(format!(
                 "more than {} records selected: choose a shorter window",
                 self.limits.max_rows
             )));
         }
-        let g = if self.by.is_some() {
-            Some(match self.index.get(key) {
-                Some(&i) => i,
-                None => {
-                    let i = self.names.len();
-                    self.names.push(key.to_string());
-                    self.index.insert(key.to_string(), i);
-                    i
-                }
-            })
-        } else {
-            None
-        };
-        match self.step_us {
-            None => {
-                if let Some(g) = g {
-                    if g == self.groups.len() {
-                        self.groups.push(SummaryBuilder::default());
-                    }
-                    self.groups[g].push(s.clone());
-                }
-                self.total.push(s);
-            }
+        Ok(())
+    }
+
+    /// Add one record. `key` is its group key (ignored without a
+    /// breakdown), `ts_us` its start in Unix microseconds.
+    pub fn push(&mut self, key: &str, ts_us: i64, s: Sample) -> Result<(), QueryError> {
+        self.count_rows(1)?;
+        let g = self.group(key);
+        let builders = match self.step_us {
+            None => &mut self.groups,
             Some(step) => {
-                let b = ts_us.div_euclid(step);
-                let slot = match self.bucket_slot.get(&b) {
-                    Some(&i) => i,
-                    None => {
-                        let i = self.slots.len();
-                        if i >= self.limits.max_points {
-                            return Err(self.too_many_points());
-                        }
-                        self.slots.push((b, SummaryBuilder::default(), HashMap::new()));
-                        self.bucket_slot.insert(b, i);
-                        i
-                    }
-                };
-                let (_, total, groups) = &mut self.slots[slot];
-                if let Some(g) = g {
-                    groups.entry(g).or_default().push(s.clone());
-                }
-                total.push(s);
+                let slot = self.slot(ts_us.div_euclid(step))?;
+                &mut self.slots[slot].1
             }
+        };
+        if g >= builders.len() {
+            builders.resize_with(g + 1, SummaryBuilder::default);
+        }
+        builders[g].push(s);
+        Ok(())
+    }
+
+    /// Add everything `other` (an aggregator of the same query over other
+    /// records) accumulated.
+    pub fn merge(&mut self, other: Aggregator) -> Result<(), QueryError> {
+        self.count_rows(other.rows)?;
+        let map: Vec<usize> = other.names.iter().map(|n| self.group(n)).collect();
+        let add = |into: &mut Vec<SummaryBuilder>, from: Vec<SummaryBuilder>| {
+            for (g, b) in from.into_iter().enumerate() {
+                let i = map[g];
+                if i >= into.len() {
+                    into.resize_with(i + 1, SummaryBuilder::default);
+                }
+                into[i].merge(&b);
+            }
+        };
+        add(&mut self.groups, other.groups);
+        for (b, groups) in other.slots {
+            let slot = self.slot(b)?;
+            add(&mut self.slots[slot].1, groups);
         }
         Ok(())
     }
@@ -716,8 +767,8 @@ impl Aggregator {
         ))
     }
 
-    /// Group indices to keep (the `max_groups` with the most calls, ties
-    /// by name) and whether any were folded.
+    /// Group numbers to keep (the `max_groups` with the most calls, ties
+    /// by name) and how many were folded.
     fn kept(&self, counts: &[u64]) -> (Vec<bool>, u64) {
         let mut order: Vec<usize> = (0..self.names.len()).collect();
         order.sort_by(|&a, &b| {
@@ -735,22 +786,30 @@ impl Aggregator {
 
     /// The summary (for an aggregator made by [`Aggregator::summary`]).
     pub fn finish_summary(self) -> SummaryReport {
-        let counts: Vec<u64> = self.groups.iter().map(SummaryBuilder::count).collect();
-        let (keep, folded) = self.kept(&counts);
+        let mut total = SummaryBuilder::default();
+        for b in &self.groups {
+            total.merge(b);
+        }
         let mut groups = BTreeMap::new();
-        let mut other = SummaryBuilder::default();
-        for (i, b) in self.groups.into_iter().enumerate() {
-            if keep[i] {
-                groups.insert(self.names[i].clone(), b.finish());
-            } else {
-                other.merge(b);
+        let mut folded = 0;
+        if self.by.is_some() {
+            let counts: Vec<u64> = self.groups.iter().map(SummaryBuilder::count).collect();
+            let (keep, f) = self.kept(&counts);
+            folded = f;
+            let mut other = SummaryBuilder::default();
+            for (i, b) in self.groups.into_iter().enumerate() {
+                if keep[i] {
+                    groups.insert(self.names[i].clone(), b.finish());
+                } else {
+                    other.merge(&b);
+                }
+            }
+            if folded > 0 {
+                groups.insert(OTHER_GROUP.to_string(), other.finish());
             }
         }
-        if folded > 0 {
-            groups.insert(OTHER_GROUP.to_string(), other.finish());
-        }
         SummaryReport {
-            total: self.total.finish(),
+            total: total.finish(),
             by: self.by,
             groups,
             since: self.since,
@@ -781,29 +840,35 @@ impl Aggregator {
             return Err(self.too_many_points());
         }
         let mut counts = vec![0u64; self.names.len()];
-        for (_, _, g) in &self.slots {
-            for (i, b) in g {
-                counts[*i] += b.count();
+        for (_, g) in &self.slots {
+            for (i, b) in g.iter().enumerate() {
+                counts[i] += b.count();
             }
         }
-        let (keep, folded) = self.kept(&counts);
+        let (keep, folded) = if self.by.is_some() {
+            self.kept(&counts)
+        } else {
+            (vec![false; self.names.len()], 0)
+        };
         let empty = || SummaryBuilder::default().finish();
         let mut total = vec![empty(); n];
         let mut per: Vec<Option<Vec<Summary>>> = vec![None; self.names.len()];
         let mut other: Vec<Summary> = if folded > 0 { vec![empty(); n] } else { Vec::new() };
-        for (b, t, groups) in self.slots {
+        for (b, groups) in self.slots {
             let Some(at) = usize::try_from(b - first).ok().filter(|&i| i < n) else {
                 continue;
             };
-            total[at] = t.finish();
+            let mut all = SummaryBuilder::default();
             let mut folded_here = SummaryBuilder::default();
-            for (i, g) in groups {
+            for (i, g) in groups.into_iter().enumerate() {
+                all.merge(&g);
                 if keep[i] {
                     per[i].get_or_insert_with(|| vec![empty(); n])[at] = g.finish();
-                } else {
-                    folded_here.merge(g);
+                } else if folded > 0 {
+                    folded_here.merge(&g);
                 }
             }
+            total[at] = all.finish();
             if folded > 0 {
                 other[at] = folded_here.finish();
             }

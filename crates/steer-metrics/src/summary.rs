@@ -243,11 +243,11 @@ impl SummaryBuilder {
 
     /// Add everything `other` accumulated (as if its samples were pushed
     /// here after this one's).
-    pub fn merge(&mut self, other: SummaryBuilder) {
+    pub fn merge(&mut self, other: &SummaryBuilder) {
         self.count += other.count;
         self.errors += other.errors;
-        self.latency.extend(other.latency);
-        self.ttft.extend(other.ttft);
+        self.latency.extend_from_slice(&other.latency);
+        self.ttft.extend_from_slice(&other.ttft);
         self.input = self.input.saturating_add(other.input);
         self.output = self.output.saturating_add(other.output);
         self.cached = self.cached.saturating_add(other.cached);

@@ -17,10 +17,12 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::Utc;
 use rusqlite::types::{Value, ValueRef};
+use rusqlite::{Connection, OpenFlags};
 use steer_metrics::query::{
     Aggregator, GroupKey, QueryError, StatsQuery, SummaryReport, SummaryStore, Timeseries, NONE_GROUP,
     NO_ERROR,
@@ -102,85 +104,222 @@ fn store_err(e: SqliteError) -> QueryError {
     QueryError::store(e, false)
 }
 
-impl SqliteStore {
-    /// Run `q` into `agg` (blocking), interrupting the statement after the
-    /// query's timeout.
-    fn scan(&self, q: &StatsQuery, agg: &mut Aggregator) -> Result<(), QueryError> {
-        q.validate()?;
-        let (sql, params) = select_sql(self.table(), q);
-        let conn = self.conn();
-        let handle = conn.get_interrupt_handle();
-        let timeout = q.limits.timeout;
-        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
-        let watchdog = std::thread::Builder::new()
+/// Most parts a scan is split into (one thread and connection each).
+const MAX_PARTS: usize = 4;
+
+/// Read the selected rows of `sql` into `agg`; `Err(Timeout)` when the
+/// statement was interrupted.
+fn read_rows(
+    conn: &Connection,
+    sql: &str,
+    params: Vec<Value>,
+    agg: &mut Aggregator,
+    timeout: Duration,
+) -> Result<(), QueryError> {
+    let sqlite = |context: &'static str| move |e| store_err(SqliteError::sqlite(context, e));
+    let mut stmt = conn
+        .prepare_cached(sql)
+        .map_err(sqlite("preparing the stats query"))?;
+    let mut rows = stmt
+        .query(rusqlite::params_from_iter(params))
+        .map_err(sqlite("running the stats query"))?;
+    loop {
+        let row = match rows.next() {
+            Ok(Some(row)) => row,
+            Ok(None) => break,
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::OperationInterrupted =>
+            {
+                return Err(QueryError::Timeout(timeout));
+            }
+            Err(e) => return Err(sqlite("reading the stats rows")(e)),
+        };
+        let get = |i: usize| row.get_ref(i).unwrap_or(ValueRef::Null);
+        let ts = match get(0) {
+            ValueRef::Integer(t) => t,
+            _ => continue,
+        };
+        let key = match get(1) {
+            ValueRef::Text(t) => std::str::from_utf8(t).unwrap_or(NONE_GROUP),
+            _ => NONE_GROUP,
+        };
+        let sample = Sample {
+            latency_ms: float(get(2)).unwrap_or(f64::NAN),
+            ttft_ms: float(get(3)),
+            error: int(get(4)) != 0,
+            input_tokens: int(get(5)),
+            output_tokens: int(get(6)),
+            cached_tokens: int(get(7)),
+            cost_usd: float(get(8)),
+            retries: int(get(9)),
+            reasoning_tokens: int(get(10)),
+            cache_write_tokens: int(get(11)),
+        };
+        agg.push(key, ts, sample)?;
+    }
+    Ok(())
+}
+
+/// Interrupts the given connections when `timeout` passes before it is
+/// dropped.
+struct Watchdog {
+    done: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Watchdog {
+    fn start(handles: Vec<rusqlite::InterruptHandle>, timeout: Duration) -> Result<Self, QueryError> {
+        let (done, rx) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
             .name("steer-sqlite-query-timeout".into())
             .spawn(move || {
-                if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = done_rx.recv_timeout(timeout) {
-                    handle.interrupt();
+                if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(timeout) {
+                    for h in &handles {
+                        h.interrupt();
+                    }
                 }
             })
             .map_err(|e| QueryError::store(format!("cannot start the query timer: {e}"), true))?;
-        let result = (|| -> Result<(), QueryError> {
-            let sqlite = |context: &'static str| move |e| store_err(SqliteError::sqlite(context, e));
-            let mut stmt = conn
-                .prepare_cached(&sql)
-                .map_err(sqlite("preparing the stats query"))?;
-            let mut rows = stmt
-                .query(rusqlite::params_from_iter(params))
-                .map_err(sqlite("running the stats query"))?;
-            loop {
-                let row = match rows.next() {
-                    Ok(Some(row)) => row,
-                    Ok(None) => break,
-                    Err(rusqlite::Error::SqliteFailure(e, _))
-                        if e.code == rusqlite::ErrorCode::OperationInterrupted =>
-                    {
-                        return Err(QueryError::Timeout(timeout));
-                    }
-                    Err(e) => return Err(sqlite("reading the stats rows")(e)),
-                };
-                let get = |i: usize| row.get_ref(i).unwrap_or(ValueRef::Null);
-                let ts = match get(0) {
-                    ValueRef::Integer(t) => t,
-                    _ => continue,
-                };
-                let key = match get(1) {
-                    ValueRef::Text(t) => std::str::from_utf8(t).unwrap_or(NONE_GROUP),
-                    _ => NONE_GROUP,
-                };
-                let sample = Sample {
-                    latency_ms: float(get(2)).unwrap_or(f64::NAN),
-                    ttft_ms: float(get(3)),
-                    error: int(get(4)) != 0,
-                    input_tokens: int(get(5)),
-                    output_tokens: int(get(6)),
-                    cached_tokens: int(get(7)),
-                    cost_usd: float(get(8)),
-                    retries: int(get(9)),
-                    reasoning_tokens: int(get(10)),
-                    cache_write_tokens: int(get(11)),
-                };
-                agg.push(key, ts, sample)?;
+        Ok(Watchdog {
+            done: Some(done),
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        if let Some(d) = self.done.take() {
+            let _ = d.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl SqliteStore {
+    /// Run `q` into a fresh aggregator from `make` (blocking).
+    ///
+    /// A window of many rows is split by time into parts scanned in
+    /// parallel, each on its own read-only connection, and the parts'
+    /// aggregators merged (each part reads its own consistent snapshot). A
+    /// statement still running after the query's timeout is interrupted.
+    fn scan(&self, q: &StatsQuery, make: impl Fn() -> Aggregator + Sync) -> Result<Aggregator, QueryError> {
+        q.validate()?;
+        let timeout = q.limits.timeout;
+        let table = self.table().to_string();
+        let conn = self.conn();
+        // The time span of the selection (two index probes).
+        let (lo, hi) = {
+            let (mut sql, mut params) = (format!("SELECT min(ts), max(ts) FROM \"{table}\""), Vec::new());
+            let mut conds = Vec::new();
+            if let Some(t) = q.since {
+                params.push(Value::Integer(t.timestamp_micros()));
+                conds.push(format!("ts >= ?{}", params.len()));
             }
-            Ok(())
-        })();
-        let _ = done_tx.send(());
-        let _ = watchdog.join();
-        result
+            if let Some(t) = q.until {
+                params.push(Value::Integer(t.timestamp_micros()));
+                conds.push(format!("ts < ?{}", params.len()));
+            }
+            if !conds.is_empty() {
+                sql.push_str(&format!(" WHERE {}", conds.join(" AND ")));
+            }
+            conn.query_row(&sql, rusqlite::params_from_iter(params), |r| {
+                Ok((r.get::<_, Option<i64>>(0)?, r.get::<_, Option<i64>>(1)?))
+            })
+            .map_err(|e| store_err(SqliteError::sqlite("reading the time span", e)))?
+        };
+        let (Some(lo), Some(hi)) = (lo, hi) else {
+            return Ok(make());
+        };
+        let parts = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .clamp(1, MAX_PARTS);
+        // Extra connections for the other parts; without them (a store
+        // opened as immutable, a file that vanished) scan in one part.
+        let extra: Vec<Connection> = if parts > 1 && hi > lo {
+            (1..parts)
+                .map_while(|_| {
+                    Connection::open_with_flags(
+                        self.path(),
+                        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                    )
+                    .ok()
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let parts = extra.len() + 1;
+        let span = i128::from(hi) - i128::from(lo) + 1;
+        let bound = |i: usize| -> i64 {
+            i64::try_from(i128::from(lo) + span * i as i128 / parts as i128).unwrap_or(hi)
+        };
+        let part_sql = |i: usize| -> (String, Vec<Value>) {
+            let (a, b) = (bound(i), bound(i + 1));
+            let mut sub = q.clone();
+            sub.since = Some(chrono::DateTime::from_timestamp_micros(a).unwrap_or_default());
+            sub.until = Some(chrono::DateTime::from_timestamp_micros(b).unwrap_or_default());
+            if i == 0 {
+                sub.since = q.since.map_or(sub.since, |s| sub.since.max(Some(s)));
+            }
+            if i + 1 == parts {
+                sub.until = q.until.or(Some(
+                    chrono::DateTime::from_timestamp_micros(hi.saturating_add(1)).unwrap_or_default(),
+                ));
+            }
+            select_sql(&table, &sub)
+        };
+        let mut handles = vec![conn.get_interrupt_handle()];
+        handles.extend(extra.iter().map(Connection::get_interrupt_handle));
+        let _watchdog = Watchdog::start(handles, timeout)?;
+        if parts == 1 {
+            let (sql, params) = select_sql(&table, q);
+            let mut agg = make();
+            read_rows(&conn, &sql, params, &mut agg, timeout)?;
+            return Ok(agg);
+        }
+        let results: Vec<Result<Aggregator, QueryError>> = std::thread::scope(|s| {
+            let mut running = Vec::new();
+            for (i, c) in extra.into_iter().enumerate() {
+                let (sql, params) = part_sql(i + 1);
+                let make = &make;
+                running.push(s.spawn(move || {
+                    let mut agg = make();
+                    read_rows(&c, &sql, params, &mut agg, timeout).map(|()| agg)
+                }));
+            }
+            let (sql, params) = part_sql(0);
+            let mut agg = make();
+            let first = read_rows(&conn, &sql, params, &mut agg, timeout).map(|()| agg);
+            let mut out = vec![first];
+            for h in running {
+                out.push(
+                    h.join()
+                        .unwrap_or_else(|_| Err(QueryError::store("a query thread panicked", false))),
+                );
+            }
+            out
+        });
+        let mut iter = results.into_iter();
+        let mut agg = iter.next().unwrap_or_else(|| Ok(make()))?;
+        for r in iter {
+            agg.merge(r?)?;
+        }
+        Ok(agg)
     }
 
     /// [`SummaryStore::summary`], blocking.
     pub fn query_summary(&self, q: &StatsQuery) -> Result<SummaryReport, QueryError> {
-        let mut agg = Aggregator::summary(q);
-        self.scan(q, &mut agg)?;
-        Ok(agg.finish_summary())
+        Ok(self.scan(q, || Aggregator::summary(q))?.finish_summary())
     }
 
     /// [`SummaryStore::timeseries`], blocking.
     pub fn query_timeseries(&self, q: &StatsQuery) -> Result<Timeseries, QueryError> {
-        let mut agg = Aggregator::timeseries(q, q.effective_step(Utc::now()));
-        self.scan(q, &mut agg)?;
-        agg.finish_timeseries()
+        let step = q.effective_step(Utc::now());
+        self.scan(q, || Aggregator::timeseries(q, step))?
+            .finish_timeseries()
     }
 }
 
