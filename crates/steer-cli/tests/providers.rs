@@ -24,7 +24,9 @@ async fn generate(model: &str, env: &[(&str, String)]) -> Output {
     for (k, v) in env {
         cmd.env(k, v);
     }
-    tokio::task::spawn_blocking(move || cmd.output().unwrap()).await.unwrap()
+    tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap()
 }
 
 /// The metrics record `generate` prints last on stderr.
@@ -74,7 +76,10 @@ async fn gemini_by_its_environment_variables() {
     let m = record(&o);
     assert_eq!(m["provider"], "gemini");
     assert_eq!(m["finish_reason"], "STOP");
-    assert_eq!((m["output_tokens"].as_u64(), m["reasoning_tokens"].as_u64()), (Some(23), Some(20)));
+    assert_eq!(
+        (m["output_tokens"].as_u64(), m["reasoning_tokens"].as_u64()),
+        (Some(23), Some(20))
+    );
     assert!(m["cost_usd"].as_f64().unwrap() > 0.0);
 }
 
@@ -104,9 +109,15 @@ async fn azure_deployment_by_its_environment_variables() {
     .await;
     no_key(&o);
     let m = record(&o);
-    assert_eq!((m["provider"].as_str(), m["model"].as_str()), (Some("azure"), Some("chat-prod")));
+    assert_eq!(
+        (m["provider"].as_str(), m["model"].as_str()),
+        (Some("azure"), Some("chat-prod"))
+    );
     assert_eq!(m["response_model"], "gpt-4o-2024-11-20");
-    assert!(m["cost_usd"].as_f64().unwrap() > 0.0, "priced as the reported model");
+    assert!(
+        m["cost_usd"].as_f64().unwrap() > 0.0,
+        "priced as the reported model"
+    );
     // Without an endpoint: a configuration error (exit 7), nothing sent.
     let o = generate("azure/chat-prod", &[("AZURE_OPENAI_API_KEY", KEY.into())]).await;
     assert_eq!(o.status.code(), Some(7), "{}", String::from_utf8_lossy(&o.stderr));
@@ -117,7 +128,9 @@ async fn azure_deployment_by_its_environment_variables() {
 async fn bedrock_through_the_aws_sdk_with_an_endpoint_override() {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
-        .and(path_regex(r"^/model/anthropic\.claude-sonnet-4-5-20250929-v1(%3A|:)0/converse$"))
+        .and(path_regex(
+            r"^/model/anthropic\.claude-sonnet-4-5-20250929-v1(%3A|:)0/converse$",
+        ))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({
             "output": {"message": {"role": "assistant", "content": [{"text": "Hello!"}]}},
             "stopReason": "end_turn",
@@ -142,12 +155,17 @@ async fn bedrock_through_the_aws_sdk_with_an_endpoint_override() {
     let m = record(&o);
     assert_eq!(m["provider"], "bedrock");
     assert_eq!(m["finish_reason"], "end_turn");
-    assert_eq!((m["input_tokens"].as_u64(), m["cached_tokens"].as_u64()), (Some(1020), Some(1000)));
+    assert_eq!(
+        (m["input_tokens"].as_u64(), m["cached_tokens"].as_u64()),
+        (Some(1020), Some(1000))
+    );
     // 20*3 + 1000*0.30 + 5*15 = 60 + 300 + 75 = 435 per 1e6
     assert!((m["cost_usd"].as_f64().unwrap() - 435e-6).abs() < 1e-12, "{m}");
     let req = &server.received_requests().await.unwrap()[0];
     assert!(
-        req.headers.get("authorization").is_some_and(|v| v.to_str().unwrap().starts_with("AWS4-HMAC-SHA256")),
+        req.headers
+            .get("authorization")
+            .is_some_and(|v| v.to_str().unwrap().starts_with("AWS4-HMAC-SHA256")),
         "signed with SigV4"
     );
 }
@@ -165,8 +183,18 @@ async fn ollama_preset_without_a_key() {
         .expect(1)
         .mount(&server)
         .await;
-    let o = generate("ollama/llama3.2", &[("OLLAMA_BASE_URL", format!("{}/v1", server.uri()))]).await;
+    let o = generate(
+        "ollama/llama3.2",
+        &[("OLLAMA_BASE_URL", format!("{}/v1", server.uri()))],
+    )
+    .await;
     let m = record(&o);
-    assert_eq!((m["provider"].as_str(), m["input_tokens"].as_u64()), (Some("ollama"), Some(30)));
-    assert!(m.get("cost_usd").is_none(), "a local model has no price: unknown, not 0");
+    assert_eq!(
+        (m["provider"].as_str(), m["input_tokens"].as_u64()),
+        (Some("ollama"), Some(30))
+    );
+    assert!(
+        m.get("cost_usd").is_none(),
+        "a local model has no price: unknown, not 0"
+    );
 }
