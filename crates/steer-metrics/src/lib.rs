@@ -31,9 +31,11 @@
 
 mod collector;
 mod config;
+pub mod http;
 pub mod query;
 mod record;
 pub mod redact;
+pub mod registry;
 pub mod semconv;
 mod sink;
 pub mod sinks;

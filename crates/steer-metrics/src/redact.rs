@@ -83,14 +83,24 @@ pub fn redact_truncated(text: &str, max: usize) -> String {
 /// when something was cut. Does not redact: see [`redact_truncated`].
 pub fn truncate(mut s: String, max: usize) -> String {
     if s.len() > max {
-        let mut cut = max;
-        while !s.is_char_boundary(cut) {
-            cut -= 1;
-        }
+        let cut = truncate_str(&s, max).len();
         s.truncate(cut);
         s.push('…');
     }
     s
+}
+
+/// The longest prefix of `s` of at most `max` bytes that ends on a
+/// character boundary (no `…` appended). Does not redact.
+pub fn truncate_str(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
 }
 
 /// `scheme://user:password@host` → `scheme://user:***@host`, for every

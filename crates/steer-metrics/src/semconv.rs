@@ -107,14 +107,7 @@ pub fn finish_reason(m: &crate::AgentMetrics) -> Option<&str> {
 
 /// `s` cut to at most [`MAX_VALUE_LEN`] bytes at a character boundary.
 pub fn cut_value(s: &str) -> &str {
-    if s.len() <= MAX_VALUE_LEN {
-        return s;
-    }
-    let mut end = MAX_VALUE_LEN;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
+    crate::redact::truncate_str(s, MAX_VALUE_LEN)
 }
 
 /// Append one part of a series key: `-` when absent, else the value (as
