@@ -100,6 +100,8 @@ model_list:
       api_key: sk-bench
 litellm_settings:
   telemetry: false
+general_settings:
+  master_key: sk-bench-0123456789   # the key the load generator presents
 EOF
   LITELLM_LOCAL_MODEL_COST_MAP=True LITELLM_LOG=ERROR "$VENV/bin/litellm" --config "$DIR/litellm.yaml" \
     --host 127.0.0.1 --port "$LITELLM_PORT" >"$DIR/litellm.log" 2>&1 &
@@ -159,7 +161,10 @@ if "litellm" in targets:
     for kind, key in (("latency", "latency_ms"), ("ttft", "ttft_ms")):
         for p in ("p50", "p99"):
             d = r[f"direct:{kind}"][key][p]
-            s = max(r[f"steer:{kind}"][key][p] - d, 1e-9)
+            s = r[f"steer:{kind}"][key][p] - d
             l = r[f"litellm:{kind}"][key][p] - d
-            print(f"added {kind} {p}: litellm / steer = {l / s:.1f}x")
+            if s > 0.01:
+                print(f"added {kind} {p}: litellm / steer = {l / s:.0f}x")
+            else:
+                print(f"added {kind} {p}: steer's within noise ({s:+.2f} ms), litellm's {l:+.2f} ms")
 EOF
