@@ -72,8 +72,10 @@ async fn run(seconds: u64, rate: u64, stalled: bool) -> RunResult {
         .sink_with_options(a.clone(), opts.clone())
         .sink_with_options(b.clone(), opts.clone());
     if stalled {
-        let mut o = opts.clone();
-        o.retry.attempt_timeout = Duration::from_secs(seconds + 60);
+        let retry = opts
+            .get_retry()
+            .attempt_timeout(Duration::from_secs(seconds + 60));
+        let o = opts.clone().retry(retry);
         builder = builder.sink_with_options(SlowSink::new(Duration::from_secs(seconds)), o);
     }
     let c = builder.build().expect("runtime");

@@ -7,7 +7,7 @@
 //! use steer_metrics::testkit::FailingSink;
 //! # #[tokio::main] async fn main() {
 //! let sink = FailingSink::new(2); // fails twice, then succeeds
-//! let fast = RetryPolicy { initial_backoff: Duration::from_millis(1), ..RetryPolicy::default() };
+//! let fast = RetryPolicy::default().initial_backoff(Duration::from_millis(1));
 //! let c = MetricsCollector::builder()
 //!     .sink_with_options(sink.clone(), SinkOptions::default().retry(fast))
 //!     .build().unwrap();

@@ -12,11 +12,9 @@ use steer_metrics::{
 };
 
 fn fast_retry() -> RetryPolicy {
-    RetryPolicy {
-        initial_backoff: Duration::from_millis(1),
-        max_backoff: Duration::from_millis(20),
-        ..RetryPolicy::default()
-    }
+    RetryPolicy::default()
+        .initial_backoff(Duration::from_millis(1))
+        .max_backoff(Duration::from_millis(20))
 }
 
 fn opts() -> SinkOptions {
@@ -36,10 +34,9 @@ async fn hanging_sink_delays_neither_record_nor_other_sinks() {
     let c = MetricsCollector::builder()
         .sink_with_options(
             hanging.clone(),
-            opts().queue_capacity(100).retry(RetryPolicy {
-                attempt_timeout: Duration::from_secs(3600),
-                ..fast_retry()
-            }),
+            opts()
+                .queue_capacity(100)
+                .retry(fast_retry().attempt_timeout(Duration::from_secs(3600))),
         )
         .sink_with_options(good.clone(), opts())
         .build()
@@ -132,11 +129,11 @@ async fn outage_then_recovery_delivers_everything_within_capacity() {
     let c = MetricsCollector::builder()
         .sink_with_options(
             sink.clone(),
-            opts().queue_capacity(5000).retry(RetryPolicy {
-                max_attempts: 1000,
-                batch_deadline: Duration::from_secs(60),
-                ..fast_retry()
-            }),
+            opts().queue_capacity(5000).retry(
+                fast_retry()
+                    .max_attempts(1000)
+                    .batch_deadline(Duration::from_secs(60)),
+            ),
         )
         .build()
         .unwrap();
@@ -158,10 +155,10 @@ async fn queue_overflow_counts_exactly_what_was_dropped() {
     let c = MetricsCollector::builder()
         .sink_with_options(
             slow.clone(),
-            opts().queue_capacity(64).batch_size(16).retry(RetryPolicy {
-                attempt_timeout: Duration::from_secs(3600),
-                ..fast_retry()
-            }),
+            opts()
+                .queue_capacity(64)
+                .batch_size(16)
+                .retry(fast_retry().attempt_timeout(Duration::from_secs(3600))),
         )
         .build()
         .unwrap();
@@ -337,13 +334,7 @@ async fn permanent_errors_are_isolated_by_splitting() {
 async fn retries_give_up_at_the_deadline_and_count_the_loss() {
     let sink = FailingSink::new(u64::MAX);
     let c = MetricsCollector::builder()
-        .sink_with_options(
-            sink.clone(),
-            opts().retry(RetryPolicy {
-                max_attempts: 4,
-                ..fast_retry()
-            }),
-        )
+        .sink_with_options(sink.clone(), opts().retry(fast_retry().max_attempts(4)))
         .build()
         .unwrap();
     for m in synthetic(10, 9) {

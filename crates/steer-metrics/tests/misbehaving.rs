@@ -16,11 +16,11 @@ fn opts() -> SinkOptions {
     SinkOptions::default()
         .linger(Duration::from_millis(5))
         .batch_size(500)
-        .retry(RetryPolicy {
-            initial_backoff: Duration::from_millis(1),
-            max_backoff: Duration::from_millis(20),
-            ..RetryPolicy::default()
-        })
+        .retry(
+            RetryPolicy::default()
+                .initial_backoff(Duration::from_millis(1))
+                .max_backoff(Duration::from_millis(20)),
+        )
 }
 
 fn invariant(s: &steer_metrics::SinkStats) {
@@ -196,12 +196,12 @@ async fn an_error_at_flush_or_close_is_counted_and_reported_redacted() {
     let c = MetricsCollector::builder()
         .sink_with_options(
             DeadAtFlush,
-            opts().retry(RetryPolicy {
-                max_attempts: 3,
-                initial_backoff: Duration::from_millis(1),
-                max_backoff: Duration::from_millis(5),
-                ..RetryPolicy::default()
-            }),
+            opts().retry(
+                RetryPolicy::default()
+                    .max_attempts(3)
+                    .initial_backoff(Duration::from_millis(1))
+                    .max_backoff(Duration::from_millis(5)),
+            ),
         )
         .build()
         .unwrap();

@@ -23,11 +23,9 @@ async fn sink(ep: &str, ns: &str, sdk_attempts: u32) -> CloudWatchSink {
 }
 
 fn fast_retry() -> RetryPolicy {
-    RetryPolicy {
-        initial_backoff: Duration::from_millis(10),
-        max_backoff: Duration::from_millis(200),
-        ..RetryPolicy::default()
-    }
+    RetryPolicy::default()
+        .initial_backoff(Duration::from_millis(10))
+        .max_backoff(Duration::from_millis(200))
 }
 
 /// The known workload through the collector: one batch, a few calls, and

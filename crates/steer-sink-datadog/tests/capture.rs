@@ -189,11 +189,9 @@ fn workload(n: usize, seed: u64) -> Vec<AgentMetrics> {
 }
 
 fn fast_retry() -> RetryPolicy {
-    RetryPolicy {
-        initial_backoff: Duration::from_millis(1),
-        max_backoff: Duration::from_millis(5),
-        ..RetryPolicy::default()
-    }
+    RetryPolicy::default()
+        .initial_backoff(Duration::from_millis(1))
+        .max_backoff(Duration::from_millis(5))
 }
 
 /// Sum of the count points of `metric` whose tags contain all of `with`.

@@ -40,11 +40,11 @@ fn query(r: &Request) -> Vec<(String, String)> {
 }
 
 fn fast_retry() -> SinkOptions {
-    SinkOptions::default().retry(RetryPolicy {
-        initial_backoff: Duration::from_millis(1),
-        max_backoff: Duration::from_millis(5),
-        ..RetryPolicy::default()
-    })
+    SinkOptions::default().retry(
+        RetryPolicy::default()
+            .initial_backoff(Duration::from_millis(1))
+            .max_backoff(Duration::from_millis(5)),
+    )
 }
 
 #[tokio::test]

@@ -260,10 +260,7 @@ async fn a_type_conflict_fails_only_the_conflicting_record_and_resends_nothing()
     );
 
     let sink = InfluxSink::new(InfluxSink::builder(&url).database(&db.name).build().unwrap()).unwrap();
-    let fast = RetryPolicy {
-        initial_backoff: Duration::from_millis(1),
-        ..RetryPolicy::default()
-    };
+    let fast = RetryPolicy::default().initial_backoff(Duration::from_millis(1));
     let collector = MetricsCollector::builder()
         .sink_with_options(sink, SinkOptions::default().batch_size(100).retry(fast))
         .build()

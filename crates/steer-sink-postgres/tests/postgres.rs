@@ -69,13 +69,12 @@ async fn count(c: &tokio_postgres::Client, schema: &str) -> (i64, i64) {
 }
 
 fn fast_retry() -> RetryPolicy {
-    RetryPolicy {
-        max_attempts: 200,
-        initial_backoff: Duration::from_millis(20),
-        max_backoff: Duration::from_millis(300),
-        attempt_timeout: Duration::from_secs(20),
-        batch_deadline: Duration::from_secs(90),
-    }
+    RetryPolicy::default()
+        .max_attempts(200)
+        .initial_backoff(Duration::from_millis(20))
+        .max_backoff(Duration::from_millis(300))
+        .attempt_timeout(Duration::from_secs(20))
+        .batch_deadline(Duration::from_secs(90))
 }
 
 fn sink(url: &str, schema: &str) -> PostgresSink {

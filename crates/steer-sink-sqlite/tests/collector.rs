@@ -236,10 +236,7 @@ async fn a_batch_retried_after_it_committed_is_not_stored_twice() {
     let dir = tempfile::tempdir().unwrap();
     let sink = SqliteSink::open(dir.path().join("m.db")).unwrap();
     let records = synthetic(5000, 17);
-    let retry = steer_metrics::RetryPolicy {
-        initial_backoff: Duration::from_millis(1),
-        ..steer_metrics::RetryPolicy::default()
-    };
+    let retry = steer_metrics::RetryPolicy::default().initial_backoff(Duration::from_millis(1));
     let collector = MetricsCollector::builder()
         .sink_with_options(
             LostAcks {

@@ -22,16 +22,14 @@ fn id(m: &AgentMetrics) -> u64 {
 /// Tiny memory queue, fast retries that would give up after 2 attempts
 /// without a spool.
 fn options() -> SinkOptions {
-    SinkOptions::default()
-        .queue_capacity(16)
-        .batch_size(8)
-        .retry(RetryPolicy {
-            max_attempts: 2,
-            initial_backoff: Duration::from_millis(1),
-            max_backoff: Duration::from_millis(5),
-            attempt_timeout: Duration::from_secs(5),
-            batch_deadline: Duration::from_millis(50),
-        })
+    SinkOptions::default().queue_capacity(16).batch_size(8).retry(
+        RetryPolicy::default()
+            .max_attempts(2)
+            .initial_backoff(Duration::from_millis(1))
+            .max_backoff(Duration::from_millis(5))
+            .attempt_timeout(Duration::from_secs(5))
+            .batch_deadline(Duration::from_millis(50)),
+    )
 }
 
 fn assert_invariant(s: &SinkStats) {

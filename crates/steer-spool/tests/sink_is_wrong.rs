@@ -11,13 +11,14 @@ use steer_metrics::{BuildError, MetricsCollector, RetryPolicy, SinkOptions, Spoo
 use steer_spool::{SpoolConfig, SqliteSpool};
 
 fn options() -> SinkOptions {
-    SinkOptions::default().batch_size(50).retry(RetryPolicy {
-        max_attempts: 2,
-        initial_backoff: Duration::from_millis(5),
-        max_backoff: Duration::from_millis(50),
-        attempt_timeout: Duration::from_secs(5),
-        batch_deadline: Duration::from_millis(100),
-    })
+    SinkOptions::default().batch_size(50).retry(
+        RetryPolicy::default()
+            .max_attempts(2)
+            .initial_backoff(Duration::from_millis(5))
+            .max_backoff(Duration::from_millis(50))
+            .attempt_timeout(Duration::from_secs(5))
+            .batch_deadline(Duration::from_millis(100)),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -41,13 +41,14 @@ fn options() -> SinkOptions {
         .queue_capacity(CORPUS_SIZE * 2)
         .batch_size(100)
         .linger(Duration::from_millis(20))
-        .retry(RetryPolicy {
-            max_attempts: 5,
-            initial_backoff: Duration::from_millis(10),
-            max_backoff: Duration::from_millis(200),
-            attempt_timeout: Duration::from_secs(30),
-            batch_deadline: Duration::from_secs(60),
-        })
+        .retry(
+            RetryPolicy::default()
+                .max_attempts(5)
+                .initial_backoff(Duration::from_millis(10))
+                .max_backoff(Duration::from_millis(200))
+                .attempt_timeout(Duration::from_secs(30))
+                .batch_deadline(Duration::from_secs(60)),
+        )
 }
 
 /// The corpus without some categories (those a sink has a known bug with:

@@ -33,13 +33,14 @@ fn options() -> SinkOptions {
         .queue_capacity(N + 10_000)
         .batch_size(5_000)
         .linger(Duration::from_millis(50))
-        .retry(RetryPolicy {
-            max_attempts: 100_000,
-            initial_backoff: Duration::from_millis(20),
-            max_backoff: Duration::from_millis(500),
-            attempt_timeout: Duration::from_secs(10),
-            batch_deadline: Duration::from_secs(75),
-        })
+        .retry(
+            RetryPolicy::default()
+                .max_attempts(100_000)
+                .initial_backoff(Duration::from_millis(20))
+                .max_backoff(Duration::from_millis(500))
+                .attempt_timeout(Duration::from_secs(10))
+                .batch_deadline(Duration::from_secs(75)),
+        )
 }
 
 /// Something the outage task can stop and start.

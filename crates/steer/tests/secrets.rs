@@ -368,15 +368,14 @@ async fn provider_calls_never_leak_keys() {
 // Sinks with secrets pointing at a closed port.
 
 fn quick() -> SinkOptions {
-    SinkOptions::default()
-        .linger(Duration::from_millis(5))
-        .retry(RetryPolicy {
-            max_attempts: 3,
-            initial_backoff: Duration::from_millis(10),
-            max_backoff: Duration::from_millis(50),
-            attempt_timeout: Duration::from_millis(500),
-            batch_deadline: Duration::from_secs(2),
-        })
+    SinkOptions::default().linger(Duration::from_millis(5)).retry(
+        RetryPolicy::default()
+            .max_attempts(3)
+            .initial_backoff(Duration::from_millis(10))
+            .max_backoff(Duration::from_millis(50))
+            .attempt_timeout(Duration::from_millis(500))
+            .batch_deadline(Duration::from_secs(2)),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
