@@ -63,6 +63,7 @@ mod aggregate;
 pub mod client;
 mod config;
 pub mod encode;
+pub mod spec;
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};

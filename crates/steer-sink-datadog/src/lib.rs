@@ -71,6 +71,7 @@ mod aggregate;
 mod client;
 mod config;
 pub mod encode;
+pub mod spec;
 
 use async_trait::async_trait;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};

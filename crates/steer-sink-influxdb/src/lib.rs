@@ -35,6 +35,7 @@
 mod client;
 mod config;
 pub mod encode;
+pub mod spec;
 
 use std::collections::VecDeque;
 use std::ops::Range;

@@ -52,6 +52,7 @@
 
 mod config;
 pub mod instruments;
+pub mod spec;
 
 use std::collections::HashMap;
 use std::fmt;

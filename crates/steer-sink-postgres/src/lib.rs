@@ -44,6 +44,7 @@ pub mod config;
 pub mod encode;
 mod query;
 pub mod schema;
+pub mod spec;
 pub mod store;
 #[cfg(feature = "tls")]
 mod tls;

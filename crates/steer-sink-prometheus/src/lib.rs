@@ -52,6 +52,7 @@
 mod config;
 pub mod instruments;
 mod server;
+pub mod spec;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};

@@ -52,6 +52,7 @@ mod encode;
 mod error;
 mod query;
 mod schema;
+pub mod spec;
 mod store;
 
 use std::path::{Path, PathBuf};
