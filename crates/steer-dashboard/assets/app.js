@@ -1,13 +1,13 @@
 // steer dashboard: a view of the JSON API (/api/summary, /api/timeseries).
 // Plain ES module; charts by uPlot (vendored, see scripts/build-dashboard.sh).
 import uPlot from "./vendor/uPlot.esm.js";
-import { int, compact, ms, usd, pct, dur } from "./format.js";
+import { int, compact, ms, usd, pct, dur, msAxis } from "./format.js";
 
 const WINDOWS = ["15m", "1h", "6h", "24h", "7d", "30d"];
 const REFRESH_MS = 5000;
 // Okabe–Ito (colour-blind safe), plus a dash pattern per series so lines
 // stay distinguishable without colour; every line is also labelled at its end.
-const COLORS = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#F0E442", "#7f7f7f"];
+const COLORS = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#999933", "#7f7f7f"];
 const DASHES = [[], [8, 4], [2, 3], [12, 4, 2, 4], [4, 4], [1, 5], [16, 6], [6, 2, 2, 2], [3, 7]];
 
 // State lives in the URL hash, so a view can be bookmarked or reloaded.
@@ -61,10 +61,10 @@ async function getJson(url) {
 const CHARTS = [
   { id: "calls", title: "Calls", unit: "calls / step", fmt: compact },
   { id: "errors", title: "Errors by class", unit: "errors / step", fmt: compact },
-  { id: "latency", title: "Latency, all selected calls", unit: "ms", fmt: ms },
-  { id: "latency_by", title: "Latency p95", unit: "ms", fmt: ms },
-  { id: "ttft", title: "Time to first token (streamed calls)", unit: "ms", fmt: ms },
-  { id: "tokens", title: "Tokens", unit: "tokens / step", fmt: compact },
+  { id: "latency", title: "Latency p50 / p95 / p99, all selected calls", unit: "ms", fmt: ms, axis: msAxis },
+  { id: "latency_by", title: "Latency p95", unit: "ms", fmt: ms, axis: msAxis },
+  { id: "ttft", title: "Time to first token p50 / p95 (streamed calls)", unit: "ms", fmt: ms, axis: msAxis },
+  { id: "tokens", title: "Tokens: input, output, cached, reasoning", unit: "tokens / step", fmt: compact },
   { id: "cost", title: "Cost", unit: "USD / step", fmt: usd },
 ];
 
@@ -97,7 +97,10 @@ function endLabels(fmt) {
           });
           labels.sort((a, b) => a.y - b.y);
           const gap = 13 * devicePixelRatio;
+          const bottom = u.bbox.top + u.bbox.height;
           for (let k = 1; k < labels.length; k++) labels[k].y = Math.max(labels[k].y, labels[k - 1].y + gap);
+          if (labels.length && labels[labels.length - 1].y > bottom) labels[labels.length - 1].y = bottom;
+          for (let k = labels.length - 2; k >= 0; k--) labels[k].y = Math.min(labels[k].y, labels[k + 1].y - gap);
           ctx.save();
           ctx.font = `${11 * devicePixelRatio}px system-ui, sans-serif`;
           ctx.textBaseline = "middle";
@@ -118,7 +121,7 @@ function makeOpts(c, el, names, step) {
     width,
     height: 230,
     padding: [12, 110, 0, 0],
-    legend: { live: true },
+    legend: { live: false },
     cursor: { drag: { x: false, y: false } },
     scales: { x: { time: true }, y: { range: (u, lo, hi) => [0, hi > 0 ? hi * 1.08 : 1] } },
     axes: [
@@ -128,7 +131,7 @@ function makeOpts(c, el, names, step) {
         labelSize: 18,
         size: 64,
         grid: { stroke: "#e6e6e6" },
-        values: (u, vals) => vals.map((v) => c.fmt(v)),
+        values: (u, vals) => vals.map((v) => (c.axis || c.fmt)(v)),
       },
     ],
     series: [
@@ -147,9 +150,9 @@ function makeOpts(c, el, names, step) {
   };
 }
 
-function draw(c, names, data, step) {
-  const el = document.getElementById("chart-" + c.id) || card(c);
-  el.querySelector("h2").textContent = c.title;
+function draw(c, names, data, step, split) {
+  const el = document.getElementById("chart-" + c.id);
+  el.querySelector("h2").textContent = c.title + (split ? " by " + split : "");
   const key = names.join("\u0001") + "|" + step;
   const prev = plots[c.id];
   if (prev && prev.key === key) {
@@ -161,7 +164,7 @@ function draw(c, names, data, step) {
   }
   el.dataset.series = names.join("|");
   el.dataset.points = String(data[0].length);
-  shown.charts[c.id] = { series: names, points: data[0].length };
+  shown.charts[c.id] = { series: names, points: data[0].length, unit: c.unit.replace("step", dur(step)) };
 }
 
 const zeroIfEmpty = (s, f) => f(s);
@@ -175,9 +178,10 @@ function renderCharts(ts, errs) {
   const byChart = (id) => CHARTS.find((c) => c.id === id);
 
   if (groups.length) {
-    draw(byChart("calls"), groups, [x, ...per((s) => s.count)], step);
-    draw(byChart("latency_by"), groups, [x, ...per((s) => pctl(s, "latency_ms", "p95"))], step);
-    draw(byChart("cost"), groups, [x, ...per((s) => s.cost_usd)], step);
+    const split = state.by === "tag" ? "tag " + state.tag : state.by.replace("_", " ");
+    draw(byChart("calls"), groups, [x, ...per((s) => s.count)], step, split);
+    draw(byChart("latency_by"), groups, [x, ...per((s) => pctl(s, "latency_ms", "p95"))], step, split);
+    draw(byChart("cost"), groups, [x, ...per((s) => s.cost_usd)], step, split);
   } else {
     draw(byChart("calls"), ["all calls"], [x, ts.total.map((s) => s.count)], step);
     draw(byChart("latency_by"), ["p95"], [x, ts.total.map((s) => pctl(s, "latency_ms", "p95"))], step);
@@ -373,6 +377,7 @@ async function refresh(force) {
 }
 
 async function main() {
+  for (const c of CHARTS) card(c).querySelector("h2").textContent = c.title;
   readHash();
   writeHash();
   renderControls();

@@ -49,3 +49,9 @@ export function dur(s) {
   if (s % 60 === 0) return s / 60 + "m";
   return s + "s";
 }
+
+/** Axis ticks in milliseconds: 8000 -> "8,000", 0.5 -> "0.5" */
+export function msAxis(v) {
+  if (v == null || Number.isNaN(v)) return "";
+  return Math.abs(v) >= 10 ? int(v) : String(Math.round(v * 10) / 10);
+}
