@@ -1,5 +1,6 @@
-//! The CLI's sink-spec parser and `steer.toml` parsing (the binary-only
-//! crate's `spec.rs`, included by path). Never a panic; a spec that parses
+//! The sink-spec registry (`steer_sinks::parse`, every kind's own grammar)
+//! and `steer.toml` parsing (the binary-only crate's `config.rs`, included
+//! by path). Never a panic; a spec that parses
 //! displays without its password and parses again to the same spec; errors
 //! never echo a URL password (checked as `:PASSWORD@`, the form a leak takes).
 #![no_main]
@@ -7,10 +8,10 @@
 use libfuzzer_sys::fuzz_target;
 
 #[allow(dead_code, missing_docs)]
-#[path = "../../crates/steer/src/spec.rs"]
-mod spec;
+#[path = "../../crates/steer-cli/src/config.rs"]
+mod config;
 
-use spec::{ConfigFile, SinkSpec};
+use config::ConfigFile;
 
 /// `:PASSWORD@` of a URL-like spec, when the password occurs only there
 /// (not elsewhere in the input, nor in the URL without its userinfo, where
@@ -32,7 +33,7 @@ fn password(s: &str) -> Option<String> {
 
 fn check_spec(s: &str) {
     let secret = password(s);
-    match s.parse::<SinkSpec>() {
+    match steer_sinks::parse(s) {
         Ok(spec) => {
             let shown = spec.to_string();
             let debug = format!("{spec:?}");
@@ -46,7 +47,7 @@ fn check_spec(s: &str) {
             assert_eq!(spec.kind(), spec.kind());
             // Without a password the Display is a spec for the same sink.
             if secret.is_none() && !s.contains('@') {
-                match shown.parse::<SinkSpec>() {
+                match steer_sinks::parse(&shown) {
                     Ok(again) => assert_eq!(again.kind(), spec.kind(), "{s:?} -> {shown:?}"),
                     Err(e) => panic!("{s:?} displays as {shown:?} which does not parse: {e}"),
                 }
@@ -72,5 +73,5 @@ fuzz_target!(|data: &[u8]| {
             check_spec(sink);
         }
     }
-    let _ = spec::redact(s);
+    let _ = steer_metrics::redact::redact(s);
 });

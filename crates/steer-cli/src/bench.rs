@@ -16,7 +16,7 @@ use crate::error::{exit, CliError};
 use crate::output::all_delivered;
 use crate::signals::Stop;
 use crate::{Context, Format};
-use steer::spec::SinkSpec;
+use steer_sinks::SinkSpec;
 
 /// Where the records come from.
 #[derive(Debug, Clone, Copy, ValueEnum, Default, PartialEq, Eq)]
@@ -116,7 +116,7 @@ pub fn peak_rss_mib() -> Option<f64> {
 /// Run `steer bench`.
 pub async fn run(args: BenchArgs, ctx: &Context) -> Result<ExitCode, CliError> {
     let stop = Stop::install();
-    let spec: SinkSpec = args.sink.parse()?;
+    let spec: SinkSpec = steer_sinks::parse(&args.sink)?;
     let sink = crate::sinks::build(&spec).await?;
     let traffic = sink.traffic();
     let options = SinkOptions::default()

@@ -15,7 +15,6 @@ use crate::error::{exit, CliError};
 use crate::output::{all_delivered, delivery, table, SummaryReport};
 use crate::signals::Stop;
 use crate::{Context, Format, SinkArgs};
-use steer::spec::SinkSpec;
 
 /// Models the demo calls by default: OpenAI, Anthropic, xAI, Gemini and Bedrock.
 pub fn default_models() -> Vec<String> {
@@ -196,16 +195,7 @@ pub async fn run(args: DemoArgs, ctx: &Context) -> Result<ExitCode, CliError> {
     for m in &models {
         steer::route(&format!("sim/{m}")).map_err(|e| CliError::Invalid(e.to_string()))?;
     }
-    let db = args.db.clone().unwrap_or_else(|| crate::stats::default_db(ctx));
-    if db.as_os_str().is_empty() {
-        return Err(CliError::Invalid(
-            "--db is empty: give the SQLite store's path".into(),
-        ));
-    }
-    let mut specs = vec![SinkSpec::Sqlite(db.clone())];
-    specs.extend(ctx.config_sinks.iter().cloned());
-    specs.extend(args.sinks.specs()?);
-    let sinks = crate::sinks::build_all(&specs).await?;
+    let (db, sinks) = crate::sinks::store_and_sinks(args.db.as_deref(), &args.sinks, ctx).await?;
 
     let mut builder = MetricsCollector::builder();
     for s in sinks {

@@ -1,7 +1,8 @@
 //! Errors and exit codes.
 
-use steer::spec::{ConfigError, SpecError};
+use crate::config::ConfigError;
 use steer::SteerError;
+use steer_sinks::SpecError;
 
 /// Exit codes (besides 0 = success and 2 = bad command line, from clap).
 pub mod exit {

@@ -3,6 +3,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 mod bench;
+mod config;
 mod dashboard;
 mod demo;
 mod error;
@@ -21,8 +22,9 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::config::ConfigFile;
 use crate::error::CliError;
-use steer::spec::{ConfigFile, SinkSpec};
+use steer_sinks::SinkSpec;
 
 /// Measure every LLM call and ship the metrics where you need them.
 #[derive(Debug, Parser)]
@@ -59,6 +61,8 @@ enum Command {
     Prices(prices::PricesArgs),
     /// OpenAI/Anthropic-wire gateway: point any app's base URL here and every call is measured.
     Proxy(proxy::ProxyArgs),
+    /// List the sink kinds of this build, or check sink specs (`steer sinks 'influxdb2s://h:8086?org=o&bucket=b'`).
+    Sinks(sinks::SinksArgs),
 }
 
 /// Output format.
@@ -75,8 +79,8 @@ pub enum Format {
 #[derive(Debug, Args, Clone, Default)]
 pub struct SinkArgs {
     /// Extra sink (repeatable): sqlite:PATH, jsonl:PATH, log, postgres://USER@HOST:PORT/DB,
-    /// influxdb://HOST:PORT/DB, influxdb2://HOST:PORT?org=O&bucket=B, cloudwatch:NS, datadog[:SITE], otlp:URL,
-    /// prometheus:ADDR.
+    /// influxdb[s]://HOST:PORT/DB, influxdb2[s]://HOST:PORT?org=O&bucket=B, cloudwatch:NS, datadog[:SITE],
+    /// otlp:URL, prometheus:ADDR (`steer sinks` lists them).
     ///
     /// Parsed after the command line (not by clap), so that an invalid spec's
     /// error never echoes a password it contains.
@@ -89,7 +93,7 @@ impl SinkArgs {
     pub fn specs(&self) -> Result<Vec<SinkSpec>, CliError> {
         self.sinks
             .iter()
-            .map(|s| s.parse().map_err(CliError::Spec))
+            .map(|s| steer_sinks::parse(s).map_err(CliError::Spec))
             .collect()
     }
 }
@@ -177,6 +181,7 @@ fn main() -> ExitCode {
             Command::Bench(a) => bench::run(a, &ctx).await,
             Command::Prices(a) => prices::run(a, &ctx).await,
             Command::Proxy(a) => proxy::run(a, &ctx).await,
+            Command::Sinks(a) => sinks::run(a, &ctx).await,
         }
     });
     // Do not wait for stray background tasks (e.g. a sink still retrying).

@@ -12,7 +12,6 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Args;
-use steer::spec::SinkSpec;
 use steer_metrics::{MetricsCollector, SinkOptions};
 use steer_proxy::{Proxy, ProxyConfig};
 use steer_sink_prometheus::PrometheusSink;
@@ -95,16 +94,7 @@ fn config(args: &ProxyArgs, ctx: &Context) -> Result<ProxyConfig, CliError> {
 pub async fn run(args: ProxyArgs, ctx: &Context) -> Result<ExitCode, CliError> {
     let stop = Stop::install();
     let config = config(&args, ctx)?;
-    let db = args.db.clone().unwrap_or_else(|| crate::stats::default_db(ctx));
-    if db.as_os_str().is_empty() {
-        return Err(CliError::Invalid(
-            "--db is empty: give the SQLite store's path".into(),
-        ));
-    }
-    let mut specs = vec![SinkSpec::Sqlite(db.clone())];
-    specs.extend(ctx.config_sinks.iter().cloned());
-    specs.extend(args.sinks.specs()?);
-    let sinks = crate::sinks::build_all(&specs).await?;
+    let (db, sinks) = crate::sinks::store_and_sinks(args.db.as_deref(), &args.sinks, ctx).await?;
 
     let options = SinkOptions::default().queue_capacity(100_000).batch_size(500);
     let prometheus = PrometheusSink::builder().name("proxy /metrics").build();

@@ -6,8 +6,7 @@ use std::sync::Arc;
 use steer_metrics::{async_trait, AgentMetrics, MetricsSink, SinkError};
 
 use crate::error::CliError;
-use steer::spec::SinkSpec;
-use steer::SinkBuildError;
+use steer_sinks::{SinkBuildError, SinkSpec};
 
 /// Counts what a sink was asked to do (for `bench` and reports).
 #[derive(Debug, Default)]
@@ -70,6 +69,26 @@ pub async fn build(spec: &SinkSpec) -> Result<Tracked, CliError> {
     })
 }
 
+/// The SQLite store (`--db`, else the config's `db`, else
+/// `./steer-metrics.db`) first, then the config file's sinks and the
+/// `--sink`s, built: what `demo` and `proxy` record into.
+pub async fn store_and_sinks(
+    db: Option<&std::path::Path>,
+    args: &crate::SinkArgs,
+    ctx: &crate::Context,
+) -> Result<(std::path::PathBuf, Vec<Tracked>), CliError> {
+    let db = db.map_or_else(|| crate::stats::default_db(ctx), std::path::Path::to_path_buf);
+    if db.as_os_str().is_empty() {
+        return Err(CliError::Invalid(
+            "--db is empty: give the SQLite store's path".into(),
+        ));
+    }
+    let mut specs = vec![steer_sinks::sqlite(db.clone())];
+    specs.extend(ctx.config_sinks.iter().cloned());
+    specs.extend(args.specs()?);
+    Ok((db, build_all(&specs).await?))
+}
+
 /// Build every sink, refusing duplicates (the same spec twice).
 pub async fn build_all(specs: &[SinkSpec]) -> Result<Vec<Tracked>, CliError> {
     let mut seen = std::collections::HashSet::new();
@@ -81,4 +100,33 @@ pub async fn build_all(specs: &[SinkSpec]) -> Result<Vec<Tracked>, CliError> {
         out.push(build(s).await?);
     }
     Ok(out)
+}
+
+/// `steer sinks`: the sink kinds this build knows, or check specs.
+#[derive(Debug, clap::Args)]
+pub struct SinksArgs {
+    /// Specs to check (parsed as `--sink` would; nothing is built or
+    /// connected). Without any: list the sink kinds.
+    #[arg(value_name = "SPEC")]
+    pub specs: Vec<String>,
+}
+
+/// Run `steer sinks`.
+pub async fn run(args: SinksArgs, _ctx: &crate::Context) -> Result<std::process::ExitCode, CliError> {
+    if args.specs.is_empty() {
+        for kind in steer_sinks::registry().kinds() {
+            println!(
+                "{:<12} {:<44} {}",
+                kind.name(),
+                kind.schemes().join(","),
+                kind.usage()
+            );
+        }
+        return Ok(std::process::ExitCode::SUCCESS);
+    }
+    for s in &args.specs {
+        let spec = steer_sinks::parse(s)?;
+        println!("{}\t{spec}", spec.kind());
+    }
+    Ok(std::process::ExitCode::SUCCESS)
 }

@@ -35,7 +35,6 @@
 //! the root), so this one dependency is enough.
 #![warn(missing_docs)]
 
-mod backends;
 mod client;
 mod error;
 pub mod measure;
@@ -48,7 +47,7 @@ pub mod sse;
 mod types;
 pub mod wire;
 
-pub use backends::SinkBuildError;
+pub use spec::SinkBuildError;
 pub use client::{ResponseStream, SteerClient, SteerClientBuilder};
 pub use error::{CallFailure, SteerError};
 pub use providers::sim::SimConfig;
