@@ -12,19 +12,21 @@ export function int(n) {
 export function compact(n) {
   if (n == null || Number.isNaN(n)) return "–";
   const a = Math.abs(n);
-  const f = (v, s) => (Math.abs(v) >= 100 ? v.toFixed(0) : Math.abs(v) >= 10 ? v.toFixed(1) : v.toFixed(2)).replace(/\.?0+$/, "") + s;
+  // Drop trailing zeros after the decimal point only ("2.50" -> "2.5", "600" stays).
+  const trim = (t) => (t.includes(".") ? t.replace(/0+$/, "").replace(/\.$/, "") : t);
+  const f = (v, s) => trim(Math.abs(v) >= 100 ? v.toFixed(0) : Math.abs(v) >= 10 ? v.toFixed(1) : v.toFixed(2)) + s;
   if (a >= 1e9) return f(n / 1e9, "G");
   if (a >= 1e6) return f(n / 1e6, "M");
   if (a >= 1e3) return f(n / 1e3, "k");
   if (a === 0) return "0";
-  return a < 1 ? n.toFixed(2).replace(/\.?0+$/, "") : f(n, "");
+  return a < 1 ? trim(n.toFixed(2)) : f(n, "");
 }
 
 /** 850 -> "850 ms", 1234 -> "1.23 s" */
 export function ms(v) {
   if (v == null || Number.isNaN(v)) return "–";
   if (Math.abs(v) >= 1000) return (v / 1000).toFixed(Math.abs(v) >= 10000 ? 1 : 2) + " s";
-  return v.toFixed(v >= 100 ? 0 : 1) + " ms";
+  return (v === 0 ? "0" : v.toFixed(v >= 100 ? 0 : 1)) + " ms";
 }
 
 /** 0.01234 -> "$0.0123", 12.3 -> "$12.30", 12345 -> "$12.3k" */
