@@ -20,7 +20,8 @@
 //!   per sink what was and was not delivered.
 //!
 //! Built-in sinks are in [`sinks`]; helpers to test your own sinks are in
-//! [`testkit`]. See `docs/custom-sinks.md` for writing a sink.
+//! `testkit` (behind the `testing` feature: enable it in your
+//! `[dev-dependencies]`). See `docs/custom-sinks.md` for writing a sink.
 //!
 //! A sink can be backed by a disk [`Spool`]
 //! ([`MetricsCollectorBuilder::sink_with_spool`]) so that an outage or a
@@ -42,6 +43,7 @@ pub mod sinks;
 mod spool;
 mod stats;
 pub mod summary;
+#[cfg(any(feature = "testing", test))]
 pub mod testkit;
 
 pub use collector::{BuildError, MetricsCollector, MetricsCollectorBuilder};

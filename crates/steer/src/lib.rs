@@ -62,10 +62,14 @@ pub use types::{
 /// The metrics core (`steer-metrics`).
 pub use steer_metrics as metrics;
 pub use steer_metrics::{
-    async_trait, sinks, testkit, AgentMetrics, CollectorStats, DeliveryReport, ErrorClass, Method,
+    async_trait, sinks, AgentMetrics, CollectorStats, DeliveryReport, ErrorClass, Method,
     MetricsCollector, MetricsConfig, MetricsSink, OverflowPolicy, RetryPolicy, SinkError, SinkOptions,
     Summary,
 };
+/// Test helpers: recording, failing and slow sinks, synthetic records
+/// (feature `testing`; enable it in `[dev-dependencies]`).
+#[cfg(feature = "testing")]
+pub use steer_metrics::testkit;
 
 /// The CloudWatch sink (feature `cloudwatch`).
 #[cfg(feature = "cloudwatch")]
