@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use reqwest::header::{HeaderMap, HeaderValue, CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER};
 use reqwest::StatusCode;
+use steer_metrics::http::status_kind;
+use steer_metrics::SinkErrorKind;
 use url::Url;
 
 use crate::config::{Compression, ConfigError, DatadogConfig};
@@ -45,37 +47,24 @@ pub enum Outcome {
     Unauthorized(String),
 }
 
-/// Default wait when a 429 carries no usable `Retry-After`.
-const DEFAULT_THROTTLE: Duration = Duration::from_secs(1);
+/// `Retry-After` (the shared parser, capped at
+/// [`MAX_RETRY_AFTER`](steer_metrics::http::MAX_RETRY_AFTER)).
+pub use steer_metrics::http::parse_retry_after;
+#[cfg(test)]
+use steer_metrics::http::DEFAULT_THROTTLE;
 
-/// Parse `Retry-After`: delta seconds or an HTTP date.
-pub fn parse_retry_after(v: &str, now: chrono::DateTime<chrono::Utc>) -> Option<Duration> {
-    let v = v.trim();
-    if let Ok(secs) = v.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    if let Ok(secs) = v.parse::<f64>() {
-        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(86_400.0)));
-    }
-    let at = chrono::DateTime::parse_from_rfc2822(v).ok()?;
-    let delta = at.with_timezone(&chrono::Utc) - now;
-    Some(delta.to_std().unwrap_or(Duration::ZERO))
-}
-
-/// Classify a response status.
+/// Classify a response status ([`status_kind`], the shared mapping; a 413
+/// is [`Outcome::TooLarge`] so the body is split, a 404 means the site or
+/// URL is wrong).
 pub fn classify(status: StatusCode, retry_after: Option<Duration>, detail: String) -> Outcome {
     let msg = format!("HTTP {}: {}", status.as_u16(), detail);
-    match status.as_u16() {
-        200..=299 => Outcome::Delivered,
-        429 => Outcome::Throttled(retry_after.unwrap_or(DEFAULT_THROTTLE), msg),
-        408 => Outcome::Retryable(msg),
-        500..=599 => match retry_after {
-            Some(d) => Outcome::Throttled(d, msg),
-            None => Outcome::Retryable(msg),
-        },
-        413 => Outcome::TooLarge(msg),
-        401 | 403 => Outcome::Unauthorized(msg),
-        _ => Outcome::Rejected(msg),
+    match status_kind(status.as_u16(), retry_after) {
+        None => Outcome::Delivered,
+        Some(SinkErrorKind::Throttled(d)) => Outcome::Throttled(d, msg),
+        Some(SinkErrorKind::Retryable) => Outcome::Retryable(msg),
+        Some(SinkErrorKind::Misconfigured) => Outcome::Unauthorized(msg),
+        Some(SinkErrorKind::Permanent) if status == StatusCode::PAYLOAD_TOO_LARGE => Outcome::TooLarge(msg),
+        Some(SinkErrorKind::Permanent) => Outcome::Rejected(msg),
     }
 }
 
@@ -86,6 +75,7 @@ pub(crate) struct Client {
     series: Url,
     distributions: Url,
     compression: Compression,
+    timeout: Duration,
 }
 
 impl Client {
@@ -106,7 +96,6 @@ impl Client {
         }
         let http = reqwest::Client::builder()
             .default_headers(headers)
-            .timeout(cfg.timeout)
             .user_agent(concat!("steer-sink-datadog/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(ConfigError::Http)?;
@@ -120,6 +109,7 @@ impl Client {
             series: join(Endpoint::Series.path())?,
             distributions: join(Endpoint::Distributions.path())?,
             compression: cfg.compression,
+            timeout: cfg.timeout,
         })
     }
 
@@ -133,7 +123,12 @@ impl Client {
             Endpoint::Series => self.series.clone(),
             Endpoint::Distributions => self.distributions.clone(),
         };
-        let resp = match self.http.post(url).body(body).send().await {
+        let request = self
+            .http
+            .post(url)
+            .timeout(steer_metrics::http::request_timeout(self.timeout))
+            .body(body);
+        let resp = match request.send().await {
             Ok(r) => r,
             // reqwest's message names the URL, never the headers.
             Err(e) => return Outcome::Retryable(format!("{} request failed: {e}", endpoint.path())),
@@ -148,7 +143,7 @@ impl Client {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| parse_retry_after(v, chrono::Utc::now()));
         let detail = resp.text().await.unwrap_or_default();
-        let detail: String = detail.chars().take(300).collect();
+        let detail = steer_metrics::redact::truncate_str(&detail, 300);
         classify(
             status,
             retry_after,

@@ -1,7 +1,6 @@
 //! Configuration: the builder, the Datadog site → API URL mapping and the
 //! API key (which never appears in Debug/Display output).
 
-use std::fmt;
 use std::time::Duration;
 
 use url::Url;
@@ -35,32 +34,9 @@ pub enum ConfigError {
     Http(#[source] reqwest::Error),
 }
 
-/// A Datadog API key. Its `Debug` and `Display` print `***`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct ApiKey(String);
-
-impl ApiKey {
-    /// Wrap a key.
-    pub fn new(key: impl Into<String>) -> Self {
-        ApiKey(key.into())
-    }
-
-    pub(crate) fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for ApiKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("ApiKey(***)")
-    }
-}
-
-impl fmt::Display for ApiKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
+/// A Datadog API key: the shared [`Secret`](steer_metrics::http::Secret)
+/// (its `Debug` and `Display` print `***`).
+pub type ApiKey = steer_metrics::http::Secret;
 
 /// The API base URL for a Datadog site name or a full URL.
 ///

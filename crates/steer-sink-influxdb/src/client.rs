@@ -16,6 +16,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER};
 use reqwest::StatusCode;
+use steer_metrics::http::{parse_retry_after, request_timeout};
+use steer_metrics::redact::truncate_str;
 use url::Url;
 
 use crate::config::{Api, ConfigError, InfluxConfig};
@@ -52,6 +54,7 @@ pub(crate) struct Client {
     gzip: bool,
     target: String,
     measurement: String,
+    timeout: Duration,
 }
 
 impl std::fmt::Debug for Client {
@@ -111,7 +114,6 @@ impl Client {
             None
         };
         let http = reqwest::Client::builder()
-            .timeout(config.timeout)
             .connect_timeout(config.timeout.min(Duration::from_secs(10)))
             .pool_idle_timeout(Duration::from_secs(60))
             .build()
@@ -123,6 +125,7 @@ impl Client {
             gzip: config.gzip,
             target,
             measurement: config.measurement.clone(),
+            timeout: config.timeout,
         })
     }
 
@@ -138,9 +141,12 @@ impl Client {
         body: Bytes,
         lines: &[std::ops::Range<usize>],
     ) -> Result<(), WriteError> {
+        // One timeout: the sink's own, cut to what is left of the
+        // collector's attempt (which cancels the attempt then anyway).
         let mut req = self
             .http
             .post(self.write_url.clone())
+            .timeout(request_timeout(self.timeout))
             .header(CONTENT_TYPE, "text/plain; charset=utf-8");
         if let Some(a) = &self.auth {
             req = req.header(AUTHORIZATION, a.clone());
@@ -171,7 +177,7 @@ impl Client {
             .headers()
             .get(RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
-            .and_then(parse_retry_after);
+            .and_then(|v| parse_retry_after(v, chrono::Utc::now()));
         let text = resp.text().await.unwrap_or_default();
         let message = server_message(&text);
         Err(self.classify(status, retry_after, message, &body, lines))
@@ -405,29 +411,8 @@ fn split_quoted(s: &str) -> Option<(String, &str)> {
     None
 }
 
-/// `Retry-After`: delta-seconds or an HTTP date.
-pub(crate) fn parse_retry_after(v: &str) -> Option<Duration> {
-    let v = v.trim();
-    if let Ok(secs) = v.parse::<u64>() {
-        return Some(Duration::from_secs(secs.min(3600)));
-    }
-    if let Ok(secs) = v.parse::<f64>() {
-        if secs.is_finite() && secs >= 0.0 {
-            return Some(Duration::from_secs_f64(secs.min(3600.0)));
-        }
-    }
-    let when = chrono::DateTime::parse_from_rfc2822(v).ok()?;
-    let delta = when.with_timezone(&chrono::Utc) - chrono::Utc::now();
-    Some(
-        delta
-            .to_std()
-            .unwrap_or(Duration::ZERO)
-            .min(Duration::from_secs(3600)),
-    )
-}
-
 fn short(s: &str) -> String {
-    let t = crate::encode::truncate_at_char_boundary(s.trim(), MAX_MESSAGE);
+    let t = truncate_str(s.trim(), MAX_MESSAGE);
     if t.len() < s.trim().len() {
         format!("{t}...")
     } else {
@@ -560,13 +545,19 @@ mod tests {
 
     #[test]
     fn retry_after_forms() {
-        assert_eq!(parse_retry_after("3"), Some(Duration::from_secs(3)));
-        assert_eq!(parse_retry_after("0.5"), Some(Duration::from_millis(500)));
         assert_eq!(
-            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
+            parse_retry_after("3", chrono::Utc::now()),
+            Some(Duration::from_secs(3))
+        );
+        assert_eq!(
+            parse_retry_after("0.5", chrono::Utc::now()),
+            Some(Duration::from_millis(500))
+        );
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", chrono::Utc::now()),
             Some(Duration::ZERO)
         );
-        assert_eq!(parse_retry_after("soon"), None);
+        assert_eq!(parse_retry_after("soon", chrono::Utc::now()), None);
     }
 
     #[test]

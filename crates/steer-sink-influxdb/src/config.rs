@@ -176,37 +176,9 @@ attributes! {
     SampleWeight = "sample_weight", Field, true;
 }
 
-/// A secret (password, token): never shown by `Debug` or `Display`.
-#[derive(Clone)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wrap a secret.
-    pub fn new(s: impl Into<String>) -> Self {
-        Secret(s.into())
-    }
-    pub(crate) fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("[redacted]")
-    }
-}
-
-impl From<String> for Secret {
-    fn from(s: String) -> Self {
-        Secret(s)
-    }
-}
-
-impl From<&str> for Secret {
-    fn from(s: &str) -> Self {
-        Secret(s.to_string())
-    }
-}
+/// A secret (password, token): the shared
+/// [`Secret`](steer_metrics::http::Secret), never shown by `Debug` or `Display`.
+pub use steer_metrics::http::Secret;
 
 /// Which write API to use.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -490,7 +462,7 @@ impl InfluxConfigBuilder {
             }
             if self.password.is_none() {
                 if let Some(pw) = url.password() {
-                    self.password = Some(Secret(percent_decode(pw)));
+                    self.password = Some(Secret::new(percent_decode(pw)));
                 }
             }
             let _ = url.set_username("");
@@ -531,7 +503,7 @@ impl InfluxConfigBuilder {
             std::env::var("INFLUX_TOKEN")
                 .ok()
                 .filter(|t| !t.is_empty())
-                .map(Secret)
+                .map(Secret::new)
         });
         Ok(InfluxConfig {
             url,
@@ -619,7 +591,7 @@ impl InfluxConfig {
             }
             if !u.username().is_empty() {
                 let pw = u.password().map(percent_decode).unwrap_or_default();
-                b = b.credentials(percent_decode(u.username()), Secret(pw));
+                b = b.credentials(percent_decode(u.username()), Secret::new(pw));
             }
         }
         b.build()

@@ -178,7 +178,7 @@ fn escape_runs(out: &mut Vec<u8>, b: &[u8], special: impl Fn(u8) -> bool) {
 /// Append a quoted string field value, escaping `"` and `\`.
 #[inline]
 fn push_string_value(out: &mut Vec<u8>, s: &str) {
-    let s = truncate_at_char_boundary(s, MAX_STRING_FIELD_BYTES);
+    let s = steer_metrics::redact::truncate_str(s, MAX_STRING_FIELD_BYTES);
     out.push(b'"');
     let b = s.as_bytes();
     if !b.iter().fold(false, |acc, &c| acc | (c == b'"') | (c == b'\\')) {
@@ -187,18 +187,6 @@ fn push_string_value(out: &mut Vec<u8>, s: &str) {
         escape_runs(out, b, |c| c == b'"' || c == b'\\');
     }
     out.push(b'"');
-}
-
-/// `s` cut to at most `max` bytes at a character boundary.
-pub(crate) fn truncate_at_char_boundary(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
 }
 
 /// A record's timestamp in `precision` units, or an error when the server

@@ -67,20 +67,10 @@ impl RetryConfig {
         self
     }
 
-    /// The wait before retry number `retry` (1-based), given the provider's hint.
+    /// The wait before retry number `retry` (1-based), given the provider's
+    /// hint ([`steer_metrics::http::backoff`]).
     pub fn backoff(&self, retry: u32, hint: Option<Duration>) -> Duration {
-        let exp = self
-            .initial_backoff
-            .saturating_mul(
-                1u32.checked_shl(retry.saturating_sub(1).min(20))
-                    .unwrap_or(u32::MAX),
-            )
-            .min(self.max_backoff);
-        let jittered = exp.mul_f64(fastrand::f64());
-        match hint {
-            Some(h) => h.max(jittered),
-            None => jittered,
-        }
+        steer_metrics::http::backoff(self.initial_backoff, self.max_backoff, retry, hint)
     }
 }
 
@@ -122,19 +112,10 @@ pub fn retry_hint(headers: &HeaderMap, now: DateTime<Utc>) -> Option<Duration> {
     pick.into_iter().max()
 }
 
-/// `Retry-After`: delay seconds (integer or decimal) or an HTTP date.
-pub fn parse_retry_after(v: &str, now: DateTime<Utc>) -> Option<Duration> {
-    let v = v.trim();
-    if let Ok(secs) = v.parse::<f64>() {
-        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(86_400.0)));
-    }
-    let date = DateTime::parse_from_rfc2822(v).ok()?;
-    Some(
-        (date.with_timezone(&Utc) - now)
-            .to_std()
-            .unwrap_or(Duration::ZERO),
-    )
-}
+/// `Retry-After`: delay seconds (integer or decimal) or an HTTP date,
+/// capped at [`MAX_RETRY_AFTER`](steer_metrics::http::MAX_RETRY_AFTER) (the
+/// one parser of every steer crate).
+pub use steer_metrics::http::parse_retry_after;
 
 fn until_rfc3339(v: &str, now: DateTime<Utc>) -> Option<Duration> {
     let t = DateTime::parse_from_rfc3339(v).ok()?;
