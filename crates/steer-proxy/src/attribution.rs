@@ -12,7 +12,6 @@
 use std::collections::BTreeMap;
 
 use http::HeaderMap;
-use serde_json::Value;
 
 /// Prefix of the tag headers.
 pub const TAG_PREFIX: &str = "x-steer-tag-";
@@ -22,8 +21,9 @@ pub const TRACE_ID_HEADER: &str = "x-steer-trace-id";
 const MAX_KEY: usize = 64;
 const MAX_VALUE: usize = 256;
 
-/// Tags from the `x-steer-tag-*` headers and the body's user field.
-pub fn tags(headers: &HeaderMap, body: &Value, max_tags: usize) -> BTreeMap<String, String> {
+/// Tags from the `x-steer-tag-*` headers and the body's user field (the
+/// OpenAI `user` or the Anthropic `metadata.user_id`).
+pub fn tags(headers: &HeaderMap, user: Option<&str>, max_tags: usize) -> BTreeMap<String, String> {
     let mut tags = BTreeMap::new();
     for (name, value) in headers {
         if tags.len() >= max_tags {
@@ -39,10 +39,6 @@ pub fn tags(headers: &HeaderMap, body: &Value, max_tags: usize) -> BTreeMap<Stri
         tags.insert(key.to_string(), truncate(v.trim(), MAX_VALUE).to_string());
     }
     if !tags.contains_key("user") && tags.len() < max_tags.max(1) {
-        let user = body
-            .get("user")
-            .and_then(Value::as_str)
-            .or_else(|| body.pointer("/metadata/user_id").and_then(Value::as_str));
         if let Some(u) = user.filter(|u| !u.is_empty()) {
             tags.insert("user".into(), truncate(u, MAX_VALUE).to_string());
         }
@@ -84,7 +80,6 @@ fn truncate(s: &str, max: usize) -> &str {
 mod tests {
     use super::*;
     use http::HeaderValue;
-    use serde_json::json;
 
     #[test]
     fn header_tags_and_user_field() {
@@ -92,19 +87,14 @@ mod tests {
         h.insert("x-steer-tag-team", HeaderValue::from_static("search"));
         h.insert("X-Steer-Tag-Feature", HeaderValue::from_static(" summarise "));
         h.insert("x-other", HeaderValue::from_static("no"));
-        let t = tags(&h, &json!({"user": "u-42"}), 32);
+        let t = tags(&h, Some("u-42"), 32);
         assert_eq!(t.get("team").unwrap(), "search");
         assert_eq!(t.get("feature").unwrap(), "summarise");
         assert_eq!(t.get("user").unwrap(), "u-42");
         assert_eq!(t.len(), 3);
-        let t = tags(&HeaderMap::new(), &json!({"metadata": {"user_id": "a"}}), 32);
-        assert_eq!(t.get("user").unwrap(), "a");
         h.insert("x-steer-tag-user", HeaderValue::from_static("header-wins"));
-        assert_eq!(
-            tags(&h, &json!({"user": "u"}), 32).get("user").unwrap(),
-            "header-wins"
-        );
-        assert_eq!(tags(&h, &json!({}), 1).len(), 1);
+        assert_eq!(tags(&h, Some("u"), 32).get("user").unwrap(), "header-wins");
+        assert_eq!(tags(&h, None, 1).len(), 1);
     }
 
     #[test]

@@ -4,8 +4,10 @@
 //!   headers are forwarded unchanged; the proxy holds no key.
 //! * Provider keys: the client presents the proxy key (`Authorization:
 //!   Bearer KEY` or `x-api-key: KEY`), compared in constant time; it is
-//!   removed and the provider's key is set instead (`Authorization:
-//!   Bearer` for the OpenAI wire, `x-api-key` for the Anthropic wire).
+//!   removed and the provider's key is set instead, in the header the
+//!   upstream wants ([`AuthHeader`]: `Authorization: Bearer` for the
+//!   OpenAI wire, `x-api-key` for the Anthropic wire, `api-key` for an
+//!   Azure key, `x-goog-api-key` for Gemini's native wire).
 //!
 //! Keys are never logged, stored in records or echoed in errors: a
 //! [`Secret`]'s Debug is `[REDACTED]` and the proxy's own error bodies
@@ -13,11 +15,14 @@
 
 use std::fmt;
 
-use http::header::{HeaderMap, HeaderValue, AUTHORIZATION};
-use steer::Dialect;
+use http::header::{HeaderMap, HeaderValue};
+use steer::presets::AuthHeader;
 
 /// The `x-api-key` header (Anthropic).
 pub const X_API_KEY: &str = "x-api-key";
+/// Every header a client may carry a key in: `Authorization`, `x-api-key`
+/// (Anthropic), `api-key` (Azure OpenAI), `x-goog-api-key` (Gemini).
+pub const KEY_HEADERS: [&str; 4] = ["authorization", X_API_KEY, "api-key", "x-goog-api-key"];
 
 /// A key. Debug and Display never show it.
 #[derive(Clone, PartialEq, Eq)]
@@ -55,19 +60,19 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// The key a client presented: `Authorization: Bearer KEY` or `x-api-key: KEY`.
+/// The keys a client presented: `Authorization: Bearer KEY`, `x-api-key`,
+/// `api-key` or `x-goog-api-key`.
 fn presented(headers: &HeaderMap) -> Vec<&[u8]> {
     let mut out = Vec::with_capacity(2);
-    if let Some(v) = headers.get(AUTHORIZATION) {
-        let b = v.as_bytes();
-        let key = b
-            .strip_prefix(b"Bearer ")
-            .or_else(|| b.strip_prefix(b"bearer "))
-            .unwrap_or(b);
-        out.push(key.trim_ascii());
-    }
-    if let Some(v) = headers.get(X_API_KEY) {
-        out.push(v.as_bytes().trim_ascii());
+    for name in KEY_HEADERS {
+        if let Some(v) = headers.get(name) {
+            let b = v.as_bytes();
+            let key = b
+                .strip_prefix(b"Bearer ")
+                .or_else(|| b.strip_prefix(b"bearer "))
+                .unwrap_or(b);
+            out.push(key.trim_ascii());
+        }
     }
     out
 }
@@ -80,24 +85,17 @@ pub fn check_proxy_key(headers: &HeaderMap, proxy_key: &Secret) -> bool {
     })
 }
 
-/// Replace the client's credentials by the provider's key for `dialect`.
+/// Replace the client's credentials by the provider's key, in the `auth` header.
 /// Returns false when the key cannot be a header value.
-pub fn set_provider_key(headers: &mut HeaderMap, dialect: Dialect, key: Option<&Secret>) -> bool {
-    headers.remove(AUTHORIZATION);
-    headers.remove(X_API_KEY);
+pub fn set_provider_key(headers: &mut HeaderMap, auth: AuthHeader, key: Option<&Secret>) -> bool {
+    for name in KEY_HEADERS {
+        headers.remove(name);
+    }
     let Some(key) = key else { return true };
-    let value = match dialect {
-        Dialect::Anthropic => HeaderValue::from_str(key.expose()),
-        _ => HeaderValue::from_str(&format!("Bearer {}", key.expose())),
-    };
-    match value {
+    match HeaderValue::from_str(&auth.header_value(key.expose())) {
         Ok(mut v) => {
             v.set_sensitive(true);
-            let name = match dialect {
-                Dialect::Anthropic => http::HeaderName::from_static(X_API_KEY),
-                _ => AUTHORIZATION,
-            };
-            headers.insert(name, v);
+            headers.insert(http::HeaderName::from_static(auth.header_name()), v);
             true
         }
         Err(_) => false,
@@ -108,6 +106,7 @@ pub fn set_provider_key(headers: &mut HeaderMap, dialect: Dialect, key: Option<&
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use http::header::AUTHORIZATION;
 
     #[test]
     fn proxy_key_from_either_header() {
@@ -130,13 +129,18 @@ mod tests {
         h.insert(AUTHORIZATION, HeaderValue::from_static("Bearer pk-123"));
         h.insert(X_API_KEY, HeaderValue::from_static("pk-123"));
         let key = Secret::new("sk-ant").unwrap();
-        assert!(set_provider_key(&mut h, Dialect::Anthropic, Some(&key)));
+        assert!(set_provider_key(&mut h, AuthHeader::Anthropic, Some(&key)));
         assert!(h.get(AUTHORIZATION).is_none());
         assert_eq!(h.get(X_API_KEY).unwrap(), "sk-ant");
         let key = Secret::new("sk-oai").unwrap();
-        assert!(set_provider_key(&mut h, Dialect::OpenAi, Some(&key)));
+        assert!(set_provider_key(&mut h, AuthHeader::Bearer, Some(&key)));
         assert!(h.get(X_API_KEY).is_none());
         assert_eq!(h.get(AUTHORIZATION).unwrap(), "Bearer sk-oai");
         assert!(h.get(AUTHORIZATION).unwrap().is_sensitive());
+        h.insert("x-goog-api-key", HeaderValue::from_static("client"));
+        let key = Secret::new("az-key").unwrap();
+        assert!(set_provider_key(&mut h, AuthHeader::AzureKey, Some(&key)));
+        assert!(h.get(AUTHORIZATION).is_none() && h.get("x-goog-api-key").is_none());
+        assert_eq!(h.get("api-key").unwrap(), "az-key");
     }
 }

@@ -1,25 +1,32 @@
 //! Configuration: upstreams, keys and limits, with a builder.
 //!
-//! Upstreams come from the same environment variables as
-//! [`SteerClientBuilder`](steer::SteerClientBuilder):
+//! The upstreams are steer's provider presets ([`steer::presets`]), resolved
+//! from the same environment variables as
+//! [`SteerClientBuilder`](steer::SteerClientBuilder): a preset added to
+//! steer is routed by the proxy too.
 //!
 //! | provider | base URL (default) | key |
 //! |---|---|---|
 //! | `openai` | `OPENAI_BASE_URL` (`https://api.openai.com/v1`) | `OPENAI_API_KEY` |
 //! | `anthropic` | `ANTHROPIC_BASE_URL` (`https://api.anthropic.com/v1`) | `ANTHROPIC_API_KEY` |
 //! | `xai` | `XAI_BASE_URL` (`https://api.x.ai/v1`) | `XAI_API_KEY` |
+//! | `gemini` | `GEMINI_BASE_URL` (`https://generativelanguage.googleapis.com/v1beta`) | `GEMINI_API_KEY` / `GOOGLE_API_KEY` |
+//! | `azure` | `AZURE_OPENAI_ENDPOINT` (no default) | `AZURE_OPENAI_API_KEY` or `AZURE_OPENAI_AD_TOKEN`; `OPENAI_API_VERSION` |
+//! | `ollama`, `vllm`, `lmstudio`, `groq`, `deepseek`, `mistral`, `openrouter`, `together` | `{NAME}_BASE_URL` (the preset's default) | `{NAME}_API_KEY` |
 //!
 //! plus any OpenAI-compatible server registered by name
 //! ([`ProxyConfigBuilder::openai_compatible`]), addressed as `name/model`.
 //!
 //! The keys are only used with [`ProxyConfigBuilder::provider_keys`]; by
-//! default the client's own `Authorization` / `x-api-key` is passed through.
+//! default the client's own credentials are passed through.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::time::Duration;
 
+use steer::presets::{AuthHeader, ProviderInfo};
 use steer::pricing::PriceTable;
+use steer::Dialect;
 
 use crate::auth::Secret;
 
@@ -31,10 +38,7 @@ pub const DEFAULT_MAX_CONCURRENT: usize = 4096;
 /// One provider the proxy forwards to.
 #[derive(Clone)]
 pub struct Upstream {
-    /// The provider name recorded in the metrics (`openai`, `anthropic`, `xai`, or a registered name).
-    pub name: String,
-    /// The base URL, up to and including the API version (`https://api.openai.com/v1`).
-    pub base_url: String,
+    info: ProviderInfo,
     /// The key held by the proxy (used only with provider keys).
     pub(crate) key: Option<Secret>,
 }
@@ -42,17 +46,37 @@ pub struct Upstream {
 impl fmt::Debug for Upstream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Upstream")
-            .field("name", &self.name)
-            .field("base_url", &steer::spec::redact(&self.base_url))
+            .field("name", &self.name())
+            .field("base_url", &steer::spec::redact(self.base_url()))
             .field("key", &self.key.as_ref().map(|_| "[REDACTED]"))
             .finish()
     }
 }
 
 impl Upstream {
+    /// The provider name recorded in the metrics (`openai`, `azure`, `ollama`, or a registered name).
+    pub fn name(&self) -> &str {
+        self.info.name()
+    }
+    /// The base URL (`https://api.openai.com/v1`; for Azure the resource endpoint).
+    pub fn base_url(&self) -> &str {
+        self.info.base_url()
+    }
+    /// The provider's own wire protocol.
+    pub fn dialect(&self) -> Dialect {
+        self.info.dialect()
+    }
     /// The URL of an endpoint below the base URL (`chat/completions`, `messages`, `embeddings`).
     pub fn url(&self, endpoint: &str) -> String {
-        format!("{}/{endpoint}", self.base_url.trim_end_matches('/'))
+        format!("{}/{endpoint}", self.base_url().trim_end_matches('/'))
+    }
+    /// The provider as steer resolves it (URL shapes, key header, Azure `api-version`).
+    pub fn info(&self) -> &ProviderInfo {
+        &self.info
+    }
+    /// The header the proxy's key for it goes in, in its own dialect.
+    pub(crate) fn auth(&self) -> AuthHeader {
+        self.info.auth()
     }
 }
 
@@ -136,8 +160,8 @@ pub enum ConfigError {
 #[derive(Debug, Clone)]
 pub struct ProxyConfigBuilder {
     use_env: bool,
-    base_urls: HashMap<&'static str, String>,
-    keys: HashMap<&'static str, Secret>,
+    base_urls: HashMap<String, String>,
+    keys: HashMap<String, Secret>,
     compatible: Vec<(String, String, Option<Secret>)>,
     proxy_key: Option<Secret>,
     max_body_bytes: usize,
@@ -168,56 +192,43 @@ impl Default for ProxyConfigBuilder {
     }
 }
 
-const BUILTIN: [(&str, &str, &str, &str); 3] = [
-    (
-        "openai",
-        "https://api.openai.com/v1",
-        "OPENAI_BASE_URL",
-        "OPENAI_API_KEY",
-    ),
-    (
-        "anthropic",
-        "https://api.anthropic.com/v1",
-        "ANTHROPIC_BASE_URL",
-        "ANTHROPIC_API_KEY",
-    ),
-    ("xai", "https://api.x.ai/v1", "XAI_BASE_URL", "XAI_API_KEY"),
-];
-
 impl ProxyConfigBuilder {
     /// Ignore the environment variables (base URLs and keys only from the builder).
     pub fn ignore_env(mut self) -> Self {
         self.use_env = false;
         self
     }
-    /// OpenAI base URL (default: `OPENAI_BASE_URL`, else `https://api.openai.com/v1`).
-    pub fn openai_base_url(mut self, url: impl Into<String>) -> Self {
-        self.base_urls.insert("openai", url.into());
+    /// The base URL of a preset provider (default: its `*_BASE_URL`
+    /// variable, else the preset's; for `azure`, the resource endpoint,
+    /// default `AZURE_OPENAI_ENDPOINT`). Unknown names are ignored.
+    pub fn base_url(mut self, provider: &str, url: impl Into<String>) -> Self {
+        self.base_urls.insert(provider.to_string(), url.into());
         self
+    }
+    /// OpenAI base URL (default: `OPENAI_BASE_URL`, else `https://api.openai.com/v1`).
+    pub fn openai_base_url(self, url: impl Into<String>) -> Self {
+        self.base_url("openai", url)
     }
     /// Anthropic base URL (default: `ANTHROPIC_BASE_URL`, else `https://api.anthropic.com/v1`).
-    pub fn anthropic_base_url(mut self, url: impl Into<String>) -> Self {
-        self.base_urls.insert("anthropic", url.into());
-        self
+    pub fn anthropic_base_url(self, url: impl Into<String>) -> Self {
+        self.base_url("anthropic", url)
     }
     /// xAI base URL (default: `XAI_BASE_URL`, else `https://api.x.ai/v1`).
-    pub fn xai_base_url(mut self, url: impl Into<String>) -> Self {
-        self.base_urls.insert("xai", url.into());
-        self
+    pub fn xai_base_url(self, url: impl Into<String>) -> Self {
+        self.base_url("xai", url)
     }
-    /// The key the proxy holds for a built-in provider (`openai`, `anthropic`,
-    /// `xai`; default: its `*_API_KEY` variable). Used only with
-    /// [`provider_keys`](Self::provider_keys).
+    /// The key the proxy holds for a preset provider (default: its key
+    /// variable, e.g. `OPENAI_API_KEY`; for `azure` an `api-key` key).
+    /// Used only with [`provider_keys`](Self::provider_keys).
     pub fn provider_key(mut self, provider: &str, key: impl Into<String>) -> Self {
-        if let Some((name, ..)) = BUILTIN.iter().find(|(n, ..)| *n == provider) {
-            if let Some(k) = Secret::new(key) {
-                self.keys.insert(name, k);
-            }
+        if let Some(k) = Secret::new(key) {
+            self.keys.insert(provider.to_string(), k);
         }
         self
     }
-    /// An OpenAI-compatible upstream (Ollama, vLLM, another gateway),
-    /// addressed by clients as `name/model`.
+    /// An OpenAI-compatible upstream (a local server, another gateway),
+    /// addressed by clients as `name/model`. It may take a compatible
+    /// preset's name (`vllm`, `ollama`, ...), replacing it.
     pub fn openai_compatible(
         mut self,
         name: impl Into<String>,
@@ -274,45 +285,44 @@ impl ProxyConfigBuilder {
 
     /// Check and build the configuration.
     pub fn build(self) -> Result<ProxyConfig, ConfigError> {
+        let use_env = self.use_env;
         let env = |name: &str| {
-            if self.use_env {
-                std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+            if use_env {
+                std::env::var(name).ok()
             } else {
                 None
             }
         };
         let mut upstreams = HashMap::new();
-        for (name, default_url, url_env, key_env) in BUILTIN {
-            let base_url = self
-                .base_urls
-                .get(name)
-                .cloned()
-                .or_else(|| env(url_env))
-                .unwrap_or_else(|| default_url.to_string());
-            check_url(name, &base_url)?;
-            let key = self
-                .keys
-                .get(name)
-                .cloned()
-                .or_else(|| env(key_env).and_then(Secret::new));
-            upstreams.insert(
-                name.to_string(),
-                Upstream {
-                    name: name.to_string(),
-                    base_url,
-                    key,
-                },
-            );
+        for name in steer::presets::names() {
+            let Some(mut info) = steer::presets::resolve_with(name, env) else {
+                continue;
+            };
+            if let Some(url) = self.base_urls.get(name) {
+                info = info.with_base_url(url.clone());
+            }
+            // Azure without an endpoint stays unconfigured: its calls get a 400 naming the variable.
+            if !info.base_url().is_empty() {
+                check_url(name, info.base_url())?;
+            }
+            let mut key = info.key().and_then(Secret::new);
+            if let Some(k) = self.keys.get(name) {
+                info = info.with_key(k.expose());
+                key = Some(k.clone());
+            }
+            upstreams.insert(name.to_string(), Upstream { info, key });
         }
         for (name, base_url, key) in self.compatible {
             if steer::routing::BUILTIN_PROVIDERS.contains(&name.as_str())
+                || matches!(name.as_str(), "gemini" | "azure" | "bedrock")
                 || name.is_empty()
                 || name.contains('/')
             {
                 return Err(ConfigError::BadName(name));
             }
             check_url(&name, &base_url)?;
-            upstreams.insert(name.clone(), Upstream { name, base_url, key });
+            let info = ProviderInfo::custom(name.clone(), Dialect::OpenAi, base_url, None);
+            upstreams.insert(name, Upstream { info, key });
         }
         let auth = match self.proxy_key {
             None => AuthMode::Passthrough,
@@ -367,10 +377,17 @@ mod tests {
             "http://127.0.0.1:1/v1/chat/completions"
         );
         assert_eq!(
-            c.upstream("anthropic").unwrap().base_url,
+            c.upstream("anthropic").unwrap().base_url(),
             "https://api.anthropic.com/v1"
         );
-        assert!(c.upstream("ollama").is_some());
+        assert_eq!(
+            c.upstream("ollama").unwrap().base_url(),
+            "http://127.0.0.1:11434/v1"
+        );
+        for name in steer::presets::names() {
+            assert!(c.upstream(name).is_some(), "{name}");
+        }
+        assert_eq!(c.upstream("azure").unwrap().base_url(), "");
         assert!(!c.requires_proxy_key());
         assert!(matches!(
             ProxyConfig::builder()

@@ -168,6 +168,7 @@ impl Proxy {
             .route("/v1/chat/completions", post(routes::chat_completions))
             .route("/v1/embeddings", post(routes::embeddings))
             .route("/v1/messages", post(routes::messages))
+            .route("/v1beta/models/{target}", post(routes::gemini))
             .route("/metrics", get(routes::metrics))
             .route("/healthz", get(routes::healthz))
             .fallback(routes::not_found)

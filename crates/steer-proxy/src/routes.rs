@@ -26,17 +26,22 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Body;
-use axum::extract::{Request, State};
+use std::borrow::Cow;
+
+use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
+use steer::presets::AuthHeader;
 use steer::wire::Dialect;
 use steer_metrics::{AgentMetrics, ErrorClass, Method};
 
 use crate::attribution;
-use crate::auth::{self, X_API_KEY};
-use crate::config::AuthMode;
+use crate::auth;
+use crate::config::{AuthMode, Upstream};
 use crate::relay::{Call, Observer, Relay};
 use crate::Shared;
 
@@ -49,6 +54,8 @@ pub(crate) enum Endpoint {
     ChatCompletions,
     Embeddings,
     Messages,
+    /// Gemini's native `generateContent` / `streamGenerateContent`.
+    Gemini,
 }
 
 impl Endpoint {
@@ -56,13 +63,7 @@ impl Endpoint {
         match self {
             Endpoint::ChatCompletions | Endpoint::Embeddings => Dialect::OpenAi,
             Endpoint::Messages => Dialect::Anthropic,
-        }
-    }
-    fn path(self) -> &'static str {
-        match self {
-            Endpoint::ChatCompletions => "chat/completions",
-            Endpoint::Embeddings => "embeddings",
-            Endpoint::Messages => "messages",
+            Endpoint::Gemini => Dialect::Gemini,
         }
     }
 }
@@ -77,6 +78,34 @@ pub(crate) async fn embeddings(State(s): State<Arc<Shared>>, req: Request) -> Re
 
 pub(crate) async fn messages(State(s): State<Arc<Shared>>, req: Request) -> Response {
     forward(s, Endpoint::Messages, req).await
+}
+
+/// `POST /v1beta/models/{model}:generateContent` and
+/// `:streamGenerateContent` (Gemini's native wire).
+pub(crate) async fn gemini(
+    State(s): State<Arc<Shared>>,
+    Path(target): Path<String>,
+    req: Request,
+) -> Response {
+    let (model, stream) = match target.rsplit_once(':') {
+        Some((m, "generateContent")) if !m.is_empty() => (m, false),
+        Some((m, "streamGenerateContent")) if !m.is_empty() => (m, true),
+        _ => {
+            return error_response(
+                Dialect::Gemini,
+                StatusCode::NOT_FOUND,
+                "NOT_FOUND",
+                "steer proxy serves /v1beta/models/{model}:generateContent and :streamGenerateContent",
+            )
+        }
+    };
+    // The model as routed: a bare Gemini name, or `provider/model`.
+    let model = if model.contains('/') {
+        model.to_string()
+    } else {
+        format!("gemini/{model}")
+    };
+    forward_to(s, Endpoint::Gemini, req, Some((model, stream))).await
 }
 
 pub(crate) async fn healthz() -> &'static str {
@@ -110,6 +139,17 @@ pub(crate) async fn not_found(req: Request) -> Response {
 pub(crate) fn error_response(dialect: Dialect, status: StatusCode, kind: &str, message: &str) -> Response {
     let body = match dialect {
         Dialect::Anthropic => json!({"type": "error", "error": {"type": kind, "message": message}}),
+        Dialect::Gemini => {
+            json!({"error": {"code": status.as_u16(), "message": message, "status": match status {
+                StatusCode::BAD_REQUEST => "INVALID_ARGUMENT",
+                StatusCode::UNAUTHORIZED => "UNAUTHENTICATED",
+                StatusCode::NOT_FOUND => "NOT_FOUND",
+                StatusCode::PAYLOAD_TOO_LARGE => "INVALID_ARGUMENT",
+                StatusCode::GATEWAY_TIMEOUT => "DEADLINE_EXCEEDED",
+                StatusCode::BAD_GATEWAY => "UNAVAILABLE",
+                _ => "INTERNAL",
+            }}})
+        }
         _ => json!({"error": {"message": message, "type": kind, "param": null, "code": null}}),
     };
     (
@@ -185,7 +225,160 @@ async fn read_body(body: Body, limit: usize, dialect: Dialect) -> Result<Bytes, 
     }
 }
 
+/// Where a call goes: the upstream URL, the dialect its answer is measured
+/// in, and the header the proxy's key goes in.
+struct Target {
+    url: String,
+    dialect: Dialect,
+    auth: AuthHeader,
+}
+
+/// The upstream URL of `endpoint` for a call of `model` on `up`.
+fn target(endpoint: Endpoint, up: &Upstream, model: &str, stream: bool) -> Result<Target, String> {
+    let openai = |path: &str| Target {
+        url: up.url(path),
+        dialect: Dialect::OpenAi,
+        auth: AuthHeader::Bearer,
+    };
+    if up.base_url().is_empty() {
+        let var = if up.name() == "azure" {
+            "AZURE_OPENAI_ENDPOINT"
+        } else {
+            "its base URL"
+        };
+        return Err(format!(
+            "provider `{}` has no endpoint configured: set {var}",
+            up.name()
+        ));
+    }
+    let dialect = up.dialect();
+    let wrong = |wire: &str| {
+        Err(format!(
+            "provider `{}` is not served on {wire}; use {}",
+            up.name(),
+            match dialect {
+                Dialect::Gemini => "/v1/chat/completions or /v1beta/models/{model}:generateContent",
+                _ => "/v1/chat/completions",
+            }
+        ))
+    };
+    Ok(match (endpoint, dialect) {
+        (Endpoint::ChatCompletions, Dialect::AzureOpenAi) => Target {
+            url: up.info().chat_url(model, stream),
+            dialect: Dialect::OpenAi,
+            auth: up.auth(),
+        },
+        (Endpoint::Embeddings, Dialect::AzureOpenAi) => Target {
+            url: up.info().embeddings_url(model).unwrap_or_default(),
+            dialect: Dialect::OpenAi,
+            auth: up.auth(),
+        },
+        // Gemini's OpenAI-compatible endpoint.
+        (Endpoint::ChatCompletions, Dialect::Gemini) => openai("openai/chat/completions"),
+        (Endpoint::Embeddings, Dialect::Gemini) => openai("openai/embeddings"),
+        (Endpoint::Embeddings, Dialect::Anthropic) => return wrong("/v1/embeddings"),
+        // Anthropic's OpenAI-compatible endpoint, and OpenAI-compatible servers.
+        (Endpoint::ChatCompletions, _) => openai("chat/completions"),
+        (Endpoint::Embeddings, _) => openai("embeddings"),
+        (Endpoint::Messages, Dialect::Gemini | Dialect::AzureOpenAi) => return wrong("/v1/messages"),
+        (Endpoint::Messages, _) => Target {
+            url: up.url("messages"),
+            dialect: Dialect::Anthropic,
+            auth: AuthHeader::Anthropic,
+        },
+        (Endpoint::Gemini, Dialect::Gemini) => Target {
+            url: up.info().chat_url(model, stream),
+            dialect: Dialect::Gemini,
+            auth: AuthHeader::Google,
+        },
+        (Endpoint::Gemini, _) => {
+            return Err(format!(
+                "/v1beta/models/... is Gemini's API; `{model}` is a model of `{}`",
+                up.name()
+            ))
+        }
+    })
+}
+
+/// The decoded pairs of a request's query string.
+fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
+    let Some(q) = query.filter(|q| !q.is_empty()) else {
+        return Vec::new();
+    };
+    reqwest::Url::parse(&format!("http://q/?{q}"))
+        .map(|u| {
+            u.query_pairs()
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The fields of a request body the proxy reads, borrowed from it: the
+/// rest of the body is checked to be JSON but not built into a tree.
+#[derive(Deserialize)]
+struct Head<'a> {
+    #[serde(borrow)]
+    model: Option<&'a RawValue>,
+    #[serde(borrow)]
+    stream: Option<&'a RawValue>,
+    #[serde(borrow)]
+    stream_options: Option<&'a RawValue>,
+    #[serde(borrow)]
+    user: Option<&'a RawValue>,
+    #[serde(borrow)]
+    metadata: Option<&'a RawValue>,
+}
+
+/// A JSON string's value (`None` when it is not a string).
+fn json_str(raw: Option<&RawValue>) -> Option<Cow<'_, str>> {
+    let raw = raw?.get();
+    if let Ok(s) = serde_json::from_str::<&str>(raw) {
+        return Some(Cow::Borrowed(s));
+    }
+    serde_json::from_str::<String>(raw).ok().map(Cow::Owned)
+}
+
+/// The byte range of `part` (a slice of `whole`) in `whole`.
+fn span(whole: &[u8], part: &RawValue) -> (usize, usize) {
+    let start = (part.get().as_ptr() as usize).saturating_sub(whole.as_ptr() as usize);
+    (start, start + part.get().len())
+}
+
+/// `body` with the byte ranges replaced (ranges sorted, not overlapping).
+fn splice(body: &[u8], mut edits: Vec<(usize, usize, String)>) -> Bytes {
+    edits.sort_by_key(|e| e.0);
+    let mut out = Vec::with_capacity(body.len() + edits.iter().map(|e| e.2.len()).sum::<usize>());
+    let mut at = 0;
+    for (start, end, text) in edits {
+        out.extend_from_slice(&body[at..start]);
+        out.extend_from_slice(text.as_bytes());
+        at = end;
+    }
+    out.extend_from_slice(&body[at..]);
+    Bytes::from(out)
+}
+
+/// What the proxy learnt from the request: the model, whether it streams,
+/// the body to send upstream, the tags.
+struct Prepared {
+    model: String,
+    stream: bool,
+    strip_usage: bool,
+    user: Option<String>,
+}
+
 async fn forward(s: Arc<Shared>, endpoint: Endpoint, req: Request) -> Response {
+    forward_to(s, endpoint, req, None).await
+}
+
+/// Forward one call; `gemini` is the model and method of a Gemini-native path.
+async fn forward_to(
+    s: Arc<Shared>,
+    endpoint: Endpoint,
+    req: Request,
+    gemini: Option<(String, bool)>,
+) -> Response {
     let started = Instant::now();
     let dialect = endpoint.dialect();
     let bad = |msg: &str| error_response(dialect, StatusCode::BAD_REQUEST, "invalid_request_error", msg);
@@ -214,7 +407,7 @@ async fn forward(s: Arc<Shared>, endpoint: Endpoint, req: Request) -> Response {
                 dialect,
                 StatusCode::UNAUTHORIZED,
                 "authentication_error",
-                "missing or wrong proxy key: present STEER_PROXY_KEY as `Authorization: Bearer KEY` or `x-api-key: KEY`",
+                "missing or wrong proxy key: present STEER_PROXY_KEY as `Authorization: Bearer KEY`, `x-api-key: KEY` or `x-goog-api-key: KEY`",
             );
         }
     }
@@ -223,14 +416,90 @@ async fn forward(s: Arc<Shared>, endpoint: Endpoint, req: Request) -> Response {
         Ok(b) => b,
         Err(r) => return r,
     };
-    let mut json: Value = match serde_json::from_slice(&raw) {
-        Ok(v @ Value::Object(_)) => v,
-        Ok(_) => return bad("the request body must be a JSON object"),
-        Err(e) => return bad(&format!("the request body is not valid JSON: {e}")),
+    let mut edits = Vec::new();
+    let is_gemini = gemini.is_some();
+    let prepared = if let Some((model, stream)) = gemini {
+        // Gemini's native wire: the model is in the path, the body goes as is.
+        Prepared {
+            model,
+            stream,
+            strip_usage: false,
+            user: None,
+        }
+    } else {
+        if raw.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return bad("the request body must be a JSON object");
+        }
+        let head: Head<'_> = match serde_json::from_slice(&raw) {
+            Ok(h) => h,
+            Err(e) => return bad(&format!("the request body is not valid JSON: {e}")),
+        };
+        let Some(model) = json_str(head.model) else {
+            return bad("the request body has no `model` string");
+        };
+        let stream = endpoint != Endpoint::Embeddings && head.stream.is_some_and(|v| v.get() == "true");
+        let include_usage = head
+            .stream_options
+            .and_then(|o| serde_json::from_str::<Value>(o.get()).ok());
+        let strip_usage = endpoint == Endpoint::ChatCompletions
+            && stream
+            && include_usage
+                .as_ref()
+                .and_then(|o| o.get("include_usage"))
+                .and_then(Value::as_bool)
+                != Some(true);
+        if strip_usage {
+            // Ask for usage: add `stream_options`, or `include_usage` to it.
+            match (head.stream_options, include_usage) {
+                (Some(raw_opts), Some(Value::Object(mut o))) => {
+                    o.insert("include_usage".into(), Value::Bool(true));
+                    let (a, b) = span(&raw, raw_opts);
+                    edits.push((a, b, Value::Object(o).to_string()));
+                }
+                (Some(raw_opts), _) => {
+                    let (a, b) = span(&raw, raw_opts);
+                    edits.push((a, b, r#"{"include_usage":true}"#.to_string()));
+                }
+                (None, _) => {
+                    let open = raw.iter().position(|&b| b == b'{').map_or(0, |i| i + 1);
+                    edits.push((
+                        open,
+                        open,
+                        r#""stream_options":{"include_usage":true},"#.to_string(),
+                    ));
+                }
+            }
+        }
+        let user = json_str(head.user)
+            .or_else(|| {
+                head.metadata.and_then(|m| {
+                    serde_json::from_str::<Value>(m.get()).ok().and_then(|v| {
+                        v.get("user_id")
+                            .and_then(Value::as_str)
+                            .map(|u| Cow::Owned(u.to_string()))
+                    })
+                })
+            })
+            .map(Cow::into_owned);
+        if let Some(m) = head.model {
+            // Remembered to rewrite a `provider/` prefix once routed.
+            let (a, b) = span(&raw, m);
+            edits.push((a, b, String::new()));
+        }
+        Prepared {
+            model: model.into_owned(),
+            stream,
+            strip_usage,
+            user,
+        }
     };
-    let Some(model) = json.get("model").and_then(Value::as_str).map(str::to_string) else {
-        return bad("the request body has no `model` string");
-    };
+    let Prepared {
+        model,
+        stream,
+        strip_usage,
+        user,
+    } = prepared;
+
     let route = match steer::routing::route_with(&model, &s.config.prices, |p| {
         s.config.upstreams.contains_key(p)
     }) {
@@ -245,49 +514,40 @@ async fn forward(s: Arc<Shared>, endpoint: Endpoint, req: Request) -> Response {
         },
         Err(e) => return bad(&e.to_string()),
     };
+    if route.provider == "bedrock" {
+        return bad("`bedrock/` models are not served by the proxy: Bedrock needs SigV4-signed requests with AWS credentials, which the proxy does not do; call Bedrock with the steer client (feature `bedrock`) or through an OpenAI-compatible Bedrock gateway registered with --openai-compatible");
+    }
     let Some(upstream) = s.config.upstreams.get(&route.provider) else {
         return bad(&format!(
             "model `{model}` belongs to provider `{}`, which the proxy has no upstream for",
             route.provider
         ));
     };
+    let target = match target(endpoint, upstream, &route.model, stream) {
+        Ok(t) => t,
+        Err(msg) => return bad(&msg),
+    };
 
-    let stream =
-        endpoint != Endpoint::Embeddings && json.get("stream").and_then(Value::as_bool) == Some(true);
-    let mut rewrite = false;
-    if route.model != model {
-        json["model"] = Value::String(route.model.clone());
-        rewrite = true;
-    }
-    let strip_usage = endpoint == Endpoint::ChatCompletions
-        && stream
-        && json
-            .pointer("/stream_options/include_usage")
-            .and_then(Value::as_bool)
-            != Some(true);
-    if strip_usage {
-        match json.get_mut("stream_options") {
-            Some(Value::Object(o)) => {
-                o.insert("include_usage".into(), Value::Bool(true));
+    // The model edit (last, if any): the model without its prefix, or nothing.
+    if !is_gemini {
+        let model_edit = edits.pop();
+        if let Some((a, b, _)) = model_edit.filter(|_| route.model != model) {
+            match serde_json::to_string(&route.model) {
+                Ok(m) => edits.push((a, b, m)),
+                Err(_) => return bad("the request body cannot be re-encoded"),
             }
-            _ => json["stream_options"] = json!({"include_usage": true}),
         }
-        rewrite = true;
     }
-    let body = if rewrite {
-        match serde_json::to_vec(&json) {
-            Ok(b) => Bytes::from(b),
-            Err(_) => return bad("the request body cannot be re-encoded"),
-        }
-    } else {
+    let body = if edits.is_empty() {
         raw
+    } else {
+        splice(&raw, edits)
     };
 
     let mut record = AgentMetrics::new(route.provider.clone(), route.model.clone());
     record.method = if stream { Method::Stream } else { Method::Generate };
-    record.tags = attribution::tags(&parts.headers, &json, s.config.max_tags);
+    record.tags = attribution::tags(&parts.headers, user.as_deref(), s.config.max_tags);
     record.trace_id = attribution::trace_id(&parts.headers);
-    drop(json);
 
     let mut headers = upstream_headers(&parts.headers);
     let mut call = Call::new(
@@ -297,16 +557,24 @@ async fn forward(s: Arc<Shared>, endpoint: Endpoint, req: Request) -> Response {
         started,
         &s.in_flight,
     );
+    let mut url = target.url;
     match &s.config.auth {
         AuthMode::Passthrough => {
-            for h in [header::AUTHORIZATION.as_str(), X_API_KEY] {
+            for h in auth::KEY_HEADERS {
                 if let Some(v) = parts.headers.get(h).and_then(|v| v.to_str().ok()) {
                     call.mask_key(v.trim_start_matches("Bearer ").trim_start_matches("bearer "));
                 }
             }
+            if endpoint == Endpoint::Gemini {
+                for (k, v) in query_pairs(parts.uri.query()) {
+                    if k == "key" {
+                        call.mask_key(&v);
+                    }
+                }
+            }
         }
         AuthMode::ProviderKeys(_) => {
-            if !auth::set_provider_key(&mut headers, dialect, upstream.key.as_ref()) {
+            if !auth::set_provider_key(&mut headers, target.auth, upstream.key.as_ref()) {
                 call.fail(
                     ErrorClass::Authentication,
                     "the provider key held by the proxy is not a valid header value",
@@ -324,17 +592,27 @@ async fn forward(s: Arc<Shared>, endpoint: Endpoint, req: Request) -> Response {
             }
         }
     }
+    if endpoint == Endpoint::Gemini {
+        // The client's query (e.g. `alt=sse`), without a `key` when the proxy holds the key.
+        let keep_key = matches!(s.config.auth, AuthMode::Passthrough);
+        let pairs: Vec<(String, String)> = query_pairs(parts.uri.query())
+            .into_iter()
+            .filter(|(k, _)| keep_key || k != "key")
+            .filter(|(k, _)| !(k == "alt" && url.contains("alt=")))
+            .collect();
+        if !pairs.is_empty() {
+            if let Ok(mut u) = reqwest::Url::parse(&url) {
+                u.query_pairs_mut().extend_pairs(pairs);
+                url = u.to_string();
+            }
+        }
+    }
     let request_id = call.request_id();
 
     // Wait for a slot (a client going away meanwhile records `cancelled`).
     let permit = s.limit.clone().acquire_owned().await.ok();
 
-    let send = s
-        .http
-        .post(upstream.url(endpoint.path()))
-        .headers(headers)
-        .body(body)
-        .send();
+    let send = s.http.post(url).headers(headers).body(body).send();
     let resp = match tokio::time::timeout(s.config.response_timeout, send).await {
         Ok(Ok(r)) => r,
         Ok(Err(e)) => {
@@ -357,13 +635,13 @@ async fn forward(s: Arc<Shared>, endpoint: Endpoint, req: Request) -> Response {
                     "the upstream request failed",
                 )
             };
-            tracing::debug!(provider = %upstream.name, error = %e, "upstream request failed");
+            tracing::debug!(provider = %upstream.name(), error = %e.without_url(), "upstream request failed");
             call.fail(class, msg, None);
             return error_response(
                 dialect,
                 status,
                 "api_error",
-                &format!("steer proxy: {msg} ({})", upstream.name),
+                &format!("steer proxy: {msg} ({})", upstream.name()),
             );
         }
         Err(_) => {
@@ -390,9 +668,9 @@ async fn forward(s: Arc<Shared>, endpoint: Endpoint, req: Request) -> Response {
     let observer = if status.as_u16() >= 400 {
         Observer::error(status.as_u16())
     } else if is_sse {
-        Observer::sse(dialect)
+        Observer::sse(target.dialect)
     } else {
-        Observer::json(dialect, endpoint == Endpoint::Embeddings)
+        Observer::json(target.dialect, endpoint == Endpoint::Embeddings)
     };
     let strip = strip_usage && is_sse && status.is_success();
 

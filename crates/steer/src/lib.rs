@@ -40,6 +40,13 @@ mod error;
 pub mod measure;
 pub mod pricing;
 mod providers;
+/// The providers known by name (`openai`, `anthropic`, `xai`, `gemini`,
+/// `azure`, `ollama`, `vllm`, `lmstudio`, `groq`, `deepseek`, `mistral`,
+/// `openrouter`, `together`), resolved from the environment like the
+/// client does: dialect, base URL, key and key header, request URLs.
+pub mod presets {
+    pub use crate::providers::presets::{names, resolve, resolve_with, AuthHeader, ProviderInfo};
+}
 pub mod retry;
 pub mod routing;
 pub mod spec;

@@ -65,6 +65,7 @@ pub fn without_usage_chunk(sse: &[u8]) -> Vec<u8> {
 #[derive(Debug, Clone)]
 pub struct Received {
     pub path: String,
+    pub query: String,
     pub headers: HeaderMap,
     pub body: Value,
 }
@@ -90,6 +91,10 @@ impl FakeUpstream {
     pub fn url(&self) -> String {
         format!("http://{}/v1", self.addr)
     }
+    /// The server root (an Azure resource endpoint).
+    pub fn root(&self) -> String {
+        format!("http://{}", self.addr)
+    }
     pub fn received(&self) -> Vec<Received> {
         self.state.received.lock().unwrap().clone()
     }
@@ -103,6 +108,11 @@ pub async fn fake_upstream() -> FakeUpstream {
         .route("/v1/chat/completions", post(handle))
         .route("/v1/embeddings", post(handle))
         .route("/v1/messages", post(handle))
+        .route("/v1/openai/chat/completions", post(handle))
+        .route("/v1/openai/embeddings", post(handle))
+        .route("/v1/models/{target}", post(handle))
+        .route("/openai/deployments/{d}/chat/completions", post(handle))
+        .route("/openai/deployments/{d}/embeddings", post(handle))
         .with_state(state.clone());
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -207,12 +217,14 @@ pub fn anthropic_401_body() -> Vec<u8> {
 
 async fn handle(State(state): State<Arc<Upstream>>, req: Request) -> Response {
     let path = req.uri().path().to_string();
+    let query = req.uri().query().unwrap_or_default().to_string();
     let headers = req.headers().clone();
     let bytes = axum::body::to_bytes(req.into_body(), usize::MAX).await.unwrap();
     let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
     if state.log.load(SeqCst) {
         state.received.lock().unwrap().push(Received {
             path: path.clone(),
+            query: query.clone(),
             headers: headers.clone(),
             body: body.clone(),
         });
@@ -256,6 +268,29 @@ async fn handle(State(state): State<Arc<Upstream>>, req: Request) -> Response {
             _ => 1,
         };
         return json_response(200, embeddings_body(n), &[]);
+    }
+    if path.ends_with(":generateContent") {
+        return json_response(200, recording("gemini_generate_thinking.json"), &[]);
+    }
+    if path.ends_with(":streamGenerateContent") {
+        return sse_response(
+            state,
+            events(&recording("gemini_stream_text_usage.sse")),
+            delay,
+            false,
+        );
+    }
+    if path.starts_with("/openai/deployments/") {
+        return if stream {
+            sse_response(
+                state,
+                events(&recording("azure_chat_stream_usage.sse")),
+                delay,
+                false,
+            )
+        } else {
+            json_response(200, recording("azure_chat_text.json"), &[])
+        };
     }
     if anthropic {
         return match (stream, tools) {

@@ -92,7 +92,8 @@ impl fmt::Debug for ApiKey {
 
 /// How a provider wants its key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Auth {
+#[non_exhaustive]
+pub enum Auth {
     /// `Authorization: Bearer KEY` (OpenAI and compatible servers, Azure Entra tokens).
     Bearer,
     /// `x-api-key: KEY` plus `anthropic-version`.
