@@ -111,18 +111,7 @@ impl RetryPolicy {
 
     /// The wait before attempt `attempt` (1-based count of failures so far).
     pub fn backoff(&self, failures: u32, hint: Option<Duration>) -> Duration {
-        let exp = self
-            .initial_backoff
-            .saturating_mul(
-                1u32.checked_shl(failures.saturating_sub(1).min(20))
-                    .unwrap_or(u32::MAX),
-            )
-            .min(self.max_backoff);
-        let jittered = exp.mul_f64(fastrand::f64());
-        match hint {
-            Some(h) => h.max(jittered),
-            None => jittered,
-        }
+        crate::http::backoff(self.initial_backoff, self.max_backoff, failures, hint)
     }
 }
 

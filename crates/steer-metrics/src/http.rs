@@ -160,6 +160,18 @@ pub async fn with_deadline<F: Future>(deadline: Instant, fut: F) -> F::Output {
     ATTEMPT_DEADLINE.scope(deadline, fut).await
 }
 
+/// Run one delivery attempt bounded by `timeout`, with its deadline
+/// visible to the sink ([`with_deadline`]): the collector's one timeout.
+pub async fn attempt_within<F: Future>(
+    timeout: Duration,
+    fut: F,
+) -> Result<F::Output, tokio::time::error::Elapsed> {
+    match Instant::now().checked_add(timeout) {
+        Some(deadline) => tokio::time::timeout_at(deadline, with_deadline(deadline, fut)).await,
+        None => Ok(fut.await),
+    }
+}
+
 /// The deadline of the current delivery attempt, when it runs under
 /// [`with_deadline`].
 pub fn attempt_deadline() -> Option<Instant> {
@@ -255,5 +267,11 @@ mod tests {
         let t = with_deadline(deadline, async { request_timeout(Duration::from_secs(2)) }).await;
         assert_eq!(t, Duration::from_secs(2));
         assert_eq!(attempt_deadline(), None);
+        let t = attempt_within(Duration::from_secs(5), async { request_timeout(fallback) }).await;
+        assert_eq!(t.ok(), Some(Duration::from_secs(5)));
+        let slow = attempt_within(Duration::from_secs(1), tokio::time::sleep(Duration::from_secs(2))).await;
+        assert!(slow.is_err());
+        let unbounded = attempt_within(Duration::MAX, async { request_timeout(fallback) }).await;
+        assert_eq!(unbounded.ok(), Some(fallback));
     }
 }

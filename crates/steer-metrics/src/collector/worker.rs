@@ -254,7 +254,7 @@ impl Worker {
                 SinkCall::Flush => self.sink.flush(),
                 SinkCall::Close => self.sink.close(),
             };
-            let err = match tokio::time::timeout(policy.attempt_timeout, CatchPanic(fut)).await {
+            let err = match crate::http::attempt_within(policy.attempt_timeout, CatchPanic(fut)).await {
                 Ok(Ok(Ok(()))) => break None,
                 Ok(Ok(Err(e))) => e,
                 Ok(Err(panic)) => {
@@ -315,7 +315,7 @@ impl Worker {
                 continue;
             }
             let attempt = CatchPanic(self.sink.record_batch(&chunk));
-            let outcome = match tokio::time::timeout(policy.attempt_timeout, attempt).await {
+            let outcome = match crate::http::attempt_within(policy.attempt_timeout, attempt).await {
                 Ok(Ok(r)) => r,
                 // A sink that panics is treated like one that refuses the
                 // batch: split until the record that triggers it is alone,
