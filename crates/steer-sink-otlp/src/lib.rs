@@ -68,7 +68,7 @@ use opentelemetry_sdk::metrics::data::ResourceMetrics;
 use opentelemetry_sdk::metrics::exporter::PushMetricExporter;
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
 use opentelemetry_sdk::Resource;
-use steer_metrics::{AgentMetrics, MetricsSink, SinkError};
+use steer_metrics::{AgentMetrics, MetricsSink, SinkError, SinkErrorKind};
 
 pub use config::{
     redact_url, ConfigError, OtlpSinkBuilder, Protocol, Temporality, DEFAULT_GRPC_ENDPOINT,
@@ -364,9 +364,12 @@ pub fn classify_export_error(message: &str) -> SinkError {
             .and_then(|s| s.parse::<u16>().ok())
     });
     let text = format!("OTLP export failed: {message}");
-    match status {
-        Some(401 | 403 | 404) => SinkError::misconfigured(text),
-        Some(s) if (400..500).contains(&s) && s != 408 && s != 429 => SinkError::permanent(text),
+    // The status maps as for every HTTP sink (steer_metrics::http::status_kind);
+    // the exporter reports no `Retry-After`, so a 429 is retried with the
+    // collector's backoff.
+    match status.and_then(|s| steer_metrics::http::status_kind(s, None)) {
+        Some(SinkErrorKind::Misconfigured) => SinkError::misconfigured(text),
+        Some(SinkErrorKind::Permanent) => SinkError::permanent(text),
         _ => SinkError::retryable(text),
     }
 }
@@ -494,7 +497,6 @@ impl MetricsSink for OtlpSink {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use steer_metrics::SinkErrorKind;
 
     #[test]
     fn export_errors_are_classified_by_status() {
