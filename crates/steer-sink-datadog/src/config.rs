@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use url::Url;
 
+pub use crate::encode::Compression;
+
 /// Environment variable read for the API key when none is given.
 pub const API_KEY_ENV: &str = "DD_API_KEY";
 
@@ -105,18 +107,6 @@ fn detect_host() -> Option<String> {
                 .map(|v| v.trim().to_string())
                 .filter(|v| !v.is_empty())
         })
-}
-
-/// Body compression. Datadog accepts gzip and deflate on both endpoints used.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Compression {
-    /// `Content-Encoding: gzip` (the default).
-    #[default]
-    Gzip,
-    /// `Content-Encoding: deflate` (zlib).
-    Deflate,
-    /// No compression (the 5 MB limit then applies to the body as sent).
-    None,
 }
 
 /// How records become Datadog points.

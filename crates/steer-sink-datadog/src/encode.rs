@@ -5,7 +5,17 @@
 
 use std::io::Write;
 
-use crate::config::Compression;
+/// Body compression. Datadog accepts gzip and deflate on both endpoints used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Compression {
+    /// `Content-Encoding: gzip` (the default).
+    #[default]
+    Gzip,
+    /// `Content-Encoding: deflate` (zlib).
+    Deflate,
+    /// No compression (the 5 MB limit then applies to the body as sent).
+    None,
+}
 
 /// Longest tag Datadog keeps.
 pub const MAX_TAG_LEN: usize = 200;
