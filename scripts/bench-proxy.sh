@@ -5,6 +5,7 @@
 #   scripts/bench-proxy.sh                    # 10 s per measurement, 100 connections
 #   SECONDS_PER_RUN=20 CONCURRENCY=100 scripts/bench-proxy.sh
 #   NO_LITELLM=1 scripts/bench-proxy.sh       # steer only
+#   NO_BUILD=1 scripts/bench-proxy.sh         # use the release binaries already built
 #
 # Processes (all on this machine, 127.0.0.1):
 #   upstream  crates/steer-proxy/examples/bench_proxy.rs `upstream`: a fake
@@ -64,16 +65,19 @@ if [ -z "${NO_LITELLM:-}" ] && ! [ -x "$VENV/bin/litellm" ]; then
   "$VENV/bin/pip" install --quiet --disable-pip-version-check 'litellm[proxy]'
 fi
 
-log "building (release)"
-cargo build --release -q -p steer-cli
-cargo build --release -q -p steer-proxy --example bench_proxy
+if [ -z "${NO_BUILD:-}" ]; then
+  log "building (release)"
+  cargo build --release -q -p steer-cli
+  cargo build --release -q -p steer-proxy --example bench_proxy
+fi
 TARGET_DIR=${CARGO_TARGET_DIR:-target}
 BENCH=$TARGET_DIR/release/examples/bench_proxy
 STEER=$TARGET_DIR/release/steer
 
 UP_PORT=$(free_port)
 "$BENCH" upstream --listen "127.0.0.1:$UP_PORT" 2>"$DIR/upstream.log" &
-PIDS+=($!)
+UP_PID=$!
+PIDS+=($UP_PID)
 wait_for upstream 10 posts "http://127.0.0.1:$UP_PORT/v1/chat/completions"
 
 STEER_PORT=$(free_port)
@@ -116,12 +120,19 @@ fi
 
 RESULTS="$DIR/results.jsonl"
 : >"$RESULTS"
+# CPU time (user + system, clock ticks) a process has used so far.
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 run() { # label kind model [--stream]
   local label=$1 kind=$2 model=$3; shift 3
   local url=${label#*=}
   log "$kind: ${label%%=*}"
+  local p0 u0
+  p0=$(ticks "$STEER_PID"); u0=$(ticks "$UP_PID")
   "$BENCH" load --url "$url" --model "$model" --concurrency "$CONCURRENCY" \
     --seconds "$SECS" --warmup "$WARMUP" --label "${label%%=*}:$kind" "$@" | tee -a "$RESULTS"
+  # The proxy's own cost, apart from the load generator's: CPU of the
+  # proxy and of the upstream during the run (warm-up included).
+  echo "{\"cpu\": \"${label%%=*}:$kind\", \"proxy_ticks\": $(( $(ticks "$STEER_PID") - p0 )), \"upstream_ticks\": $(( $(ticks "$UP_PID") - u0 ))}" >>"$DIR/cpu.jsonl"
 }
 for t in "${TARGETS[@]}"; do run "$t" latency gpt-4o; done
 for t in "${TARGETS[@]}"; do run "$t" ttft gpt-4o --stream; done
@@ -134,9 +145,11 @@ STEER_HWM=$(awk '/VmHWM/ {print $2}' "/proc/$STEER_PID/status")
 stop_pid "$STEER_PID"
 STEER_ROWS=$(python3 -c 'import sqlite3, sys; print(sqlite3.connect(sys.argv[1]).execute("select count(*) from llm_metrics").fetchone()[0])' "$DIR/steer.db")
 
-python3 - "$RESULTS" "$STEER_ROWS" "$STEER_RSS" "$STEER_HWM" "${LITELLM_VERSION:-}" <<'EOF'
+python3 - "$RESULTS" "$STEER_ROWS" "$STEER_RSS" "$STEER_HWM" "${LITELLM_VERSION:-}" "$DIR/cpu.jsonl" "$(getconf CLK_TCK)" "$WARMUP" <<'EOF'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
+cpu = {c["cpu"]: c for c in (json.loads(l) for l in open(sys.argv[6]))}
+tck, warm = int(sys.argv[7]), float(sys.argv[8])
 r = {x["label"]: x for x in rows}
 steer_rows, rss, hwm, llv = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
 targets = [t for t in ("steer", "litellm") if f"{t}:latency" in r]
@@ -154,6 +167,13 @@ cells = [f"{r[f'{t}:throughput']['calls_per_s']:.0f} ({100 * r[f'{t}:throughput'
 print(f"| throughput, calls/s (of direct) | {d:.0f} | " + " | ".join(cells) + " |")
 errs = {t: sum(r[f"{t}:{k}"]["errors"] for k in ("latency", "ttft", "throughput")) for t in ["direct"] + targets}
 print(f"\nerrors: {errs}")
+for kind in ("throughput", "ttft"):
+    c, x = cpu.get(f"steer:{kind}"), r[f"steer:{kind}"]
+    if c:
+        # calls during warm-up too, at the measured rate
+        n = x["calls"] * (x["seconds"] + warm) / x["seconds"]
+        us = lambda t: 1e6 * t / tck / n
+        print(f"CPU per call, steer:{kind}: proxy {us(c['proxy_ticks']):.0f} us, upstream {us(c['upstream_ticks']):.0f} us")
 calls = sum(r[f"steer:{k}"]["calls"] for k in ("latency", "ttft", "throughput"))
 print(f"steer proxy: {steer_rows} records in its store for {calls} measured calls (+ warm-up calls); RSS {rss // 1024} MiB at the end, peak {hwm // 1024} MiB")
 if "litellm" in targets:
