@@ -27,7 +27,7 @@ pub struct DashboardArgs {
 
 /// Run `steer dashboard` until Ctrl-C / SIGTERM.
 pub async fn run(args: DashboardArgs, ctx: &Context) -> Result<ExitCode, CliError> {
-    let store = crate::stats::open_store(args.db.clone(), args.postgres.as_deref(), ctx).await?;
+    let store = crate::stats::open_store(args.db.clone(), args.postgres.as_deref(), ctx, true).await?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|e| CliError::Invalid(format!("cannot listen on {}: {e}", args.listen)))?;

@@ -72,18 +72,20 @@ pub fn default_db(ctx: &Context) -> PathBuf {
 
 /// Open the store a command reads: PostgreSQL when `postgres` is given,
 /// else the SQLite file (`db`, else the default). A missing SQLite store
-/// says how to make one.
+/// says how to make one. `cached`: keep an in-memory copy of an SQLite
+/// store, refreshed incrementally (for the long-lived dashboard).
 pub async fn open_store(
     db: Option<PathBuf>,
     postgres: Option<&str>,
     ctx: &Context,
+    cached: bool,
 ) -> Result<Arc<dyn SummaryStore>, CliError> {
     if let Some(url) = postgres {
         return open_postgres(url).await;
     }
     let path = db.unwrap_or_else(|| default_db(ctx));
     match steer::sink_sqlite::SqliteSummaryStore::open(&path) {
-        Ok(s) => Ok(Arc::new(s)),
+        Ok(s) => Ok(Arc::new(s.cached(cached))),
         Err(steer::sink_sqlite::SqliteError::NotFound { .. }) => Err(CliError::Store {
             store: path.display().to_string(),
             message:
@@ -128,7 +130,7 @@ pub async fn run(args: StatsArgs, ctx: &Context) -> Result<ExitCode, CliError> {
     if let Some(step) = args.every {
         q = q.step(step);
     }
-    let store = open_store(args.db.clone(), args.postgres.as_deref(), ctx).await?;
+    let store = open_store(args.db.clone(), args.postgres.as_deref(), ctx, false).await?;
     let store_err = |e: steer_metrics::QueryError| CliError::Store {
         store: store.describe(),
         message: e.to_string(),

@@ -11,6 +11,9 @@
 //!   columns over every row (no percentiles, no groups, nothing leaves
 //!   SQLite): the floor a scan costs on this machine, measured in the same
 //!   run, so the ratio cancels machine noise.
+//! * `cached_warm/*`: the same through `SqliteSummaryStore::cached(true)`
+//!   (what `steer dashboard` uses) once its copy is up to date;
+//!   `cached_cold/*`: its first query, which reads every row into the copy.
 //! * `summary/30d_by_model`, `timeseries/30d_by_model` (6 h step),
 //!   `summary/24h_by_model`, `summary/30d_by_tag` (a JSON tag, so the
 //!   table is read too).
@@ -20,9 +23,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use steer_metrics::query::{GroupKey, StatsQuery};
+use steer_metrics::query::{GroupKey, StatsQuery, SummaryStore};
 use steer_metrics::MetricsSink;
-use steer_sink_sqlite::{SqliteSink, SqliteStore};
+use steer_sink_sqlite::{SqliteSink, SqliteStore, SqliteSummaryStore};
 
 fn store(rows: usize) -> PathBuf {
     let path = std::env::temp_dir().join(format!("steer-bench-query-{rows}.db"));
@@ -83,6 +86,28 @@ fn bench(c: &mut Criterion) {
             .since(now - chrono::Duration::hours(24))
             .by(GroupKey::Model);
         b.iter(|| store.query_summary(&q).unwrap())
+    });
+    // `steer dashboard`: the in-memory copy, warm (refreshed: no new rows),
+    // and its first query (reading every row into the copy).
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .unwrap();
+    let cached = SqliteSummaryStore::open(&path).unwrap().cached(true);
+    rt.block_on(cached.summary(&by_model)).unwrap();
+    g.bench_function("cached_warm/summary_30d_by_model", |b| {
+        b.iter(|| rt.block_on(cached.summary(&by_model)).unwrap())
+    });
+    g.bench_function("cached_warm/timeseries_30d_by_model_6h", |b| {
+        let q = by_model.clone().step(Duration::from_secs(6 * 3600));
+        b.iter(|| rt.block_on(cached.timeseries(&q)).unwrap())
+    });
+    g.bench_function("cached_cold/first_summary_30d_by_model", |b| {
+        b.iter_batched(
+            || SqliteSummaryStore::open(&path).unwrap().cached(true),
+            |s| rt.block_on(s.summary(&by_model)).unwrap(),
+            criterion::BatchSize::PerIteration,
+        )
     });
     g.bench_function("summary/30d_by_tag", |b| {
         let q = month.clone().by(GroupKey::Tag("feature".into()));

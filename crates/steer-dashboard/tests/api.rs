@@ -199,6 +199,29 @@ async fn sqlite_summary_equals_direct_sql_and_the_memory_sink() {
         );
     }
 
+    // The cached copy (what `steer dashboard` uses) gives the same numbers,
+    // and follows rows written after its first query.
+    let cached = SqliteSummaryStore::open(&path).unwrap().cached(true);
+    for q in [
+        q.clone(),
+        StatsQuery::new()
+            .by(GroupKey::Error)
+            .filter("provider=anthropic".parse().unwrap()),
+        StatsQuery::new()
+            .by(GroupKey::FinishReason)
+            .filter("model=nope".parse().unwrap()),
+    ] {
+        let a = cached.summary(&q).await.unwrap();
+        let b = store.summary(&q).await.unwrap();
+        assert_same("cached total", &a.total, &b.total);
+        assert_eq!(
+            a.groups.keys().collect::<Vec<_>>(),
+            b.groups.keys().collect::<Vec<_>>()
+        );
+        for (k, s) in &a.groups {
+            assert_same(&format!("cached {k}"), s, &b.groups[k]);
+        }
+    }
     // Tags, filters and time series agree with the memory sink too.
     for q in [
         StatsQuery::new()
@@ -235,6 +258,30 @@ async fn sqlite_summary_equals_direct_sql_and_the_memory_sink() {
     }
     let sum: u64 = a.total.iter().map(|s| s.count).sum();
     assert_eq!(sum, got.total.count, "every selected call is in one step");
+
+    // The copy follows rows written after its first query.
+    let more = steer_dashboard::sample::history(300, Duration::from_secs(3600), end(), 12);
+    let sink = SqliteSink::open(&path).unwrap();
+    sink.record_batch(&more).await.unwrap();
+    sink.close().await.unwrap();
+    let all = StatsQuery::new().by(GroupKey::Model);
+    let a = cached.summary(&all).await.unwrap();
+    let b = store.summary(&all).await.unwrap();
+    assert_eq!(a.total.count, 4300);
+    assert_same("cached after new rows", &a.total, &b.total);
+    let ts_q = all
+        .clone()
+        .since(since)
+        .until(end())
+        .step(Duration::from_secs(3600));
+    let (a, b) = (
+        cached.timeseries(&ts_q).await.unwrap(),
+        store.timeseries(&ts_q).await.unwrap(),
+    );
+    assert_eq!(a.buckets, b.buckets);
+    for (i, (x, y)) in a.total.iter().zip(&b.total).enumerate() {
+        assert_same(&format!("cached step {i}"), x, y);
+    }
 }
 
 #[tokio::test]

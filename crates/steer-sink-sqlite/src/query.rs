@@ -32,6 +32,8 @@ use steer_metrics::summary::Sample;
 use crate::error::SqliteError;
 use crate::store::SqliteStore;
 
+mod cache;
+
 /// The SQL expression of a group key (tag keys are checked by
 /// [`GroupKey::check_tag_key`] and bound as a parameter).
 fn key_sql(key: &GroupKey, params: &mut Vec<Value>) -> String {
@@ -85,14 +87,14 @@ pub(crate) fn select_sql(table: &str, q: &StatsQuery) -> (String, Vec<Value>) {
     )
 }
 
-fn int(v: ValueRef<'_>) -> u64 {
+pub(crate) fn int(v: ValueRef<'_>) -> u64 {
     match v {
         ValueRef::Integer(i) => u64::try_from(i).unwrap_or(0),
         _ => 0,
     }
 }
 
-fn float(v: ValueRef<'_>) -> Option<f64> {
+pub(crate) fn float(v: ValueRef<'_>) -> Option<f64> {
     match v {
         ValueRef::Real(f) => Some(f),
         ValueRef::Integer(i) => Some(i as f64),
@@ -100,7 +102,7 @@ fn float(v: ValueRef<'_>) -> Option<f64> {
     }
 }
 
-fn store_err(e: SqliteError) -> QueryError {
+pub(crate) fn store_err(e: SqliteError) -> QueryError {
     QueryError::store(e, false)
 }
 
@@ -338,6 +340,8 @@ impl SqliteStore {
 #[derive(Debug, Clone)]
 pub struct SqliteSummaryStore {
     store: Arc<SqliteStore>,
+    /// The in-memory copy, when [`cached`](Self::cached).
+    copy: Option<Arc<std::sync::Mutex<cache::Columns>>>,
 }
 
 impl SqliteSummaryStore {
@@ -350,12 +354,49 @@ impl SqliteSummaryStore {
     pub fn store(&self) -> &SqliteStore {
         &self.store
     }
+
+    /// Keep an in-memory, column-wise copy of the summary inputs, brought up
+    /// to date incrementally before each query (only rows inserted since
+    /// the last query are read), for a long-lived reader such as `steer
+    /// dashboard`: the first query reads every row, later ones aggregate
+    /// from memory. About 100 bytes per stored call; stores above 5 M rows,
+    /// and queries by tag, are scanned instead. Off by default.
+    #[must_use]
+    pub fn cached(mut self, on: bool) -> Self {
+        self.copy = on.then(|| Arc::new(std::sync::Mutex::new(cache::Columns::default())));
+        self
+    }
+
+    /// Run `q` into a fresh aggregator: from the copy when there is one
+    /// that can answer, else by scanning.
+    fn run(
+        store: &SqliteStore,
+        copy: Option<&std::sync::Mutex<cache::Columns>>,
+        q: &StatsQuery,
+        make: impl Fn() -> Aggregator + Sync,
+    ) -> Result<Aggregator, QueryError> {
+        if let Some(copy) = copy.filter(|_| cache::can_answer(q)) {
+            q.validate()?;
+            let mut cols = copy.lock().unwrap_or_else(|p| p.into_inner());
+            let fresh = {
+                let conn = store.conn();
+                cols.refresh(&conn, store.table())?
+            };
+            if fresh {
+                let mut agg = make();
+                cols.aggregate(q, &mut agg)?;
+                return Ok(agg);
+            }
+        }
+        store.scan(q, make)
+    }
 }
 
 impl From<SqliteStore> for SqliteSummaryStore {
     fn from(store: SqliteStore) -> Self {
         SqliteSummaryStore {
             store: Arc::new(store),
+            copy: None,
         }
     }
 }
@@ -375,13 +416,20 @@ impl SummaryStore for SqliteSummaryStore {
     }
 
     async fn summary(&self, q: &StatsQuery) -> Result<SummaryReport, QueryError> {
-        let (store, q) = (self.store.clone(), q.clone());
-        blocking(move || store.query_summary(&q)).await
+        let (store, copy, q) = (self.store.clone(), self.copy.clone(), q.clone());
+        blocking(move || {
+            Self::run(&store, copy.as_deref(), &q, || Aggregator::summary(&q)).map(Aggregator::finish_summary)
+        })
+        .await
     }
 
     async fn timeseries(&self, q: &StatsQuery) -> Result<Timeseries, QueryError> {
-        let (store, q) = (self.store.clone(), q.clone());
-        blocking(move || store.query_timeseries(&q)).await
+        let (store, copy, q) = (self.store.clone(), self.copy.clone(), q.clone());
+        blocking(move || {
+            let step = q.effective_step(Utc::now());
+            Self::run(&store, copy.as_deref(), &q, || Aggregator::timeseries(&q, step))?.finish_timeseries()
+        })
+        .await
     }
 }
 
