@@ -45,6 +45,57 @@ impl fmt::Display for CallFailure {
     }
 }
 
+/// What is wrong with the client's configuration. Nothing was sent and no
+/// record was written.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A provider's base URL (or endpoint override) is not an http(s) URL.
+    #[error("base URL of `{provider}` is not an http(s) URL: {url}")]
+    BadBaseUrl {
+        /// The provider.
+        provider: String,
+        /// The URL, credentials redacted.
+        url: String,
+    },
+    /// A provider that has no default endpoint has none configured (Azure OpenAI).
+    #[error("no endpoint for `{provider}`: set {env} (e.g. https://NAME.openai.azure.com) or pass it to the client builder")]
+    MissingEndpoint {
+        /// The provider.
+        provider: String,
+        /// The environment variable that names it.
+        env: &'static str,
+    },
+    /// AWS Bedrock has no region (the credential chain found none).
+    #[error(
+        "no AWS region for Bedrock: set AWS_REGION (or AWS_DEFAULT_REGION, or a region in the AWS profile)"
+    )]
+    MissingRegion,
+    /// A custom provider was given a reserved or invalid name.
+    #[error("`{0}` cannot name a custom provider (a built-in name, empty or contains '/')")]
+    ReservedProviderName(String),
+    /// Sinks were given to the builder together with an existing collector.
+    #[error("give sinks either to the builder or to the existing collector, not both")]
+    SinksAndCollector,
+    /// The metrics collector could not be built.
+    #[error("cannot build the metrics collector: {0}")]
+    Collector(#[from] steer_metrics::BuildError),
+    /// The HTTP client could not be built.
+    #[error("cannot build the HTTP client: {0}")]
+    HttpClient(String),
+    /// A provider whose cargo feature is off in this build.
+    #[error("{what} is not in this build of steer (cargo feature `{feature}`)")]
+    NotBuilt {
+        /// The provider.
+        what: &'static str,
+        /// The feature that adds it.
+        feature: &'static str,
+    },
+    /// A stream was read past its end (no final response).
+    #[error("the stream ended without a final response")]
+    StreamEnded,
+}
+
 /// Everything [`SteerClient`](crate::SteerClient) can fail with.
 ///
 /// Call failures carry the metrics record that was written for the call
@@ -62,9 +113,9 @@ pub enum SteerError {
         /// Why it could not be routed, and how to fix it.
         reason: String,
     },
-    /// The client could not be built.
+    /// The client could not be built, or a provider is not configured.
     #[error("invalid configuration: {0}")]
-    Config(String),
+    Config(ConfigError),
     /// No API key for the provider (checked at call time; recorded as `authentication`).
     #[error("{0}")]
     MissingApiKey(Box<CallFailure>),

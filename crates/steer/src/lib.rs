@@ -54,13 +54,13 @@ pub mod sse;
 mod types;
 pub mod wire;
 
-pub use spec::SinkBuildError;
 pub use client::{ResponseStream, SteerClient, SteerClientBuilder};
-pub use error::{CallFailure, SteerError};
+pub use error::{CallFailure, ConfigError, SteerError};
 pub use providers::sim::SimConfig;
 pub use providers::{Chunk, Completion, Dialect};
 pub use retry::RetryConfig;
 pub use routing::{route, Route};
+pub use spec::SinkBuildError;
 pub use types::{
     EmbedRequest, EmbedResponse, GenerateResponse, Message, Request, ResponseFormat, Role, StreamEvent,
     ToolCall, Usage,
@@ -68,15 +68,14 @@ pub use types::{
 
 /// The metrics core (`steer-metrics`).
 pub use steer_metrics as metrics;
-pub use steer_metrics::{
-    async_trait, sinks, AgentMetrics, CollectorStats, DeliveryReport, ErrorClass, Method,
-    MetricsCollector, MetricsConfig, MetricsSink, OverflowPolicy, RetryPolicy, SinkError, SinkOptions,
-    Summary,
-};
 /// Test helpers: recording, failing and slow sinks, synthetic records
 /// (feature `testing`; enable it in `[dev-dependencies]`).
 #[cfg(feature = "testing")]
 pub use steer_metrics::testkit;
+pub use steer_metrics::{
+    async_trait, sinks, AgentMetrics, CollectorStats, DeliveryReport, ErrorClass, Method, MetricsCollector,
+    MetricsConfig, MetricsSink, OverflowPolicy, RetryPolicy, SinkError, SinkOptions, Summary,
+};
 
 /// The CloudWatch sink (feature `cloudwatch`).
 #[cfg(feature = "cloudwatch")]

@@ -262,9 +262,7 @@ impl SteerClientBuilder {
         let collector = match self.collector {
             Some(c) => {
                 if !self.sinks.is_empty() {
-                    return Err(SteerError::Config(
-                        "give sinks either to the builder or to the existing collector, not both".into(),
-                    ));
+                    return Err(SteerError::Config(ConfigError::SinksAndCollector));
                 }
                 c
             }
@@ -276,7 +274,7 @@ impl SteerClientBuilder {
                     for (sink, options) in self.sinks {
                         b = b.boxed_sink(sink, options);
                     }
-                    b.build().map_err(|e| SteerError::Config(e.to_string()))?
+                    b.build().map_err(|e| SteerError::Config(e.into()))?
                 }
             }
         };
@@ -348,9 +346,7 @@ impl SteerClientBuilder {
                 || name.is_empty()
                 || name.contains('/')
             {
-                return Err(SteerError::Config(format!(
-                    "`{name}` cannot name a custom provider (a built-in name, empty or contains '/')"
-                )));
+                return Err(SteerError::Config(ConfigError::ReservedProviderName(name)));
             }
             check_url(&name, &base_url)?;
             providers.insert(
@@ -364,7 +360,7 @@ impl SteerClientBuilder {
                 .use_rustls_tls()
                 .connect_timeout(Duration::from_secs(30))
                 .build()
-                .map_err(|e| SteerError::Config(format!("cannot build the HTTP client: {e}")))?,
+                .map_err(|e| SteerError::Config(ConfigError::HttpClient(e.to_string())))?,
         };
         Ok(SteerClient {
             inner: Arc::new(Inner {
@@ -398,9 +394,9 @@ fn azure_endpoint(url: &str) -> String {
 pub(super) fn check_url(name: &str, url: &str) -> Result<(), SteerError> {
     match url::Url::parse(url) {
         Ok(u) if u.scheme() == "http" || u.scheme() == "https" => Ok(()),
-        _ => Err(SteerError::Config(format!(
-            "base URL of `{name}` is not an http(s) URL: {}",
-            crate::spec::redact(url)
-        ))),
+        _ => Err(SteerError::Config(ConfigError::BadBaseUrl {
+            provider: name.to_string(),
+            url: crate::spec::redact(url),
+        })),
     }
 }

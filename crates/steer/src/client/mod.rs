@@ -29,7 +29,7 @@ use steer_metrics::{
     AgentMetrics, ErrorClass, Method, MetricsCollector, MetricsConfig, MetricsSink, SinkOptions,
 };
 
-use crate::error::{parse_error_body, redact, truncate, AttemptError, FailureKind, SteerError};
+use crate::error::{parse_error_body, redact, truncate, AttemptError, ConfigError, FailureKind, SteerError};
 use crate::pricing::PriceTable;
 use crate::providers::presets::{self, PRESETS};
 use crate::providers::sim::{Sim, SimConfig, SimInput, SimOutcome};
@@ -194,9 +194,10 @@ impl SteerClient {
             return if cfg!(feature = "bedrock") {
                 Ok(route)
             } else {
-                Err(SteerError::Config(
-                    "AWS Bedrock is not in this build of steer (cargo feature `bedrock`)".into(),
-                ))
+                Err(SteerError::Config(ConfigError::NotBuilt {
+                    what: "AWS Bedrock",
+                    feature: "bedrock",
+                }))
             };
         }
         match self.inner.providers.get(&route.provider) {
@@ -207,11 +208,10 @@ impl SteerClient {
                     route.provider
                 ),
             }),
-            Some(p) if p.base_url.is_empty() => Err(SteerError::Config(format!(
-                "no endpoint for `{}`: set {} (e.g. https://NAME.openai.azure.com) or pass it to the client builder",
-                p.name,
-                presets::preset(&p.name).map_or("its base URL", |x| x.url_env)
-            ))),
+            Some(p) if p.base_url.is_empty() => Err(SteerError::Config(ConfigError::MissingEndpoint {
+                provider: p.name.clone(),
+                env: presets::preset(&p.name).map_or("its base URL", |x| x.url_env),
+            })),
             Some(_) => Ok(route),
         }
     }

@@ -265,9 +265,7 @@ impl ResponseStream {
                 return Ok(*resp);
             }
         }
-        Err(SteerError::Config(
-            "the stream ended without a final response".into(),
-        ))
+        Err(SteerError::Config(crate::error::ConfigError::StreamEnded))
     }
 }
 

@@ -88,10 +88,7 @@ impl Bedrock {
         }
         let sdk = loader.load().await;
         if sdk.region().is_none() {
-            return Err(SteerError::Config(
-                "no AWS region for Bedrock: set AWS_REGION (or AWS_DEFAULT_REGION, or a region in the AWS profile)"
-                    .into(),
-            ));
+            return Err(SteerError::Config(crate::error::ConfigError::MissingRegion));
         }
         Ok(Bedrock {
             client: aws_sdk_bedrockruntime::Client::new(&sdk),
@@ -204,9 +201,9 @@ impl Bedrock {
 fn check_endpoint(url: &str) -> Result<(), SteerError> {
     match url::Url::parse(url.trim()) {
         Ok(u) if u.scheme() == "http" || u.scheme() == "https" => Ok(()),
-        _ => Err(SteerError::Config(format!(
-            "the Bedrock endpoint override is not an http(s) URL: {}",
-            crate::spec::redact(url)
-        ))),
+        _ => Err(SteerError::Config(crate::error::ConfigError::BadBaseUrl {
+            provider: "bedrock".into(),
+            url: crate::spec::redact(url),
+        })),
     }
 }
