@@ -171,7 +171,8 @@ async fn the_page_shows_the_store_filters_on_click_and_follows_new_calls() {
     write(&db, 3000, Duration::from_secs(3500), 3).await;
 
     // The dashboard over the store.
-    let store: Arc<dyn SummaryStore> = Arc::new(SqliteSummaryStore::open(&db).unwrap());
+    // As `steer dashboard` opens it: with the incrementally refreshed copy.
+    let store: Arc<dyn SummaryStore> = Arc::new(SqliteSummaryStore::open(&db).unwrap().cached(true));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
