@@ -59,6 +59,31 @@ impl Drop for Proc {
     }
 }
 
+/// Ends the WebDriver session on drop — also when an assertion fails —
+/// so chromedriver stops the browser it started (then `Proc` stops
+/// chromedriver).
+struct Session {
+    port: u16,
+    id: String,
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.port)) {
+            let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+            let _ = std::io::Write::write_all(
+                &mut s,
+                format!(
+                    "DELETE /session/{} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n\r\n",
+                    self.id, self.port
+                )
+                .as_bytes(),
+            );
+            let _ = std::io::Read::read_to_end(&mut s, &mut Vec::new());
+        }
+    }
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -224,6 +249,10 @@ async fn the_page_shows_the_store_filters_on_click_and_follows_new_calls() {
         )
         .await;
     let sid = session["sessionId"].as_str().unwrap().to_string();
+    let _session = Session {
+        port,
+        id: sid.clone(),
+    };
 
     wd.post(
         &format!("/session/{sid}/url"),
@@ -371,8 +400,6 @@ async fn the_page_shows_the_store_filters_on_click_and_follows_new_calls() {
     )
     .await;
 
-    wd.call(reqwest::Method::DELETE, &format!("/session/{sid}"), None)
-        .await;
     let _ = stop_tx.send(());
     server.await.unwrap().unwrap();
     eprintln!("screenshots in {}", out.display());
