@@ -248,6 +248,12 @@ impl SqliteStore {
                         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
                     )
                     .ok()
+                    // Reading must work too (a WAL file in a read-only
+                    // directory opens, then fails on the first read).
+                    .filter(|c| {
+                        c.query_row(&format!("SELECT 1 FROM \"{table}\" LIMIT 1"), [], |_| Ok(()))
+                            .is_ok()
+                    })
                 })
                 .collect()
         } else {
