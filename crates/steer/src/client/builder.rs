@@ -288,55 +288,29 @@ impl SteerClientBuilder {
         let mut providers = HashMap::new();
         for preset in PRESETS {
             let name = preset.name;
-            let mut base_url = self
-                .base_urls
-                .get(name)
-                .cloned()
-                .or_else(|| env(preset.url_env))
-                .or_else(|| {
-                    (name == "ollama")
-                        .then(|| env("OLLAMA_HOST").map(|h| presets::ollama_host(&h)))
-                        .flatten()
-                })
-                .or_else(|| preset.base_url.map(str::to_string))
-                .unwrap_or_default();
-            if !base_url.is_empty() {
-                check_url(name, &base_url)?;
-            }
-            if preset.dialect == Dialect::AzureOpenAi {
-                // The resource endpoint, without a trailing `/openai...` path.
-                base_url = azure_endpoint(&base_url);
-            }
-            let mut api_key = self
-                .keys
-                .get(name)
-                .cloned()
-                .or_else(|| preset.key_env.iter().find_map(|k| env(k)).and_then(ApiKey::new));
-            let mut provider = HttpProvider::new(name, preset.dialect, base_url, None);
-            if preset.dialect == Dialect::AzureOpenAi {
-                provider.api_version = self
-                    .azure_api_version
-                    .clone()
-                    .or_else(|| env("OPENAI_API_VERSION"));
-                if api_key.is_none() {
-                    // A Microsoft Entra ID token instead of a key.
-                    if let Some(token) = self
-                        .azure_ad_token
-                        .clone()
-                        .or_else(|| env("AZURE_OPENAI_AD_TOKEN").and_then(ApiKey::new))
-                    {
-                        api_key = Some(token);
-                        provider.auth = Auth::Bearer;
-                    }
+            // The builder's settings stand in for the environment variables
+            // they override; the resolution rules are the presets' own.
+            let overrides = |var: &str| -> Option<String> {
+                if var == preset.url_env {
+                    return self.base_urls.get(name).cloned();
                 }
+                match var {
+                    "OPENAI_API_VERSION" => self.azure_api_version.clone(),
+                    "AZURE_OPENAI_AD_TOKEN" => self.azure_ad_token.as_ref().map(|k| k.expose().to_string()),
+                    _ => None,
+                }
+            };
+            let lookup = |var: &str| overrides(var).or_else(|| env(var));
+            let Some(mut info) = presets::resolve_with(name, lookup) else {
+                continue;
+            };
+            if let Some(k) = self.keys.get(name) {
+                info = info.with_key(k.expose());
             }
-            provider.api_key = api_key;
-            provider.key_env = preset
-                .key_required
-                .then(|| preset.key_env.first().copied())
-                .flatten();
-            provider.max_tokens_field = preset.max_tokens_field;
-            providers.insert(name.to_string(), Arc::new(provider));
+            if !info.base_url().is_empty() {
+                check_url(name, info.base_url())?;
+            }
+            providers.insert(name.to_string(), Arc::new(info.into_http()));
         }
         for (name, dialect, base_url, api_key) in self.custom {
             // A custom server may take a preset's name (`vllm`, `ollama`, ...),
@@ -379,15 +353,6 @@ impl SteerClientBuilder {
                 },
             }),
         })
-    }
-}
-
-/// An Azure OpenAI resource endpoint without a trailing `/` or `/openai...` path.
-fn azure_endpoint(url: &str) -> String {
-    let u = url.trim().trim_end_matches('/');
-    match u.find("/openai") {
-        Some(i) => u[..i].to_string(),
-        None => u.to_string(),
     }
 }
 

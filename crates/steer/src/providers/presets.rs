@@ -234,6 +234,10 @@ impl fmt::Debug for ProviderInfo {
 pub use super::Auth as AuthHeader;
 
 impl ProviderInfo {
+    /// The provider as the client uses it.
+    pub(crate) fn into_http(self) -> HttpProvider {
+        self.http
+    }
     /// The provider's name (`openai`, `azure`, `ollama`, ...), recorded as the record's provider.
     pub fn name(&self) -> &str {
         &self.http.name
