@@ -37,6 +37,11 @@ pub fn default_models() -> Vec<String> {
     .collect()
 }
 
+/// The `feature` tags of demo calls.
+const DEMO_FEATURES: [&str; 4] = ["support-bot", "search", "summarizer", "code-review"];
+/// The `team` tags of demo calls.
+const DEMO_TEAMS: [&str; 3] = ["growth", "platform", "research"];
+
 /// `steer demo` arguments.
 #[derive(Debug, Args)]
 pub struct DemoArgs {
@@ -129,11 +134,16 @@ pub async fn drive(
                     tokio::time::sleep_until(due.into()).await;
                 }
                 let prompt = format!("Demo request {i}: summarise the benefits of measuring every LLM call.");
+                // Attribution as an application would set it: per feature, team and user.
+                let req = steer::Request::prompt(prompt)
+                    .tag("feature", DEMO_FEATURES[i % DEMO_FEATURES.len()])
+                    .tag("team", DEMO_TEAMS[(i / 7) % DEMO_TEAMS.len()])
+                    .tag("user", format!("user-{:02}", (i * 7) % 40));
                 // Every model gets streamed calls, whatever the number of models.
                 if (i + i / models.len()) % 3 == 2 {
-                    stream_once(client, prompt, &model).await
+                    stream_once(client, req, &model).await
                 } else {
-                    match client.generate(prompt.as_str(), &model).await {
+                    match client.generate(req, &model).await {
                         Ok(r) => Some(r.metrics),
                         Err(e) => e.metrics().cloned(),
                     }
@@ -169,8 +179,8 @@ pub async fn drive(
     records
 }
 
-async fn stream_once(client: &SteerClient, prompt: String, model: &str) -> Option<AgentMetrics> {
-    let mut s = match client.stream(prompt.as_str(), model).await {
+async fn stream_once(client: &SteerClient, req: steer::Request, model: &str) -> Option<AgentMetrics> {
+    let mut s = match client.stream(req, model).await {
         Ok(s) => s,
         Err(e) => return e.metrics().cloned(),
     };
