@@ -7,38 +7,9 @@ use std::time::Duration;
 
 use tokio_postgres::config::Host;
 
-use crate::schema::{self, TableRef};
+use crate::table::TableRef;
 
-/// Errors in the sink's or the store's configuration. Never contains the
-/// password: connection strings appear only in redacted form.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ConfigError {
-    /// The connection string could not be parsed.
-    #[error("invalid PostgreSQL connection string: {reason}")]
-    InvalidUrl {
-        /// What was wrong (names the option, never its value).
-        reason: String,
-    },
-    /// A schema or table name cannot be used.
-    #[error("invalid {what} name: {reason}")]
-    InvalidIdentifier {
-        /// `schema` or `table`.
-        what: &'static str,
-        /// Why.
-        reason: String,
-    },
-    /// `sslmode=require` was asked for, but the crate was built without the
-    /// `tls` feature.
-    #[error("the connection string asks for TLS (sslmode=require) but steer-sink-postgres was built without its `tls` feature")]
-    TlsNotEnabled,
-    /// A CA certificate given with `ca_cert_pem` could not be used.
-    #[error("invalid CA certificate: {0}")]
-    InvalidCaCert(String),
-    /// The connection pool could not be built.
-    #[error("could not build the connection pool: {0}")]
-    Pool(String),
-}
+pub use crate::error::ConfigError;
 
 /// Connection settings shared by [`PostgresSink`](crate::PostgresSink) and
 /// [`PostgresStore`](crate::PostgresStore).
@@ -316,22 +287,8 @@ impl PostgresSinkBuilder {
     }
 }
 
-pub(crate) fn check_identifier(what: &'static str, name: &str, max: usize) -> Result<(), ConfigError> {
-    let err = |reason: String| ConfigError::InvalidIdentifier { what, reason };
-    if name.is_empty() {
-        return Err(err("must not be empty".into()));
-    }
-    if name.len() > max {
-        return Err(err(format!("`{name}` is longer than {max} bytes")));
-    }
-    if name.contains('\0') {
-        return Err(err("contains a NUL byte".into()));
-    }
-    Ok(())
-}
-
 /// The longest table name accepted (bytes).
-pub const MAX_TABLE_NAME: usize = schema::MAX_TABLE_NAME;
+pub use crate::table::MAX_TABLE_NAME;
 
 #[cfg(test)]
 mod tests {

@@ -42,10 +42,12 @@
 pub mod client;
 pub mod config;
 pub mod encode;
+mod error;
 mod query;
 pub mod schema;
 pub mod spec;
 pub mod store;
+mod table;
 #[cfg(feature = "tls")]
 mod tls;
 

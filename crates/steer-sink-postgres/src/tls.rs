@@ -7,7 +7,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use crate::config::ConfigError;
+use crate::error::ConfigError;
 
 /// A connector trusting the public web roots and `extra_ca_pem`.
 pub(crate) fn connector(extra_ca_pem: &[Vec<u8>]) -> Result<MakeRustlsConnect, ConfigError> {
