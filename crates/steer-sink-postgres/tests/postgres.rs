@@ -245,7 +245,9 @@ async fn every_field_round_trips_and_the_schema_is_as_documented() {
     want("cost_usd", "numeric");
     want("method", "text");
     want("error_class", "text");
-    assert_eq!(types.len(), 24, "a column per AgentMetrics field");
+    want("finish_reason", "text");
+    want("cache_write_1h_tokens", "int8");
+    assert_eq!(types.len(), 26, "a column per AgentMetrics field");
     let indexes: Vec<String> = c
         .query(
             "SELECT indexname::text FROM pg_indexes WHERE schemaname = $1 AND tablename = 'llm_metrics'",
@@ -302,8 +304,13 @@ async fn migrations_run_once_under_concurrent_starts_in_a_custom_table() {
         })
         .collect();
     let results = futures::future::join_all(sinks.iter().map(|s| s.migrate())).await;
-    let applied: Vec<i32> = results.into_iter().flat_map(|r| r.unwrap()).collect();
-    assert_eq!(applied, vec![1], "each migration applied exactly once");
+    let mut applied: Vec<i32> = results.into_iter().flat_map(|r| r.unwrap()).collect();
+    applied.sort_unstable();
+    let every: Vec<i32> = steer_sink_postgres::schema::MIGRATIONS
+        .iter()
+        .map(|m| m.version)
+        .collect();
+    assert_eq!(applied, every, "each migration applied exactly once");
     let c = admin(&url).await;
     let versions: i64 = c
         .query_one(
@@ -313,7 +320,7 @@ async fn migrations_run_once_under_concurrent_starts_in_a_custom_table() {
         .await
         .unwrap()
         .get(0);
-    assert_eq!(versions, 1);
+    assert_eq!(versions, every.len() as i64);
     sinks[3].record_batch(&synthetic(10, 1)).await.unwrap();
     let n: i64 = c
         .query_one(
@@ -487,7 +494,11 @@ async fn missing_privileges_fail_permanently_without_retrying() {
         collector.record(r);
     }
     let s = collector.flush().await.sinks[0].stats.clone();
-    assert_eq!((s.delivered, s.failed.rejected, s.retried), (0, 250, 0), "{s}");
+    assert_eq!(
+        (s.delivered, s.failed.misconfigured, s.failed.rejected, s.retried),
+        (0, 250, 0, 0),
+        "{s}"
+    );
     assert!(
         started.elapsed() < Duration::from_secs(5),
         "not retried: {:?}",
