@@ -32,9 +32,11 @@
 //! ```
 #![warn(missing_docs)]
 
+mod attribute;
 mod client;
 mod config;
 pub mod encode;
+mod escape;
 pub mod spec;
 
 use std::collections::VecDeque;
@@ -44,9 +46,10 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use steer_metrics::{AgentMetrics, MetricsSink, SinkError};
 
+pub use attribute::{Attribute, Placement, Precision};
 pub use config::{
-    Api, Attribute, ConfigError, InfluxConfig, InfluxConfigBuilder, Placement, Precision, Secret,
-    DEFAULT_MAX_BYTES, DEFAULT_MAX_LINES, DEFAULT_MEASUREMENT,
+    Api, ConfigError, InfluxConfig, InfluxConfigBuilder, Secret, DEFAULT_MAX_BYTES, DEFAULT_MAX_LINES,
+    DEFAULT_MEASUREMENT,
 };
 pub use encode::{normalize_key, normalize_measurement, normalize_name, EncodeError, Encoder};
 
