@@ -320,7 +320,8 @@ async fn a_missing_database_is_a_clear_permanent_error() {
         "{err}"
     );
 
-    // Through a collector: rejected at once, never retried, counted.
+    // Through a collector: failed at once as misconfigured (the sink, not
+    // the data, is wrong), never retried, counted.
     let collector = MetricsCollector::builder().sink(sink).build().unwrap();
     for m in batch {
         collector.record(m);
@@ -328,7 +329,11 @@ async fn a_missing_database_is_a_clear_permanent_error() {
     collector.flush().await;
     let s = collector.stats();
     let s = s.sink("influxdb").unwrap();
-    assert_eq!((s.delivered, s.failed.rejected, s.retried), (0, 5, 0), "{s}");
+    assert_eq!(
+        (s.delivered, s.failed.misconfigured, s.failed.rejected, s.retried),
+        (0, 5, 0, 0),
+        "{s}"
+    );
 }
 
 #[tokio::test]
