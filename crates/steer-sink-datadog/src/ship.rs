@@ -193,6 +193,41 @@ impl DatadogSink {
 
     /// Ship every count total not yet delivered; returns the outcome and
     /// the points' final states.
+    /// Ship every count total still waiting (the sink's `flush`); errors
+    /// when some could not be delivered.
+    pub(crate) async fn flush_counts(&self) -> Result<(), SinkError> {
+        let (points, shipped) = self.ship_counts().await;
+        let unsent = shipped
+            .states
+            .iter()
+            .filter(|s| **s == EntryState::Unsent)
+            .count();
+        let refused = shipped
+            .states
+            .iter()
+            .filter(|s| **s == EntryState::Rejected)
+            .count();
+        if unsent > 0 {
+            return Err(Self::stop_error(
+                shipped.stop.as_ref(),
+                &format!("{unsent} of {} count points not delivered", points.len()),
+            ));
+        }
+        if shipped.unauthorized {
+            return Err(SinkError::misconfigured(format!(
+                "Datadog refused the API key: {}",
+                shipped.rejected.unwrap_or_default()
+            )));
+        }
+        if refused > 0 {
+            return Err(SinkError::permanent(format!(
+                "Datadog refused {refused} count points: {}",
+                shipped.rejected.unwrap_or_default()
+            )));
+        }
+        Ok(())
+    }
+
     pub(crate) async fn ship_counts(&self) -> (Vec<CountPoint>, Shipped) {
         let points = self.state().dirty();
         let entries = self.encode_counts(&points);

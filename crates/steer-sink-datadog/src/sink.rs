@@ -13,7 +13,6 @@ use crate::aggregate::Aggregator;
 use crate::client::Client;
 use crate::config::{ConfigError, DatadogConfig, DatadogSinkBuilder, Mode, API_KEY_ENV};
 use crate::encode::Limits;
-use crate::ship::EntryState;
 #[cfg(doc)]
 use crate::{MAX_COST_USD, MAX_DURATION_MS, MAX_POINT_VALUE};
 
@@ -193,36 +192,7 @@ impl MetricsSink for DatadogSink {
         if self.inner.cfg.mode == Mode::Raw {
             return Ok(());
         }
-        let (points, shipped) = self.ship_counts().await;
-        let unsent = shipped
-            .states
-            .iter()
-            .filter(|s| **s == EntryState::Unsent)
-            .count();
-        let refused = shipped
-            .states
-            .iter()
-            .filter(|s| **s == EntryState::Rejected)
-            .count();
-        if unsent > 0 {
-            return Err(Self::stop_error(
-                shipped.stop.as_ref(),
-                &format!("{unsent} of {} count points not delivered", points.len()),
-            ));
-        }
-        if shipped.unauthorized {
-            return Err(SinkError::misconfigured(format!(
-                "Datadog refused the API key: {}",
-                shipped.rejected.unwrap_or_default()
-            )));
-        }
-        if refused > 0 {
-            return Err(SinkError::permanent(format!(
-                "Datadog refused {refused} count points: {}",
-                shipped.rejected.unwrap_or_default()
-            )));
-        }
-        Ok(())
+        self.flush_counts().await
     }
 }
 
