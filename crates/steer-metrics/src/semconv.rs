@@ -3,7 +3,10 @@
 //! the bounds beyond which a value is treated as implausible (skipped and
 //! counted by aggregating sinks, so one absurd record cannot poison a
 //! series' totals), the finish reasons kept on folded series, and the rules
-//! for the tag keys a sink exports as attributes / labels (`?tags=`).
+//! for the tag keys a sink exports as attributes / labels (`?tags=`); and
+//! the attribute set of a record's series with the series cap
+//! ([`for_each_series_attribute`], [`SeriesTable`]), written by the OTLP
+//! sink as attributes and by the Prometheus sink as labels.
 //!
 //! **Token types.** The conventions define `gen_ai.token.type` = `input` |
 //! `output` only; cache reads, cache writes and reasoning tokens are span
@@ -33,6 +36,9 @@ pub const TOKEN_BUCKETS: [f64; 14] = [
 pub const TTFC_BUCKETS: [f64; 16] = [
     0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
 ];
+
+mod series;
+pub use series::{for_each_series_attribute, AttrName, AttrValue, GenAiAttr, SeriesTable};
 
 /// Attribute keys of the GenAI conventions (and `error.type`,
 /// `server.address`) the OTLP and Prometheus sinks put on their series.
