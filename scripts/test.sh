@@ -96,9 +96,9 @@ log "cargo test"
 TEST_LOG="$SERVICES_DIR/cargo-test.log"
 set +e
 if [ $# -gt 0 ]; then
-  cargo test --all-features "$@" 2>&1 | tee "$TEST_LOG"          # e.g. -p steer-suites
+  cargo test --no-fail-fast --all-features "$@" 2>&1 | tee "$TEST_LOG"          # e.g. -p steer-suites
 else
-  cargo test --workspace --all-features 2>&1 | tee "$TEST_LOG"
+  cargo test --no-fail-fast --workspace --all-features 2>&1 | tee "$TEST_LOG"
 fi
 rc=${PIPESTATUS[0]}
 set -e

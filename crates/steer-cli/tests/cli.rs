@@ -474,7 +474,8 @@ fn demo_into_postgres_then_stats_from_postgres_agree() {
         ],
         dir.path(),
     ));
-    assert_eq!(by_provider["groups"].as_object().unwrap().len(), 3);
+    // The demo's default models: OpenAI, Anthropic, xAI, Gemini and Bedrock.
+    assert_eq!(by_provider["groups"].as_object().unwrap().len(), 5);
     run_sql(&format!("DROP DATABASE {db}"));
 }
 
