@@ -64,16 +64,7 @@ pub fn trace_id(headers: &HeaderMap) -> Option<String> {
         .filter(|s| !s.is_empty())
 }
 
-fn truncate(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
-}
+use steer_metrics::redact::truncate_str as truncate;
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
