@@ -125,7 +125,7 @@ impl SteerClientBuilder {
     /// Azure OpenAI with a Microsoft Entra ID bearer token instead of a key
     /// (default `AZURE_OPENAI_AD_TOKEN`).
     pub fn azure_ad_token(mut self, token: impl Into<String>) -> Self {
-        self.azure_ad_token = ApiKey::new(token);
+        self.azure_ad_token = crate::providers::api_key(token);
         self
     }
     /// Azure OpenAI `api-version` (default `OPENAI_API_VERSION`, else a current GA version).
@@ -164,7 +164,7 @@ impl SteerClientBuilder {
         self
     }
     fn key(mut self, provider: &str, key: impl Into<String>) -> Self {
-        if let Some(k) = ApiKey::new(key) {
+        if let Some(k) = crate::providers::api_key(key) {
             self.keys.insert(provider.to_string(), k);
         }
         self
@@ -197,7 +197,7 @@ impl SteerClientBuilder {
             name.into(),
             Dialect::OpenAi,
             base_url.into(),
-            api_key.and_then(ApiKey::new),
+            api_key.and_then(crate::providers::api_key),
         ));
         self
     }
@@ -214,7 +214,7 @@ impl SteerClientBuilder {
             name.into(),
             dialect,
             base_url.into(),
-            api_key.and_then(ApiKey::new),
+            api_key.and_then(crate::providers::api_key),
         ));
         self
     }

@@ -8,8 +8,6 @@ pub(crate) mod openai;
 pub(crate) mod presets;
 pub(crate) mod sim;
 
-use std::fmt;
-
 use serde_json::Value;
 
 use crate::error::AttemptError;
@@ -70,24 +68,13 @@ pub(crate) fn is_content_stop(reason: &str) -> bool {
     ) || gemini::BLOCKED.contains(&reason)
 }
 
-/// An API key. Its Debug and Display never show it.
-#[derive(Clone, PartialEq, Eq)]
-pub(crate) struct ApiKey(String);
+/// An API key: the shared secret type (`Debug` and `Display` print `***`).
+pub(crate) type ApiKey = steer_metrics::http::Secret;
 
-impl ApiKey {
-    pub fn new(key: impl Into<String>) -> Option<Self> {
-        let k = key.into().trim().to_string();
-        (!k.is_empty()).then_some(ApiKey(k))
-    }
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for ApiKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("[REDACTED]")
-    }
+/// A key as given (trimmed), `None` when empty.
+pub(crate) fn api_key(key: impl Into<String>) -> Option<ApiKey> {
+    let k = key.into().trim().to_string();
+    (!k.is_empty()).then(|| ApiKey::new(k))
 }
 
 /// How a provider wants its key.

@@ -279,7 +279,7 @@ impl ProviderInfo {
         base_url: impl Into<String>,
         key: Option<&str>,
     ) -> Self {
-        let mut http = HttpProvider::new(name, dialect, base_url, key.and_then(ApiKey::new));
+        let mut http = HttpProvider::new(name, dialect, base_url, key.and_then(crate::providers::api_key));
         if dialect == Dialect::AzureOpenAi {
             http.base_url = azure_endpoint(&http.base_url);
         }
@@ -299,7 +299,7 @@ impl ProviderInfo {
     /// The same provider with this key (for Azure: an `api-key` key).
     #[must_use]
     pub fn with_key(mut self, key: impl Into<String>) -> Self {
-        self.http.api_key = ApiKey::new(key);
+        self.http.api_key = crate::providers::api_key(key);
         if self.http.dialect == Dialect::AzureOpenAi {
             self.http.auth = Auth::AzureKey;
         }
@@ -356,13 +356,17 @@ pub fn resolve_with(name: &str, env: impl Fn(&str) -> Option<String>) -> Option<
         .or_else(|| preset.base_url.map(str::to_string))
         .unwrap_or_default();
     let mut http = HttpProvider::new(name, preset.dialect, base_url, None);
-    let mut key = preset.key_env.iter().find_map(|k| env(k)).and_then(ApiKey::new);
+    let mut key = preset
+        .key_env
+        .iter()
+        .find_map(|k| env(k))
+        .and_then(crate::providers::api_key);
     if preset.dialect == Dialect::AzureOpenAi {
         http.base_url = azure_endpoint(&http.base_url);
         http.api_version = env("OPENAI_API_VERSION");
         if key.is_none() {
             // A Microsoft Entra ID token instead of a key.
-            key = env("AZURE_OPENAI_AD_TOKEN").and_then(ApiKey::new);
+            key = env("AZURE_OPENAI_AD_TOKEN").and_then(crate::providers::api_key);
             if key.is_some() {
                 http.auth = Auth::Bearer;
             }
