@@ -104,8 +104,8 @@ async fn a_thousand_concurrent_streams_complete_with_one_record_each_and_flat_me
         .build()
         .unwrap();
 
-    const ROUNDS: usize = 4;
-    const WARM_UP: usize = 2;
+    const ROUNDS: usize = 6;
+    const WARM_UP: usize = 3;
     let mut rss = Vec::new();
     let mut took = Vec::new();
     for r in 0..ROUNDS {
