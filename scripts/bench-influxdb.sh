@@ -16,21 +16,9 @@ SERVICES_DIR=$(mktemp -d /tmp/steer-bench-influx.XXXXXX)
 chmod 0755 "$SERVICES_DIR"
 export SERVICES_DIR
 
-log() { printf '== %s\n' "$*" >&2; }
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
-}
-stop_pid() {
-  local pid=$1
-  kill -TERM "$pid" 2>/dev/null || return 0
-  for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
-  kill -KILL "$pid" 2>/dev/null || true
-}
-wait_for() {
-  local what=$1 secs=$2; shift 2
-  for _ in $(seq $((secs * 10))); do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done
-  log "$what did not become ready in ${secs}s"; return 1
-}
+# log, free_port, stop_pid, wait_for
+# shellcheck source=lib.sh
+source scripts/lib.sh
 
 # shellcheck source=services/influxdb.sh
 source scripts/services/influxdb.sh
