@@ -346,14 +346,14 @@ async fn prometheus_dashboard_queries_return_the_demo_series() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    // Slow enough calls that the exporter is scraped several times while
-    // the demo runs.
+    // Slow enough calls (about 8 s in all) that the exporter is scraped
+    // several times while the demo runs: `increase()` needs two samples.
     let begin = chrono::Utc::now();
     let models = tokio::task::block_in_place(|| {
         demo(
             dir.path(),
             &format!("prometheus:127.0.0.1:{exporter}"),
-            &["--latency-scale", "0.5", "--concurrency", "24"],
+            &["--latency-scale", "1", "--concurrency", "12"],
         )
     });
     let end = chrono::Utc::now();
