@@ -144,8 +144,13 @@ mod tests {
             d.on_event(ev(r#"{"type":"message_start","message":{"model":"claude-sonnet-4-5","usage":{"input_tokens":5,"output_tokens":1}}}"#)).unwrap(),
             Chunk::Nothing
         );
+        // An empty thinking block is not output yet; its first thinking is.
         assert_eq!(
             d.on_event(ev(r#"{"type":"content_block_start","index":0,"content_block":{"type":"thinking","thinking":""}}"#)).unwrap(),
+            Chunk::Nothing
+        );
+        assert_eq!(
+            d.on_event(ev(r#"{"type":"content_block_delta","index":0,"delta":{"type":"thinking_delta","thinking":"Let me"}}"#)).unwrap(),
             Chunk::Output
         );
         d.on_event(ev(

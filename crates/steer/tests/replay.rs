@@ -17,8 +17,6 @@ use std::time::{Duration, Instant};
 
 use common::{Harness, KEY};
 use serde_json::Value;
-use steer::sse::SseEvent;
-use steer::wire::{Dialect, StreamDecoder};
 use steer::{AgentMetrics, ErrorClass, Request, RetryConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -158,26 +156,69 @@ fn requested_model(r: &Recording) -> String {
     }
 }
 
+/// Whether one recorded event carries model output of any kind, read from
+/// its JSON by the providers' documented shapes (not by steer's decoders,
+/// so a decoder that missed thinking or tool-call output fails the TTFT check).
+fn is_output_event(provider: &str, data: &Value) -> bool {
+    let non_empty = |v: &Value| match v {
+        Value::String(s) => !s.is_empty(),
+        Value::Array(a) => !a.is_empty(),
+        Value::Null => false,
+        _ => true,
+    };
+    match provider {
+        // A block that starts with content (a tool call, redacted thinking,
+        // non-empty text or thinking), or a delta with content.
+        "anthropic" => {
+            let part = match data["type"].as_str() {
+                Some("content_block_start") => &data["content_block"],
+                Some("content_block_delta") => &data["delta"],
+                _ => return false,
+            };
+            matches!(
+                part["type"].as_str(),
+                Some(
+                    "tool_use"
+                        | "server_tool_use"
+                        | "redacted_thinking"
+                        | "input_json_delta"
+                        | "citations_delta"
+                )
+            ) || non_empty(&part["text"])
+                || non_empty(&part["thinking"])
+        }
+        "gemini" => data["candidates"][0]["content"]["parts"]
+            .as_array()
+            .is_some_and(|parts| {
+                parts.iter().any(|p| {
+                    p.get("functionCall").is_some() || p["text"].as_str().is_some_and(|t| !t.is_empty())
+                })
+            }),
+        // OpenAI and compatible: text, reasoning, a tool-call delta or a refusal.
+        _ => {
+            let d = &data["choices"][0]["delta"];
+            [
+                "content",
+                "reasoning_content",
+                "reasoning",
+                "tool_calls",
+                "refusal",
+            ]
+            .iter()
+            .any(|k| non_empty(&d[*k]))
+        }
+    }
+}
+
 /// Index of the first event that carries model output of any kind (none
 /// when the model answered nothing, e.g. a refusal).
 fn first_output_event(r: &Recording, body: &str) -> Option<usize> {
-    let dialect = match r.provider.as_str() {
-        "anthropic" => Dialect::Anthropic,
-        "gemini" => Dialect::Gemini,
-        _ => Dialect::OpenAi,
-    };
-    let mut d = StreamDecoder::new(dialect);
-    for (i, ev) in split_events(body).iter().enumerate() {
-        let mut parser = steer::sse::SseParser::new(1 << 20);
-        let mut out: Vec<SseEvent> = Vec::new();
-        parser.feed(ev.as_bytes(), &mut out).unwrap();
-        for e in out {
-            if d.on_event(e).unwrap().is_output() {
-                return Some(i);
-            }
-        }
-    }
-    None
+    split_events(body).iter().position(|ev| {
+        ev.lines()
+            .filter_map(|l| l.strip_prefix("data:"))
+            .filter_map(|d| serde_json::from_str::<Value>(d.trim()).ok())
+            .any(|v| is_output_event(&r.provider, &v))
+    })
 }
 
 async fn replay(r: &Recording) -> (AgentMetrics, Option<Duration>) {

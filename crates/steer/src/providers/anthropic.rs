@@ -267,8 +267,14 @@ impl Decoder for StreamDecoder {
                                 return Ok(Chunk::Text(t.to_string()));
                             }
                         }
-                        // The model's first output may be thinking or a server tool call.
-                        Some("thinking" | "redacted_thinking" | "server_tool_use") => {
+                        // The model's first output may be thinking or a server
+                        // tool call; an empty thinking block is not output yet.
+                        Some("redacted_thinking" | "server_tool_use") => return Ok(Chunk::Output),
+                        Some("thinking")
+                            if b.get("thinking")
+                                .and_then(Value::as_str)
+                                .is_some_and(|t| !t.is_empty()) =>
+                        {
                             return Ok(Chunk::Output)
                         }
                         _ => {}
@@ -296,9 +302,14 @@ impl Decoder for StreamDecoder {
                         }
                         return Ok(Chunk::Output);
                     }
-                    Some("thinking_delta" | "signature_delta" | "citations_delta") => {
+                    Some("thinking_delta")
+                        if d.get("thinking")
+                            .and_then(Value::as_str)
+                            .is_some_and(|t| !t.is_empty()) =>
+                    {
                         return Ok(Chunk::Output)
                     }
+                    Some("citations_delta") => return Ok(Chunk::Output),
                     _ => {}
                 }
             }
