@@ -500,20 +500,12 @@ async fn forward_to(
         user,
     } = prepared;
 
-    let route = match steer::routing::route_with(&model, &s.config.prices, |p| {
-        s.config.upstreams.contains_key(p)
-    }) {
-        Ok(r) if r.simulated => return bad("`sim/` models are not served by the proxy"),
-        Ok(r) => r,
-        // OpenAI's embedding models are in no price table and match no
-        // name rule; on the embeddings endpoint they are OpenAI's.
-        Err(_) if endpoint == Endpoint::Embeddings && model.starts_with("text-embedding-") => steer::Route {
-            provider: "openai".into(),
-            model: model.clone(),
-            simulated: false,
-        },
-        Err(e) => return bad(&e.to_string()),
-    };
+    let route =
+        match steer::routing::route_with(&model, &s.config.prices, |p| s.config.upstreams.contains_key(p)) {
+            Ok(r) if r.simulated => return bad("`sim/` models are not served by the proxy"),
+            Ok(r) => r,
+            Err(e) => return bad(&e.to_string()),
+        };
     if route.provider == "bedrock" {
         return bad("`bedrock/` models are not served by the proxy: Bedrock needs SigV4-signed requests with AWS credentials, which the proxy does not do; call Bedrock with the steer client (feature `bedrock`) or through an OpenAI-compatible Bedrock gateway registered with --openai-compatible");
     }
@@ -545,7 +537,11 @@ async fn forward_to(
     };
 
     let mut record = AgentMetrics::new(route.provider.clone(), route.model.clone());
-    record.method = if stream { Method::Stream } else { Method::Generate };
+    record.method = match (endpoint, stream) {
+        (Endpoint::Embeddings, _) => Method::Embeddings,
+        (_, true) => Method::Stream,
+        (_, false) => Method::Generate,
+    };
     record.tags = attribution::tags(&parts.headers, user.as_deref(), s.config.max_tags);
     record.trace_id = attribution::trace_id(&parts.headers);
 

@@ -167,6 +167,13 @@ async fn anthropic_messages_and_embeddings() {
         (e.provider.as_str(), e.input_tokens, e.output_tokens),
         ("openai", 8, 0)
     );
+    assert_eq!(e.method, steer::Method::Embeddings);
+    // text-embedding-3-small: 0.02 USD per 1M tokens.
+    assert!(
+        (e.cost_usd.unwrap() - 8.0 * 0.02 / 1e6).abs() < 1e-15,
+        "{:?}",
+        e.cost_usd
+    );
     assert!(e.error_class.is_none());
     proxy.stop().await;
 }
