@@ -1,4 +1,4 @@
-//! The `steer` command: `demo`, `generate`, `stats`, `bench`.
+//! The `steer` command: `demo`, `generate`, `stats`, `dashboard`, `prices`, `proxy`, `sinks`, `bench`.
 #![warn(missing_docs)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
