@@ -150,3 +150,13 @@ pub mod __fuzz {
         crate::error::parse_error_body(body)
     }
 }
+
+// The README's and the spool guide's Rust examples compile (and the ones not
+// marked `no_run` run) as doctests, so the front page cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+mod readme {}
+
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/spool.md")]
+mod spool_guide {}
