@@ -1,0 +1,288 @@
+//! Forwarding one call: admit it, rewrite it, send it, relay the answer.
+//!
+//! The steps are separate functions so that every wire admits, sends and
+//! relays the same way: [`refuse`] (size cap, proxy key), [`send`] (timeouts, upstream
+//! failures recorded and answered in the endpoint's error shape) and
+//! [`respond`] (status and headers back, the body through a [`Relay`]).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::response::Response;
+use steer::wire::Dialect;
+use steer_metrics::{AgentMetrics, ErrorClass, Method};
+use tokio::sync::OwnedSemaphorePermit;
+
+use super::error::{error_response, read_body, too_large};
+use super::request::{is_hop_by_hop, upstream_headers, Prepared};
+use super::target::{query_pairs, target};
+use super::{Endpoint, REQUEST_ID_HEADER};
+use crate::attribution;
+use crate::auth;
+use crate::config::AuthMode;
+use crate::relay::{Call, Observer, Relay};
+use crate::Shared;
+
+/// The message of a 401 for a missing or wrong proxy key.
+pub(super) const WRONG_PROXY_KEY: &str = "missing or wrong proxy key: present STEER_PROXY_KEY as `Authorization: Bearer KEY`, `x-api-key: KEY` or `x-goog-api-key: KEY`";
+
+/// The refusal of a body announced larger than the cap, or (when the
+/// proxy holds the provider keys) of a client without the proxy key: such
+/// a client learns nothing else.
+pub(super) fn refuse(s: &Shared, headers: &HeaderMap, dialect: Dialect) -> Option<Response> {
+    let limit = s.config.max_body_bytes;
+    if let Some(len) = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        if len > limit as u64 {
+            return Some(too_large(dialect, limit));
+        }
+    }
+    if let AuthMode::ProviderKeys(key) = &s.config.auth {
+        if !auth::check_proxy_key(headers, key) {
+            return Some(error_response(
+                dialect,
+                StatusCode::UNAUTHORIZED,
+                "authentication_error",
+                WRONG_PROXY_KEY,
+            ));
+        }
+    }
+    None
+}
+
+/// Forward one call; `path_model` is the model and method of a path that
+/// names them (Gemini's native wire).
+pub(super) async fn forward_to(
+    s: Arc<Shared>,
+    endpoint: Endpoint,
+    req: Request,
+    path_model: Option<(String, bool)>,
+) -> Response {
+    let started = Instant::now();
+    let dialect = endpoint.dialect();
+    let bad = |msg: &str| error_response(dialect, StatusCode::BAD_REQUEST, "invalid_request_error", msg);
+    let (parts, body) = req.into_parts();
+    if let Some(r) = refuse(&s, &parts.headers, dialect) {
+        return r;
+    }
+    let raw = match read_body(body, s.config.max_body_bytes, dialect).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let mut prepared = match path_model {
+        Some((model, stream)) => Prepared::from_path(model, stream),
+        None => match Prepared::parse(endpoint, &raw) {
+            Ok(p) => p,
+            Err(msg) => return bad(&msg),
+        },
+    };
+    let (model, stream) = (prepared.model.clone(), prepared.stream);
+
+    let route =
+        match steer::routing::route_with(&model, &s.config.prices, |p| s.config.upstreams.contains_key(p)) {
+            Ok(r) if r.simulated => return bad("`sim/` models are not served by the proxy"),
+            Ok(r) => r,
+            Err(e) => return bad(&e.to_string()),
+        };
+    if route.provider == "bedrock" {
+        return bad(super::BEDROCK_ON_OPENAI_WIRE);
+    }
+    let Some(upstream) = s.config.upstreams.get(&route.provider) else {
+        return bad(&format!(
+            "model `{model}` belongs to provider `{}`, which the proxy has no upstream for",
+            route.provider
+        ));
+    };
+    let target = match target(endpoint, upstream, &route.model, stream) {
+        Ok(t) => t,
+        Err(msg) => return bad(&msg),
+    };
+    let body = match prepared.body(raw, &route.model) {
+        Ok(b) => b,
+        Err(msg) => return bad(&msg),
+    };
+
+    let mut record = AgentMetrics::new(route.provider.clone(), route.model.clone());
+    record.method = match (endpoint, stream) {
+        (Endpoint::Embeddings, _) => Method::Embeddings,
+        (_, true) => Method::Stream,
+        (_, false) => Method::Generate,
+    };
+    record.tags = attribution::tags(&parts.headers, prepared.user.as_deref(), s.config.max_tags);
+    record.trace_id = attribution::trace_id(&parts.headers);
+
+    let mut headers = upstream_headers(&parts.headers);
+    let mut call = Call::new(
+        s.collector.clone(),
+        s.prices.clone(),
+        record,
+        started,
+        &s.in_flight,
+    );
+    let mut url = target.url;
+    match &s.config.auth {
+        AuthMode::Passthrough => {
+            for h in auth::KEY_HEADERS {
+                if let Some(v) = parts.headers.get(h).and_then(|v| v.to_str().ok()) {
+                    call.mask_key(v.trim_start_matches("Bearer ").trim_start_matches("bearer "));
+                }
+            }
+            if endpoint == Endpoint::Gemini {
+                for (k, v) in query_pairs(parts.uri.query()) {
+                    if k == "key" {
+                        call.mask_key(&v);
+                    }
+                }
+            }
+        }
+        AuthMode::ProviderKeys(_) => {
+            if !auth::set_provider_key(&mut headers, target.auth, upstream.key.as_ref()) {
+                let msg = "the provider key held by the proxy is not a valid header value";
+                call.fail(ErrorClass::Authentication, msg, None);
+                return error_response(dialect, StatusCode::INTERNAL_SERVER_ERROR, "api_error", msg);
+            }
+            if let Some(k) = &upstream.key {
+                call.mask_key(k.expose());
+            }
+        }
+    }
+    if endpoint == Endpoint::Gemini {
+        // The client's query (e.g. `alt=sse`), without a `key` when the proxy holds the key.
+        let keep_key = matches!(s.config.auth, AuthMode::Passthrough);
+        let pairs: Vec<(String, String)> = query_pairs(parts.uri.query())
+            .into_iter()
+            .filter(|(k, _)| keep_key || k != "key")
+            .filter(|(k, _)| !(k == "alt" && url.contains("alt=")))
+            .collect();
+        if !pairs.is_empty() {
+            if let Ok(mut u) = reqwest::Url::parse(&url) {
+                u.query_pairs_mut().extend_pairs(pairs);
+                url = u.to_string();
+            }
+        }
+    }
+
+    // Wait for a slot (a client going away meanwhile records `cancelled`).
+    let permit = s.limit.clone().acquire_owned().await.ok();
+    let request = s.http.post(url).headers(headers).body(body);
+    let resp = match send(&s, request, &mut call, dialect, upstream.name()).await {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    let status = resp.status();
+    let is_sse = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.trim_start().starts_with("text/event-stream"));
+    let observer = if status.as_u16() >= 400 {
+        Observer::error(status.as_u16())
+    } else if is_sse {
+        Observer::sse(target.dialect)
+    } else {
+        Observer::json(target.dialect, endpoint == Endpoint::Embeddings)
+    };
+    let strip = prepared.strip_usage && is_sse && status.is_success();
+    respond(&s, resp, observer, strip, call, permit, dialect)
+}
+
+/// Send the request upstream; a failure is recorded on `call` and answered
+/// in the endpoint's error shape.
+pub(super) async fn send(
+    s: &Shared,
+    request: reqwest::RequestBuilder,
+    call: &mut Call,
+    dialect: Dialect,
+    provider: &str,
+) -> Result<reqwest::Response, Response> {
+    match tokio::time::timeout(s.config.response_timeout, request.send()).await {
+        Ok(Ok(r)) => Ok(r),
+        Ok(Err(e)) => {
+            let (class, status, msg) = if e.is_timeout() {
+                (
+                    ErrorClass::Timeout,
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "the upstream did not answer in time",
+                )
+            } else if e.is_connect() {
+                (
+                    ErrorClass::Network,
+                    StatusCode::BAD_GATEWAY,
+                    "cannot connect to the upstream",
+                )
+            } else {
+                (
+                    ErrorClass::Network,
+                    StatusCode::BAD_GATEWAY,
+                    "the upstream request failed",
+                )
+            };
+            tracing::debug!(provider, error = %e.without_url(), "upstream request failed");
+            call.fail(class, msg, None);
+            Err(error_response(
+                dialect,
+                status,
+                "api_error",
+                &format!("steer proxy: {msg} ({provider})"),
+            ))
+        }
+        Err(_) => {
+            let msg = format!(
+                "the upstream sent no response headers within {} ms",
+                s.config.response_timeout.as_millis()
+            );
+            call.fail(ErrorClass::Timeout, &msg, None);
+            Err(error_response(
+                dialect,
+                StatusCode::GATEWAY_TIMEOUT,
+                "api_error",
+                &format!("steer proxy: {msg}"),
+            ))
+        }
+    }
+}
+
+/// The client's response: the upstream's status and headers (minus
+/// hop-by-hop ones; minus `Content-Length` when the body is edited), the
+/// record's id, and the body relayed as it arrives.
+pub(super) fn respond(
+    s: &Shared,
+    resp: reqwest::Response,
+    observer: Observer,
+    strip_usage: bool,
+    call: Call,
+    permit: Option<OwnedSemaphorePermit>,
+    dialect: Dialect,
+) -> Response {
+    let mut builder = Response::builder().status(resp.status().as_u16());
+    if let Some(h) = builder.headers_mut() {
+        for (name, value) in resp.headers() {
+            if is_hop_by_hop(name) || (strip_usage && name == header::CONTENT_LENGTH) {
+                continue;
+            }
+            h.append(name.clone(), value.clone());
+        }
+        if let Some(id) = call
+            .request_id()
+            .and_then(|id| HeaderValue::from_str(&id.to_string()).ok())
+        {
+            h.insert(HeaderName::from_static(REQUEST_ID_HEADER), id);
+        }
+    }
+    let relay = Relay::new(resp, observer, strip_usage, call, s.config.idle_timeout, permit);
+    match builder.body(Body::from_stream(relay)) {
+        Ok(r) => r,
+        Err(_) => error_response(
+            dialect,
+            StatusCode::BAD_GATEWAY,
+            "api_error",
+            "steer proxy: invalid upstream response headers",
+        ),
+    }
+}

@@ -1,0 +1,137 @@
+//! The endpoints: the providers' wire APIs, `/metrics` and `/healthz`.
+//!
+//! | endpoint | wire | upstream path |
+//! |---|---|---|
+//! | `POST /v1/chat/completions` | OpenAI | `{base}/chat/completions` |
+//! | `POST /v1/embeddings` | OpenAI | `{base}/embeddings` |
+//! | `POST /v1/messages` | Anthropic | `{base}/messages` |
+//! | `GET /metrics` | Prometheus (OpenMetrics text) | — |
+//! | `GET /healthz` | `ok` | — |
+//!
+//! The upstream is chosen from the body's `model` like the client does
+//! ([`steer::routing`]); a `provider/` prefix is removed from the model
+//! before forwarding. Request headers go upstream except hop-by-hop ones,
+//! `Host`, `Content-Length`, the `x-steer-*` headers, and
+//! `Accept-Encoding` (the proxy asks for an uncompressed answer so it can
+//! measure it). The body goes upstream byte for byte, unless the model had
+//! a prefix or the proxy asks an OpenAI stream for usage
+//! (`stream_options.include_usage`), in which cases it is re-serialised.
+//!
+//! The answer's status, headers (minus hop-by-hop) and body go back
+//! unchanged, plus `x-steer-request-id` (the id of the call's record).
+//! Errors of the proxy itself (bad JSON, unknown model, wrong proxy key,
+//! upstream unreachable or silent) use the endpoint's own error shape.
+//!
+//! * [`forward`](self::forward): admit, rewrite, send, relay — one call;
+//! * `request`: the headers and body that go upstream;
+//! * `target`: the upstream URL of an endpoint for a routed model;
+//! * `error`: the proxy's own errors in each endpoint's shape.
+
+mod error;
+mod forward;
+mod request;
+mod target;
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Request, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use steer::wire::Dialect;
+
+use crate::Shared;
+pub(crate) use error::error_response;
+use forward::forward_to;
+
+/// The header carrying the id of the call's record.
+pub const REQUEST_ID_HEADER: &str = "x-steer-request-id";
+
+/// The 400 of a `bedrock/` model on a JSON wire.
+const BEDROCK_ON_OPENAI_WIRE: &str = "`bedrock/` models are not served by the proxy: Bedrock needs SigV4-signed requests with AWS credentials, which the proxy does not do; call Bedrock with the steer client (feature `bedrock`) or through an OpenAI-compatible Bedrock gateway registered with --openai-compatible";
+
+/// A wire endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Endpoint {
+    ChatCompletions,
+    Embeddings,
+    Messages,
+    /// Gemini's native `generateContent` / `streamGenerateContent`.
+    Gemini,
+}
+
+impl Endpoint {
+    fn dialect(self) -> Dialect {
+        match self {
+            Endpoint::ChatCompletions | Endpoint::Embeddings => Dialect::OpenAi,
+            Endpoint::Messages => Dialect::Anthropic,
+            Endpoint::Gemini => Dialect::Gemini,
+        }
+    }
+}
+
+pub(crate) async fn chat_completions(State(s): State<Arc<Shared>>, req: Request) -> Response {
+    forward_to(s, Endpoint::ChatCompletions, req, None).await
+}
+
+pub(crate) async fn embeddings(State(s): State<Arc<Shared>>, req: Request) -> Response {
+    forward_to(s, Endpoint::Embeddings, req, None).await
+}
+
+pub(crate) async fn messages(State(s): State<Arc<Shared>>, req: Request) -> Response {
+    forward_to(s, Endpoint::Messages, req, None).await
+}
+
+/// `POST /v1beta/models/{model}:generateContent` and
+/// `:streamGenerateContent` (Gemini's native wire).
+pub(crate) async fn gemini(
+    State(s): State<Arc<Shared>>,
+    Path(target): Path<String>,
+    req: Request,
+) -> Response {
+    let (model, stream) = match target.rsplit_once(':') {
+        Some((m, "generateContent")) if !m.is_empty() => (m, false),
+        Some((m, "streamGenerateContent")) if !m.is_empty() => (m, true),
+        _ => {
+            return error_response(
+                Dialect::Gemini,
+                StatusCode::NOT_FOUND,
+                "NOT_FOUND",
+                "steer proxy serves /v1beta/models/{model}:generateContent and :streamGenerateContent",
+            )
+        }
+    };
+    // The model as routed: a bare Gemini name, or `provider/model`.
+    let model = if model.contains('/') {
+        model.to_string()
+    } else {
+        format!("gemini/{model}")
+    };
+    forward_to(s, Endpoint::Gemini, req, Some((model, stream))).await
+}
+
+pub(crate) async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+pub(crate) async fn metrics(State(s): State<Arc<Shared>>) -> Response {
+    match s.prometheus.as_ref().and_then(|p| p.encode()) {
+        Some(text) => (
+            [(
+                header::CONTENT_TYPE,
+                steer_sink_prometheus::CONTENT_TYPE_OPENMETRICS,
+            )],
+            text,
+        )
+            .into_response(),
+        None => (StatusCode::NOT_FOUND, "no metrics endpoint configured\n").into_response(),
+    }
+}
+
+pub(crate) async fn not_found(req: Request) -> Response {
+    let msg = format!(
+        "steer proxy serves POST /v1/chat/completions, /v1/embeddings, /v1/messages, GET /metrics and /healthz; not {} {}",
+        req.method(),
+        req.uri().path()
+    );
+    error_response(Dialect::OpenAi, StatusCode::NOT_FOUND, "not_found_error", &msg)
+}

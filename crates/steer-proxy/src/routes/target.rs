@@ -1,0 +1,96 @@
+//! Where a call goes: the upstream URL of an endpoint for a routed model.
+
+use steer::presets::AuthHeader;
+use steer::wire::Dialect;
+
+use super::Endpoint;
+use crate::config::Upstream;
+
+/// Where a call goes: the upstream URL, the dialect its answer is measured
+/// in, and the header the proxy's key goes in.
+pub(super) struct Target {
+    pub(super) url: String,
+    pub(super) dialect: Dialect,
+    pub(super) auth: AuthHeader,
+}
+
+/// The upstream URL of `endpoint` for a call of `model` on `up`.
+pub(super) fn target(endpoint: Endpoint, up: &Upstream, model: &str, stream: bool) -> Result<Target, String> {
+    let openai = |path: &str| Target {
+        url: up.url(path),
+        dialect: Dialect::OpenAi,
+        auth: AuthHeader::Bearer,
+    };
+    if up.base_url().is_empty() {
+        let var = if up.name() == "azure" {
+            "AZURE_OPENAI_ENDPOINT"
+        } else {
+            "its base URL"
+        };
+        return Err(format!(
+            "provider `{}` has no endpoint configured: set {var}",
+            up.name()
+        ));
+    }
+    let dialect = up.dialect();
+    let wrong = |wire: &str| {
+        Err(format!(
+            "provider `{}` is not served on {wire}; use {}",
+            up.name(),
+            match dialect {
+                Dialect::Gemini => "/v1/chat/completions or /v1beta/models/{model}:generateContent",
+                _ => "/v1/chat/completions",
+            }
+        ))
+    };
+    Ok(match (endpoint, dialect) {
+        (Endpoint::ChatCompletions, Dialect::AzureOpenAi) => Target {
+            url: up.info().chat_url(model, stream),
+            dialect: Dialect::OpenAi,
+            auth: up.auth(),
+        },
+        (Endpoint::Embeddings, Dialect::AzureOpenAi) => Target {
+            url: up.info().embeddings_url(model).unwrap_or_default(),
+            dialect: Dialect::OpenAi,
+            auth: up.auth(),
+        },
+        // Gemini's OpenAI-compatible endpoint.
+        (Endpoint::ChatCompletions, Dialect::Gemini) => openai("openai/chat/completions"),
+        (Endpoint::Embeddings, Dialect::Gemini) => openai("openai/embeddings"),
+        (Endpoint::Embeddings, Dialect::Anthropic) => return wrong("/v1/embeddings"),
+        // Anthropic's OpenAI-compatible endpoint, and OpenAI-compatible servers.
+        (Endpoint::ChatCompletions, _) => openai("chat/completions"),
+        (Endpoint::Embeddings, _) => openai("embeddings"),
+        (Endpoint::Messages, Dialect::Gemini | Dialect::AzureOpenAi) => return wrong("/v1/messages"),
+        (Endpoint::Messages, _) => Target {
+            url: up.url("messages"),
+            dialect: Dialect::Anthropic,
+            auth: AuthHeader::Anthropic,
+        },
+        (Endpoint::Gemini, Dialect::Gemini) => Target {
+            url: up.info().chat_url(model, stream),
+            dialect: Dialect::Gemini,
+            auth: AuthHeader::Google,
+        },
+        (Endpoint::Gemini, _) => {
+            return Err(format!(
+                "/v1beta/models/... is Gemini's API; `{model}` is a model of `{}`",
+                up.name()
+            ))
+        }
+    })
+}
+
+/// The decoded pairs of a request's query string.
+pub(super) fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
+    let Some(q) = query.filter(|q| !q.is_empty()) else {
+        return Vec::new();
+    };
+    reqwest::Url::parse(&format!("http://q/?{q}"))
+        .map(|u| {
+            u.query_pairs()
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
