@@ -84,6 +84,18 @@ else
   cargo test --no-fail-fast --workspace --all-features 2>&1 | tee "$TEST_LOG"
 fi
 rc=${PIPESTATUS[0]}
+# The examples the docs tell a newcomer to run must run (built by the tests
+# above; these need no backend and take seconds).
+if [ $# -eq 0 ]; then
+  for ex in "steer quickstart" "steer-metrics webhook_sink" "steer-metrics isolation 3 1000"; do
+    read -r pkg name args <<<"$ex"
+    log "example $pkg/$name"
+    # shellcheck disable=SC2086
+    if ! cargo run -q --all-features -p "$pkg" --example "$name" -- $args >"$SERVICES_DIR/example-$name.log" 2>&1; then
+      echo "example $pkg/$name failed:" >&2; tail -20 "$SERVICES_DIR/example-$name.log" >&2; rc=1
+    fi
+  done
+fi
 set -e
 # One closing line for the whole run (cargo prints one per test binary).
 SUMMARY=$(awk '/^test result:/ {p+=$4; f+=$6; i+=$8} END {printf "tests: %d passed, %d failed, %d skipped", p, f, i}' "$TEST_LOG")
