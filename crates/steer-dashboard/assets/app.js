@@ -115,6 +115,16 @@ function endLabels(fmt) {
   };
 }
 
+/** Indices of the values of series `si` whose neighbours are both missing. */
+function isolatedPoints(u, si) {
+  const d = u.data[si];
+  const out = [];
+  for (let i = 0; i < d.length; i++) {
+    if (d[i] != null && (i === 0 || d[i - 1] == null) && (i === d.length - 1 || d[i + 1] == null)) out.push(i);
+  }
+  return out.length ? out : null;
+}
+
 function makeOpts(c, el, names, step) {
   const width = Math.max(320, el.querySelector(".plot").clientWidth);
   return {
@@ -142,7 +152,9 @@ function makeOpts(c, el, names, step) {
         dash: DASHES[i % DASHES.length],
         width: 2,
         spanGaps: false,
-        points: { show: false },
+        // No markers on lines, but a value with no neighbour (a burst within
+        // one step, a window holding a single step) has no line to draw: mark it.
+        points: { show: false, size: 7, fill: COLORS[i % COLORS.length], filter: isolatedPoints },
         value: (u, v) => c.fmt(v),
       })),
     ],
