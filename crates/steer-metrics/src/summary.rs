@@ -199,40 +199,47 @@ impl Summary {
     }
 }
 
-/// Accumulates [`Sample`]s into a [`Summary`].
-#[derive(Debug, Default)]
-pub struct SummaryBuilder {
-    count: u64,
-    errors: u64,
-    latency: Vec<f64>,
-    ttft: Vec<f64>,
-    input: u64,
-    output: u64,
-    cached: u64,
-    reasoning: u64,
-    cache_write: u64,
-    cost: f64,
-    cost_unknown: u64,
-    unpriced: u64,
-    retries: u64,
+/// The additive part of a summary (everything but the latency and TTFT
+/// values): what a store can keep pre-aggregated per hour and add up later
+/// with the same rules as [`SummaryBuilder::push`].
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Totals {
+    /// Records.
+    pub count: u64,
+    /// Failed records.
+    pub errors: u64,
+    /// Sum of input tokens (saturating).
+    pub input_tokens: u64,
+    /// Sum of output tokens (saturating).
+    pub output_tokens: u64,
+    /// Sum of cached input tokens (saturating).
+    pub cached_tokens: u64,
+    /// Sum of reasoning tokens (saturating).
+    pub reasoning_tokens: u64,
+    /// Sum of cache-write tokens (saturating).
+    pub cache_write_tokens: u64,
+    /// Sum of the finite costs.
+    pub cost_usd: f64,
+    /// Records without a finite cost.
+    pub cost_unknown: u64,
+    /// Successful records without a finite cost.
+    pub unpriced: u64,
+    /// Sum of retries (saturating).
+    pub retries: u64,
 }
 
-impl SummaryBuilder {
-    /// Add one sample.
-    pub fn push(&mut self, s: Sample) {
+impl Totals {
+    /// Count one sample (its latency and TTFT are not kept here).
+    pub fn push(&mut self, s: &Sample) {
         self.count += 1;
         self.errors += u64::from(s.error);
-        self.latency.push(s.latency_ms);
-        if let Some(t) = s.ttft_ms {
-            self.ttft.push(t);
-        }
-        self.input = self.input.saturating_add(s.input_tokens);
-        self.output = self.output.saturating_add(s.output_tokens);
-        self.cached = self.cached.saturating_add(s.cached_tokens);
-        self.reasoning = self.reasoning.saturating_add(s.reasoning_tokens);
-        self.cache_write = self.cache_write.saturating_add(s.cache_write_tokens);
+        self.input_tokens = self.input_tokens.saturating_add(s.input_tokens);
+        self.output_tokens = self.output_tokens.saturating_add(s.output_tokens);
+        self.cached_tokens = self.cached_tokens.saturating_add(s.cached_tokens);
+        self.reasoning_tokens = self.reasoning_tokens.saturating_add(s.reasoning_tokens);
+        self.cache_write_tokens = self.cache_write_tokens.saturating_add(s.cache_write_tokens);
         match s.cost_usd {
-            Some(c) if c.is_finite() => self.cost += c,
+            Some(c) if c.is_finite() => self.cost_usd += c,
             _ => {
                 self.cost_unknown += 1;
                 self.unpriced += u64::from(!s.error);
@@ -241,50 +248,90 @@ impl SummaryBuilder {
         self.retries = self.retries.saturating_add(s.retries);
     }
 
+    /// Add the totals of other records.
+    pub fn merge(&mut self, o: &Totals) {
+        self.count += o.count;
+        self.errors += o.errors;
+        self.input_tokens = self.input_tokens.saturating_add(o.input_tokens);
+        self.output_tokens = self.output_tokens.saturating_add(o.output_tokens);
+        self.cached_tokens = self.cached_tokens.saturating_add(o.cached_tokens);
+        self.reasoning_tokens = self.reasoning_tokens.saturating_add(o.reasoning_tokens);
+        self.cache_write_tokens = self.cache_write_tokens.saturating_add(o.cache_write_tokens);
+        self.cost_usd += o.cost_usd;
+        self.cost_unknown += o.cost_unknown;
+        self.unpriced += o.unpriced;
+        self.retries = self.retries.saturating_add(o.retries);
+    }
+}
+
+/// Accumulates [`Sample`]s into a [`Summary`].
+#[derive(Debug, Default)]
+pub struct SummaryBuilder {
+    totals: Totals,
+    latency: Vec<f64>,
+    ttft: Vec<f64>,
+}
+
+impl SummaryBuilder {
+    /// Add one sample.
+    pub fn push(&mut self, s: Sample) {
+        self.totals.push(&s);
+        self.latency.push(s.latency_ms);
+        if let Some(t) = s.ttft_ms {
+            self.ttft.push(t);
+        }
+    }
+
+    /// Add pre-aggregated records: their totals and their latency and TTFT
+    /// values (in any order: percentiles do not depend on it). The result
+    /// is the one pushing each record would give, except that float sums
+    /// (cost, the means) may differ in the last bits by summation order.
+    pub fn add(
+        &mut self,
+        totals: &Totals,
+        latency_ms: impl IntoIterator<Item = f64>,
+        ttft_ms: impl IntoIterator<Item = f64>,
+    ) {
+        self.totals.merge(totals);
+        self.latency.extend(latency_ms);
+        self.ttft.extend(ttft_ms);
+    }
+
     /// Add everything `other` accumulated (as if its samples were pushed
     /// here after this one's).
     pub fn merge(&mut self, other: &SummaryBuilder) {
-        self.count += other.count;
-        self.errors += other.errors;
+        self.totals.merge(&other.totals);
         self.latency.extend_from_slice(&other.latency);
         self.ttft.extend_from_slice(&other.ttft);
-        self.input = self.input.saturating_add(other.input);
-        self.output = self.output.saturating_add(other.output);
-        self.cached = self.cached.saturating_add(other.cached);
-        self.reasoning = self.reasoning.saturating_add(other.reasoning);
-        self.cache_write = self.cache_write.saturating_add(other.cache_write);
-        self.cost += other.cost;
-        self.cost_unknown += other.cost_unknown;
-        self.unpriced += other.unpriced;
-        self.retries = self.retries.saturating_add(other.retries);
     }
 
     /// Samples pushed so far.
     pub fn count(&self) -> u64 {
-        self.count
+        self.totals.count
     }
 
     /// The summary.
     pub fn finish(self) -> Summary {
+        let t = self.totals;
         Summary {
-            count: self.count,
-            errors: self.errors,
-            error_rate: if self.count == 0 {
+            count: t.count,
+            errors: t.errors,
+            error_rate: if t.count == 0 {
                 0.0
             } else {
-                self.errors as f64 / self.count as f64
+                t.errors as f64 / t.count as f64
             },
             latency_ms: Distribution::from_values(self.latency),
             ttft_ms: Distribution::from_values(self.ttft),
-            input_tokens: self.input,
-            output_tokens: self.output,
-            cached_tokens: self.cached,
-            reasoning_tokens: self.reasoning,
-            cache_write_tokens: self.cache_write,
-            cost_usd: self.cost,
-            cost_unknown: self.cost_unknown,
-            unpriced: self.unpriced,
-            retries: self.retries,
+            input_tokens: t.input_tokens,
+            output_tokens: t.output_tokens,
+            cached_tokens: t.cached_tokens,
+            reasoning_tokens: t.reasoning_tokens,
+            cache_write_tokens: t.cache_write_tokens,
+            cost_usd: t.cost_usd,
+            cost_unknown: t.cost_unknown,
+            unpriced: t.unpriced,
+            retries: t.retries,
         }
     }
 }

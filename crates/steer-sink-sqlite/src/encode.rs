@@ -24,6 +24,7 @@ use std::collections::BTreeMap;
 
 use chrono::DateTime;
 use rusqlite::types::FromSql;
+use steer_metrics::query::{NONE_GROUP, NO_ERROR};
 use steer_metrics::summary::Sample;
 use steer_metrics::{AgentMetrics, ErrorClass, Method};
 use uuid::Uuid;
@@ -137,6 +138,43 @@ impl Row {
             self.finish_reason,
             self.cache_write_1h_tokens,
         ])
+    }
+}
+
+impl Row {
+    /// Start time, unix microseconds.
+    pub(crate) fn ts(&self) -> i64 {
+        self.ts
+    }
+
+    /// The group keys the hourly rollup keeps (model, provider, error class
+    /// or `none`, finish reason or `(none)`): what a query's key
+    /// expressions give for this row once stored.
+    pub(crate) fn rollup_key(&self) -> [&str; 4] {
+        [
+            &self.model,
+            &self.provider,
+            self.error_class.unwrap_or(NO_ERROR),
+            self.finish_reason.as_deref().unwrap_or(NONE_GROUP),
+        ]
+    }
+
+    /// The summary inputs of this row as a scan reads them back from the
+    /// table (stored values: NULL floats are unknown, counts saturated).
+    pub(crate) fn sample(&self) -> Sample {
+        let n = |v: i64| u64::try_from(v).unwrap_or(0);
+        Sample {
+            latency_ms: self.latency_ms.unwrap_or(f64::NAN),
+            ttft_ms: self.ttft_ms,
+            error: self.error_class.is_some(),
+            input_tokens: n(self.input_tokens),
+            output_tokens: n(self.output_tokens),
+            cached_tokens: n(self.cached_tokens),
+            reasoning_tokens: self.reasoning_tokens.map_or(0, n),
+            cache_write_tokens: self.cache_write_tokens.map_or(0, n),
+            cost_usd: self.cost_usd,
+            retries: n(self.retries),
+        }
     }
 }
 

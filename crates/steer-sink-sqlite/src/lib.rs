@@ -51,6 +51,7 @@
 mod encode;
 mod error;
 mod query;
+mod rollup;
 mod schema;
 pub mod spec;
 mod store;
@@ -315,12 +316,17 @@ impl Inner {
             duplicates: 0,
             rejected: Vec::new(),
         };
+        // The inserted rows, for the hourly rollup (same transaction).
+        let mut partials = rollup::Partials::default();
         {
             let mut stmt = tx.prepare_cached(&self.insert_sql).map_err(BatchFailure::Sql)?;
             for (i, row) in rows {
                 match row.insert(&mut stmt) {
                     Ok(0) => written.duplicates += 1,
-                    Ok(_) => written.inserted += 1,
+                    Ok(_) => {
+                        written.inserted += 1;
+                        partials.push(row.ts(), row.rollup_key(), &row.sample());
+                    }
                     Err(e) if is_row_error(&e) => {
                         // SQLite undid this statement only, unless the error
                         // (e.g. a trigger's RAISE(ROLLBACK)) ended the
@@ -334,6 +340,10 @@ impl Inner {
                 }
             }
         }
+        partials
+            .write(&tx, self.table.name())
+            .map_err(BatchFailure::Sql)?;
+        rollup::repair(&tx, self.table.name(), rollup::REPAIR_HOURS_PER_BATCH).map_err(BatchFailure::Sql)?;
         tx.commit().map_err(BatchFailure::Sql)?;
         Ok(written)
     }

@@ -1,11 +1,12 @@
 //! [`StatsQuery`] over an SQLite store: the [`SummaryStore`] of `steer
 //! stats` and `steer dashboard`.
 //!
-//! One indexed range scan selects the summary inputs of the matching rows
-//! (schema v3 adds a covering index on `ts` and those columns, so the scan
-//! never visits the table unless a query groups or filters by a tag) and
-//! the shared [`Aggregator`] turns them into the same [`Summary`] numbers
-//! as every other store.
+//! A store with the hourly rollup (schema v3) answers the complete hours of
+//! a window from it and only the partial hours at the edges from the rows
+//! (`query/rollup.rs`); other queries (by tag, sub-hour steps, a file still
+//! at v2) select the summary inputs of the matching rows with indexed range
+//! scans. Either way the shared [`Aggregator`] turns them into the same
+//! [`Summary`] numbers as every other store.
 //!
 //! Bounds: the aggregator stops after [`QueryLimits::max_rows`] rows, and
 //! a query still running after [`QueryLimits::timeout`] is interrupted
@@ -33,6 +34,7 @@ use crate::error::SqliteError;
 use crate::store::SqliteStore;
 
 mod cache;
+mod rollup;
 
 /// The SQL expression of a group key (tag keys are checked by
 /// [`GroupKey::check_tag_key`] and bound as a parameter).
@@ -318,15 +320,40 @@ impl SqliteStore {
         Ok(agg)
     }
 
+    /// Run `q` into a fresh aggregator from `make` (blocking): from the
+    /// hourly rollup and the rows of the window's partial hours when the
+    /// store has a rollup that can answer, else by [scanning](Self::scan)
+    /// the rows. Both give the same numbers.
+    fn collect(
+        &self,
+        q: &StatsQuery,
+        make: impl Fn() -> Aggregator + Sync,
+    ) -> Result<Aggregator, QueryError> {
+        q.validate()?;
+        let mut agg = make();
+        if let Some(plan) = self
+            .has_rollup()
+            .then(|| rollup::plan(q, agg.step_us()))
+            .flatten()
+        {
+            let conn = self.conn();
+            let _watchdog = Watchdog::start(vec![conn.get_interrupt_handle()], q.limits.timeout)?;
+            if rollup::run(&conn, self.table(), q, &plan, &mut agg)? {
+                return Ok(agg);
+            }
+        }
+        self.scan(q, make)
+    }
+
     /// [`SummaryStore::summary`], blocking.
     pub fn query_summary(&self, q: &StatsQuery) -> Result<SummaryReport, QueryError> {
-        Ok(self.scan(q, || Aggregator::summary(q))?.finish_summary())
+        Ok(self.collect(q, || Aggregator::summary(q))?.finish_summary())
     }
 
     /// [`SummaryStore::timeseries`], blocking.
     pub fn query_timeseries(&self, q: &StatsQuery) -> Result<Timeseries, QueryError> {
         let step = q.effective_step(Utc::now());
-        self.scan(q, || Aggregator::timeseries(q, step))?
+        self.collect(q, || Aggregator::timeseries(q, step))?
             .finish_timeseries()
     }
 }
@@ -394,7 +421,7 @@ impl SqliteSummaryStore {
                 return Ok(agg);
             }
         }
-        store.scan(q, make)
+        store.collect(q, make)
     }
 }
 

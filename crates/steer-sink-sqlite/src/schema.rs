@@ -19,8 +19,13 @@ use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior};
 
 use crate::error::{SqliteError, SqliteResultExt};
 
-/// The schema version this crate writes and reads.
-pub const SCHEMA_VERSION: i64 = 2;
+/// The schema version this crate writes (and migrates older files to).
+pub const SCHEMA_VERSION: i64 = 3;
+
+/// The oldest schema version this crate reads without migrating: v2 has
+/// every column a query reads; v3 adds the hourly rollup, which queries
+/// use when it is there and do without (scanning the rows) when not.
+pub(crate) const MIN_READ_VERSION: i64 = 2;
 
 /// `PRAGMA application_id` of a steer store: "STER" in ASCII.
 pub const APPLICATION_ID: i64 = 0x5354_4552;
@@ -162,7 +167,7 @@ ALTER TABLE "{t}" ADD COLUMN cache_write_1h_tokens INTEGER;
 type Migration = fn(&Transaction<'_>, &Table) -> rusqlite::Result<()>;
 
 /// `MIGRATIONS[i]` brings a table from version `i` to `i + 1`.
-const MIGRATIONS: [Migration; SCHEMA_VERSION as usize] = [v1, v2];
+const MIGRATIONS: [Migration; SCHEMA_VERSION as usize] = [v1, v2, crate::rollup::v3];
 
 /// What a file says about itself.
 struct Header {
@@ -329,8 +334,8 @@ pub(crate) fn migrate(conn: &mut Connection, table: &Table, path: &Path) -> Resu
 }
 
 /// Check, without writing, that `table` in the file can be read by this
-/// version.
-pub(crate) fn check_readable(conn: &Connection, table: &Table, path: &Path) -> Result<(), SqliteError> {
+/// version; returns the file's schema version.
+pub(crate) fn check_readable(conn: &Connection, table: &Table, path: &Path) -> Result<i64, SqliteError> {
     let h = header(conn, path)?;
     if h.application_id != APPLICATION_ID {
         return Err(SqliteError::NotAStore {
@@ -346,11 +351,11 @@ pub(crate) fn check_readable(conn: &Connection, table: &Table, path: &Path) -> R
         });
     }
     check_header(&h, path)?;
-    if h.user_version < SCHEMA_VERSION {
+    if h.user_version < MIN_READ_VERSION {
         return Err(SqliteError::SchemaTooOld {
             path: path.to_path_buf(),
             found: h.user_version,
-            supported: SCHEMA_VERSION,
+            supported: MIN_READ_VERSION,
         });
     }
     if !registered(conn, table).ctx("reading the table registry")? {
@@ -359,7 +364,7 @@ pub(crate) fn check_readable(conn: &Connection, table: &Table, path: &Path) -> R
             reason: format!("the database has no steer table `{}`", table.name()),
         });
     }
-    Ok(())
+    Ok(h.user_version)
 }
 
 #[cfg(test)]

@@ -136,6 +136,10 @@ pub struct SqliteStore {
     path: PathBuf,
     table: Table,
     conn: Mutex<Connection>,
+    /// Whether the file has the hourly rollup (schema v3).
+    file_rollup: bool,
+    /// Whether queries use it (see [`SqliteStore::rollup`]).
+    use_rollup: bool,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -202,7 +206,7 @@ impl SqliteStore {
                 reason: "it is a directory".into(),
             });
         }
-        let open = || -> Result<Connection, SqliteError> {
+        let open = || -> Result<(Connection, i64), SqliteError> {
             let conn = Connection::open_with_flags(
                 path,
                 OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -210,20 +214,20 @@ impl SqliteStore {
             .map_err(|e| schema::classify_open_error(e, path, "opening the database"))?;
             conn.busy_timeout(Duration::from_secs(5))
                 .ctx("setting the busy timeout")?;
-            schema::check_readable(&conn, &table, path)?;
-            Ok(conn)
+            let version = schema::check_readable(&conn, &table, path)?;
+            Ok((conn, version))
         };
-        let conn = match open() {
-            Ok(conn) => conn,
+        let (conn, version) = match open() {
+            Ok(opened) => opened,
             Err(e @ (SqliteError::NotAStore { .. } | SqliteError::SchemaTooNew { .. })) => return Err(e),
             // A WAL database in a directory we cannot write (a read-only
             // mount, a 0555 directory) cannot create its `-shm` file: read
             // the file as immutable instead (what was checkpointed).
             Err(e) => match open_immutable(path) {
                 Some(conn) => {
-                    schema::check_readable(&conn, &table, path)?;
+                    let version = schema::check_readable(&conn, &table, path)?;
                     tracing::debug!(path = %path.display(), "sqlite store: read-only location, opened immutable");
-                    conn
+                    (conn, version)
                 }
                 None => return Err(e),
             },
@@ -232,6 +236,8 @@ impl SqliteStore {
             path: path.to_path_buf(),
             table,
             conn: Mutex::new(conn),
+            file_rollup: version >= 3,
+            use_rollup: true,
         })
     }
 
@@ -243,6 +249,23 @@ impl SqliteStore {
     /// The table queried.
     pub fn table(&self) -> &str {
         self.table.name()
+    }
+
+    /// Whether queries use the hourly rollup: the file has one (schema v3)
+    /// and it was not turned off with [`rollup`](Self::rollup).
+    pub fn has_rollup(&self) -> bool {
+        self.file_rollup && self.use_rollup
+    }
+
+    /// Answer queries from the hourly rollup where it can (the default when
+    /// the file has one) or always by scanning the rows (`false`): the two
+    /// give the same numbers; turning it off is for comparing them and for
+    /// benchmarks. On a file without a rollup (schema v2, opened read-only)
+    /// queries scan either way.
+    #[must_use]
+    pub fn rollup(mut self, on: bool) -> Self {
+        self.use_rollup = on;
+        self
     }
 
     pub(crate) fn conn(&self) -> MutexGuard<'_, Connection> {

@@ -143,6 +143,39 @@ impl Aggregator {
         Ok(())
     }
 
+    /// Add pre-aggregated records that share a group key and a time step
+    /// (a store's rollup of one hour): `totals` and their finite latency
+    /// and TTFT values. `ts_us` is any instant of the step they fall in.
+    /// Counts `totals.count` rows against [`QueryLimits::max_rows`].
+    pub fn push_totals(
+        &mut self,
+        key: &str,
+        ts_us: i64,
+        totals: &Totals,
+        latency_ms: impl IntoIterator<Item = f64>,
+        ttft_ms: impl IntoIterator<Item = f64>,
+    ) -> Result<(), QueryError> {
+        self.count_rows(totals.count)?;
+        let g = self.group(key);
+        let builders = match self.step_us {
+            None => &mut self.groups,
+            Some(step) => {
+                let slot = self.slot(ts_us.div_euclid(step))?;
+                &mut self.slots[slot].1
+            }
+        };
+        if g >= builders.len() {
+            builders.resize_with(g + 1, SummaryBuilder::default);
+        }
+        builders[g].add(totals, latency_ms, ttft_ms);
+        Ok(())
+    }
+
+    /// The time-series step in microseconds (`None` for a summary).
+    pub fn step_us(&self) -> Option<i64> {
+        self.step_us
+    }
+
     /// Add everything `other` (an aggregator of the same query over other
     /// records) accumulated.
     pub fn merge(&mut self, other: Aggregator) -> Result<(), QueryError> {

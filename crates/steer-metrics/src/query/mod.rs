@@ -31,7 +31,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize, Serializer};
 
 use crate::record::AgentMetrics;
-use crate::summary::{Sample, Summary, SummaryBuilder};
+use crate::summary::{Sample, Summary, SummaryBuilder, Totals};
 
 /// The group of records that have no value for the key (a missing tag or
 /// finish reason).

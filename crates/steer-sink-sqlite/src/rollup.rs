@@ -1,0 +1,450 @@
+//! The hourly rollup (schema v3): what lets a summary or a time series over
+//! a month of calls read a few tens of thousands of rows instead of every
+//! call, with exactly the numbers a scan of the calls gives.
+//!
+//! `<table>_hourly` holds, per Unix hour and per combination of the group
+//! keys a query can break down or filter by without reading JSON (model,
+//! provider, error class, finish reason, stored as the query's key values:
+//! `none` for a success, `(none)` for a missing finish reason):
+//!
+//! * the number of calls and errors, the sums of every token count and of
+//!   the retries, the sum of the known costs and the count of unknown and
+//!   unpriced ones (the [`Totals`] a summary adds up);
+//! * the finite latencies and TTFTs themselves, as little-endian `f64`
+//!   BLOBs (the table's precision), so percentiles, min and max come out
+//!   identical to a scan; only float sums (cost, means) may differ in the
+//!   last bits, by summation order.
+//!
+//! The sink maintains it in the transaction that inserts the rows: the
+//! batch's inserted rows are grouped by hour and key, and each group is
+//! added to the key's last part (read, merged, written back). A part takes
+//! new calls until it holds [`PART_CALLS`]; then a new part starts, so a
+//! busy hour costs each batch a bounded rewrite instead of one that grows
+//! with the hour. Token sums are `u64` stored bit for bit in SQLite's
+//! signed integers.
+//!
+//! Rows changed or deleted by other means (an SQL `DELETE` to keep a
+//! retention window, a manual `UPDATE`) mark their hour in
+//! `<table>_hourly_stale` through triggers; queries scan the rows for a
+//! window touching a stale hour, and the sink rebuilds up to
+//! [`REPAIR_HOURS_PER_BATCH`] stale hours per batch it writes. Rows
+//! inserted by something other than the sink are not seen by the rollup.
+
+use rusqlite::types::ValueRef;
+use rusqlite::{params, Transaction};
+use steer_metrics::query::{NONE_GROUP, NO_ERROR};
+use steer_metrics::summary::{Sample, Totals};
+
+use crate::query::{float, int};
+
+/// One hour in microseconds: the rollup's bucket.
+pub(crate) const HOUR_US: i64 = 3_600_000_000;
+
+/// Calls a part takes before the next batch starts a new part.
+pub(crate) const PART_CALLS: u64 = 4096;
+
+/// Stale hours a batch write rebuilds at most (bounds the batch's time).
+pub(crate) const REPAIR_HOURS_PER_BATCH: usize = 24;
+
+/// The rollup table of `t`.
+pub(crate) fn hourly(t: &str) -> String {
+    format!("{t}_hourly")
+}
+
+/// The stale-hours table of `t`.
+pub(crate) fn stale(t: &str) -> String {
+    format!("{t}_hourly_stale")
+}
+
+/// The Unix hour of a start time.
+pub(crate) fn hour_of(ts_us: i64) -> i64 {
+    ts_us.div_euclid(HOUR_US)
+}
+
+/// SQL for the Unix hour of an integer microsecond expression (floor, also
+/// before 1970, like [`hour_of`]).
+fn hour_sql(expr: &str) -> String {
+    format!("(({expr}) - ((({expr}) % {HOUR_US}) + {HOUR_US}) % {HOUR_US}) / {HOUR_US}")
+}
+
+/// The summed columns then the two value BLOBs, in the order
+/// [`read_totals`] and [`values`] read them.
+pub(crate) const TOTALS_COLUMNS: &str = "calls, errors, input_tokens, output_tokens, cached_tokens, \
+     reasoning_tokens, cache_write_tokens, retries, cost_usd, cost_unknown, unpriced, latency_ms, ttft_ms";
+
+/// A `u64` sum in a signed SQLite integer, bit for bit.
+#[allow(clippy::cast_possible_wrap)]
+fn stored(v: u64) -> i64 {
+    v as i64
+}
+
+/// The `u64` sum stored by [`stored`].
+#[allow(clippy::cast_sign_loss)]
+fn unstored(v: ValueRef<'_>) -> u64 {
+    match v {
+        ValueRef::Integer(i) => i as u64,
+        _ => 0,
+    }
+}
+
+/// The [`Totals`] of a row selected with [`TOTALS_COLUMNS`] from `first`.
+pub(crate) fn read_totals(row: &rusqlite::Row<'_>, first: usize) -> Totals {
+    let get = |i: usize| row.get_ref(first + i).unwrap_or(ValueRef::Null);
+    Totals {
+        count: unstored(get(0)),
+        errors: unstored(get(1)),
+        input_tokens: unstored(get(2)),
+        output_tokens: unstored(get(3)),
+        cached_tokens: unstored(get(4)),
+        reasoning_tokens: unstored(get(5)),
+        cache_write_tokens: unstored(get(6)),
+        retries: unstored(get(7)),
+        cost_usd: float(get(8)).unwrap_or(0.0),
+        cost_unknown: unstored(get(9)),
+        unpriced: unstored(get(10)),
+    }
+}
+
+/// The values of a latency or TTFT BLOB.
+pub(crate) fn values(v: ValueRef<'_>) -> impl Iterator<Item = f64> + '_ {
+    let bytes = match v {
+        ValueRef::Blob(b) => b,
+        _ => &[],
+    };
+    bytes
+        .chunks_exact(8)
+        .map(|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
+}
+
+/// Append a value to a BLOB when it is finite (what a summary keeps).
+/// `-0.0` is kept as `0.0`, as SQLite stores it in a REAL column.
+fn put(blob: &mut Vec<u8>, v: Option<f64>) {
+    if let Some(v) = v.filter(|v| v.is_finite()) {
+        blob.extend_from_slice(&(v + 0.0).to_le_bytes());
+    }
+}
+
+/// Version 3: the rollup, its stale-hours table and triggers, filled from
+/// the rows already stored.
+pub(crate) fn v3(tx: &Transaction<'_>, t: &crate::schema::Table) -> rusqlite::Result<()> {
+    let t = t.name();
+    let (h, s) = (hourly(t), stale(t));
+    let old_hour = hour_sql("old.ts");
+    let new_hour = hour_sql("new.ts");
+    tx.execute_batch(&format!(
+        r#"
+CREATE TABLE "{h}" (
+    hour               INTEGER NOT NULL,   -- unix hours (UTC): ts div 3600 s
+    model              TEXT    NOT NULL,
+    provider           TEXT    NOT NULL,
+    error_class        TEXT    NOT NULL,   -- '{NO_ERROR}' for successes
+    finish_reason      TEXT    NOT NULL,   -- '{NONE_GROUP}' when absent
+    part               INTEGER NOT NULL,   -- 0, 1, ...: a new part after {PART_CALLS} calls
+    calls              INTEGER NOT NULL,
+    errors             INTEGER NOT NULL,
+    input_tokens       INTEGER NOT NULL,   -- sums: u64 stored bit for bit
+    output_tokens      INTEGER NOT NULL,
+    cached_tokens      INTEGER NOT NULL,
+    reasoning_tokens   INTEGER NOT NULL,
+    cache_write_tokens INTEGER NOT NULL,
+    retries            INTEGER NOT NULL,
+    cost_usd           REAL    NOT NULL,   -- sum of known costs
+    cost_unknown       INTEGER NOT NULL,
+    unpriced           INTEGER NOT NULL,   -- successes with unknown cost
+    latency_ms         BLOB    NOT NULL,   -- finite latencies, f64 little-endian
+    ttft_ms            BLOB    NOT NULL    -- finite TTFTs, f64 little-endian
+);
+CREATE UNIQUE INDEX "{h}_key" ON "{h}" (hour, model, provider, error_class, finish_reason, part);
+CREATE TABLE "{s}" (hour INTEGER PRIMARY KEY);
+CREATE TRIGGER "{h}_on_delete" AFTER DELETE ON "{t}" BEGIN
+    INSERT OR IGNORE INTO "{s}" (hour) VALUES ({old_hour});
+END;
+CREATE TRIGGER "{h}_on_update" AFTER UPDATE ON "{t}" BEGIN
+    INSERT OR IGNORE INTO "{s}" (hour) VALUES ({old_hour});
+    INSERT OR IGNORE INTO "{s}" (hour) VALUES ({new_hour});
+END;
+INSERT OR IGNORE INTO "{s}" (hour) SELECT DISTINCT {ts_hour} FROM "{t}";
+"#,
+        ts_hour = hour_sql("ts"),
+    ))?;
+    let rebuilt = repair(tx, t, usize::MAX)?;
+    if rebuilt > 0 {
+        tracing::info!(
+            table = t,
+            hours = rebuilt,
+            "sqlite store: filled the hourly rollup"
+        );
+    }
+    Ok(())
+}
+
+/// One group of a batch: an hour and the four keys.
+#[derive(Debug)]
+struct Part {
+    hour: i64,
+    key: [String; 4],
+    totals: Totals,
+    latency: Vec<u8>,
+    ttft: Vec<u8>,
+}
+
+/// Rows grouped by hour and key, to be added to the rollup.
+#[derive(Debug, Default)]
+pub(crate) struct Partials {
+    parts: Vec<Part>,
+    /// The part the last row went to (rows come in runs).
+    last: usize,
+}
+
+impl Partials {
+    /// Add a row: its start time, its keys ([`crate::encode::Row::rollup_key`])
+    /// and its summary inputs.
+    pub(crate) fn push(&mut self, ts_us: i64, key: [&str; 4], s: &Sample) {
+        let hour = hour_of(ts_us);
+        let same = |p: &Part| p.hour == hour && p.key.iter().zip(key).all(|(a, b)| a == b);
+        let i = match self.parts.get(self.last).filter(|p| same(p)) {
+            Some(_) => self.last,
+            None => match self.parts.iter().position(same) {
+                Some(i) => i,
+                None => {
+                    self.parts.push(Part {
+                        hour,
+                        key: key.map(str::to_string),
+                        totals: Totals::default(),
+                        latency: Vec::new(),
+                        ttft: Vec::new(),
+                    });
+                    self.parts.len() - 1
+                }
+            },
+        };
+        self.last = i;
+        let p = &mut self.parts[i];
+        p.totals.push(s);
+        put(&mut p.latency, Some(s.latency_ms));
+        put(&mut p.ttft, s.ttft_ms);
+    }
+
+    /// Add every group to the rollup of table `t`: merged into the key's
+    /// last part while it holds fewer than [`PART_CALLS`] calls, else as a
+    /// new part.
+    pub(crate) fn write(self, tx: &Transaction<'_>, t: &str) -> rusqlite::Result<()> {
+        if self.parts.is_empty() {
+            return Ok(());
+        }
+        let h = hourly(t);
+        let mut last = tx.prepare_cached(&format!(
+            "SELECT rowid, part, {TOTALS_COLUMNS} FROM \"{h}\" WHERE hour = ?1 AND model = ?2 AND provider = ?3 \
+             AND error_class = ?4 AND finish_reason = ?5 ORDER BY part DESC LIMIT 1"
+        ))?;
+        let mut update = tx.prepare_cached(&format!(
+            "UPDATE \"{h}\" SET calls = ?2, errors = ?3, input_tokens = ?4, output_tokens = ?5, cached_tokens = ?6, \
+             reasoning_tokens = ?7, cache_write_tokens = ?8, retries = ?9, cost_usd = ?10, cost_unknown = ?11, \
+             unpriced = ?12, latency_ms = ?13, ttft_ms = ?14 WHERE rowid = ?1"
+        ))?;
+        let mut insert = tx.prepare_cached(&format!(
+            "INSERT INTO \"{h}\" (hour, model, provider, error_class, finish_reason, part, {TOTALS_COLUMNS}) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)"
+        ))?;
+        for mut p in self.parts {
+            let [model, provider, error, finish] = &p.key;
+            let found = {
+                let mut rows = last.query(params![p.hour, model, provider, error, finish])?;
+                match rows.next()? {
+                    Some(r) => {
+                        let totals = read_totals(r, 2);
+                        let blob = |i: usize| -> Vec<u8> {
+                            match r.get_ref(i).unwrap_or(ValueRef::Null) {
+                                ValueRef::Blob(b) => b.to_vec(),
+                                _ => Vec::new(),
+                            }
+                        };
+                        Some((
+                            r.get::<_, i64>(0)?,
+                            r.get::<_, i64>(1)?,
+                            totals,
+                            blob(13),
+                            blob(14),
+                        ))
+                    }
+                    None => None,
+                }
+            };
+            let t = match found {
+                Some((rowid, _, mut totals, mut latency, mut ttft)) if totals.count < PART_CALLS => {
+                    totals.merge(&p.totals);
+                    latency.append(&mut p.latency);
+                    ttft.append(&mut p.ttft);
+                    let t = totals;
+                    update.execute(params![
+                        rowid,
+                        stored(t.count),
+                        stored(t.errors),
+                        stored(t.input_tokens),
+                        stored(t.output_tokens),
+                        stored(t.cached_tokens),
+                        stored(t.reasoning_tokens),
+                        stored(t.cache_write_tokens),
+                        stored(t.retries),
+                        t.cost_usd,
+                        stored(t.cost_unknown),
+                        stored(t.unpriced),
+                        latency,
+                        ttft,
+                    ])?;
+                    continue;
+                }
+                Some((_, part, ..)) => (part + 1, p.totals),
+                None => (0, p.totals),
+            };
+            let (part, t) = t;
+            insert.execute(params![
+                p.hour,
+                model,
+                provider,
+                error,
+                finish,
+                part,
+                stored(t.count),
+                stored(t.errors),
+                stored(t.input_tokens),
+                stored(t.output_tokens),
+                stored(t.cached_tokens),
+                stored(t.reasoning_tokens),
+                stored(t.cache_write_tokens),
+                stored(t.retries),
+                t.cost_usd,
+                stored(t.cost_unknown),
+                stored(t.unpriced),
+                p.latency,
+                p.ttft,
+            ])?;
+        }
+        Ok(())
+    }
+}
+
+/// Rebuild up to `max_hours` stale hours of table `t` from its rows;
+/// returns how many were rebuilt.
+pub(crate) fn repair(tx: &Transaction<'_>, t: &str, max_hours: usize) -> rusqlite::Result<usize> {
+    let (h, s) = (hourly(t), stale(t));
+    let hours: Vec<i64> = {
+        let mut stmt = tx.prepare_cached(&format!("SELECT hour FROM \"{s}\" ORDER BY hour LIMIT ?1"))?;
+        let limit = i64::try_from(max_hours).unwrap_or(i64::MAX);
+        let rows = stmt.query_map([limit], |r| r.get(0))?;
+        rows.collect::<rusqlite::Result<_>>()?
+    };
+    if hours.is_empty() {
+        return Ok(0);
+    }
+    let mut select = tx.prepare_cached(&format!(
+        "SELECT ts, model, provider, COALESCE(error_class, '{NO_ERROR}'), COALESCE(finish_reason, '{NONE_GROUP}'), \
+         latency_ms, ttft_ms, error_class IS NOT NULL, input_tokens, output_tokens, cached_tokens, cost_usd, \
+         retries, reasoning_tokens, cache_write_tokens FROM \"{t}\" WHERE ts >= ?1 AND ts < ?2 ORDER BY id"
+    ))?;
+    for &hour in &hours {
+        tx.execute(&format!("DELETE FROM \"{h}\" WHERE hour = ?1"), [hour])?;
+        let mut partials = Partials::default();
+        let start = hour.saturating_mul(HOUR_US);
+        let mut rows = select.query([start, start.saturating_add(HOUR_US)])?;
+        while let Some(r) = rows.next()? {
+            let get = |i: usize| r.get_ref(i).unwrap_or(ValueRef::Null);
+            let text = |i: usize| match get(i) {
+                ValueRef::Text(t) => std::str::from_utf8(t).unwrap_or(NONE_GROUP),
+                _ => NONE_GROUP,
+            };
+            let ValueRef::Integer(ts) = get(0) else {
+                continue;
+            };
+            let sample = Sample {
+                latency_ms: float(get(5)).unwrap_or(f64::NAN),
+                ttft_ms: float(get(6)),
+                error: int(get(7)) != 0,
+                input_tokens: int(get(8)),
+                output_tokens: int(get(9)),
+                cached_tokens: int(get(10)),
+                cost_usd: float(get(11)),
+                retries: int(get(12)),
+                reasoning_tokens: int(get(13)),
+                cache_write_tokens: int(get(14)),
+            };
+            partials.push(ts, [text(1), text(2), text(3), text(4)], &sample);
+        }
+        partials.write(tx, t)?;
+        tx.execute(&format!("DELETE FROM \"{s}\" WHERE hour = ?1"), [hour])?;
+    }
+    tracing::debug!(
+        table = t,
+        hours = hours.len(),
+        "sqlite store: rebuilt stale rollup hours"
+    );
+    Ok(hours.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hours_floor_before_and_after_1970() {
+        assert_eq!(hour_of(0), 0);
+        assert_eq!(hour_of(HOUR_US - 1), 0);
+        assert_eq!(hour_of(HOUR_US), 1);
+        assert_eq!(hour_of(-1), -1);
+        assert_eq!(hour_of(-HOUR_US), -1);
+        assert_eq!(hour_of(-HOUR_US - 1), -2);
+    }
+
+    #[test]
+    fn the_sql_hour_is_the_rust_hour() {
+        let conn = rusqlite::Connection::open_in_memory().unwrap_or_else(|e| panic!("{e}"));
+        for ts in [
+            0,
+            1,
+            HOUR_US - 1,
+            HOUR_US,
+            -1,
+            -HOUR_US,
+            -HOUR_US - 1,
+            1_789_999_200_000_000,
+        ] {
+            let sql = format!("SELECT {}", hour_sql(&ts.to_string()));
+            let got: i64 = conn
+                .query_row(&sql, [], |r| r.get(0))
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(got, hour_of(ts), "{ts}");
+        }
+    }
+
+    #[test]
+    fn sums_round_trip_bit_for_bit() {
+        for v in [
+            0,
+            1,
+            u64::from(u32::MAX),
+            i64::MAX as u64,
+            i64::MAX as u64 + 7,
+            u64::MAX,
+        ] {
+            assert_eq!(unstored(ValueRef::Integer(stored(v))), v);
+        }
+    }
+
+    #[test]
+    fn blobs_keep_finite_values_only() {
+        let mut b = Vec::new();
+        for v in [
+            Some(1.5),
+            None,
+            Some(f64::NAN),
+            Some(f64::INFINITY),
+            Some(-0.0),
+            Some(1e-300),
+        ] {
+            put(&mut b, v);
+        }
+        let back: Vec<f64> = values(ValueRef::Blob(&b)).collect();
+        assert_eq!(back, [1.5, 0.0, 1e-300]);
+        assert!(back[1].is_sign_positive());
+    }
+}
