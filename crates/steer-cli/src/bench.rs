@@ -214,34 +214,35 @@ pub async fn run(args: BenchArgs, ctx: &Context) -> Result<ExitCode, CliError> {
         stats,
     };
     match args.format {
-        Format::Json => println!(
+        Format::Json => outln!(
             "{}",
             serde_json::to_string_pretty(&out).map_err(|e| CliError::Other(e.to_string()))?
         ),
         Format::Table => {
             if out.interrupted.is_some() {
-                println!(
+                outln!(
                     "interrupted     after {} records were recorded",
                     out.stats.received
                 );
             }
-            println!("sink            {}", out.sink);
-            println!("records         {}", out.records);
-            println!("elapsed         {:.3} s", out.seconds);
-            println!("throughput      {:.0} records/s", out.records_per_sec);
-            println!(
+            outln!("sink            {}", out.sink);
+            outln!("records         {}", out.records);
+            outln!("elapsed         {:.3} s", out.seconds);
+            outln!("throughput      {:.0} records/s", out.records_per_sec);
+            outln!(
                 "delivered       {} (dropped {}, failed {}, retried {})",
                 out.stats.delivered,
                 out.stats.dropped.total(),
                 out.stats.failed.total(),
                 out.stats.retried
             );
-            println!(
+            outln!(
                 "requests        {} ({} records sent)",
-                out.requests, out.records_sent
+                out.requests,
+                out.records_sent
             );
             if let Some(rss) = out.peak_rss_mib {
-                println!(
+                outln!(
                     "peak RSS        {rss:.1} MiB (at start {:.1} MiB)",
                     out.start_rss_mib.unwrap_or(f64::NAN)
                 );
@@ -250,7 +251,7 @@ pub async fn run(args: BenchArgs, ctx: &Context) -> Result<ExitCode, CliError> {
     }
     if let Some(e) = &out.stats.last_error {
         if !out.completed || out.stats.lost() > 0 || out.stats.in_flight > 0 {
-            eprintln!("last error of the sink: {}", steer_metrics::redact::redact(e));
+            eoutln!("last error of the sink: {}", steer_metrics::redact::redact(e));
         }
     }
     if let Some(sig) = stop.signal() {

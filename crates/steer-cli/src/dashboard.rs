@@ -35,7 +35,7 @@ pub async fn run(args: DashboardArgs, ctx: &Context) -> Result<ExitCode, CliErro
         .local_addr()
         .map_err(|e| CliError::Other(format!("cannot read the listening address: {e}")))?;
     if !addr.ip().is_loopback() {
-        eprintln!(
+        eoutln!(
             "warning: listening on {addr}, not a loopback address: anyone who can reach it can read these metrics"
         );
     }
@@ -44,7 +44,7 @@ pub async fn run(args: DashboardArgs, ctx: &Context) -> Result<ExitCode, CliErro
     } else {
         addr.to_string()
     };
-    println!(
+    outln!(
         "steer dashboard over {} at http://{host}/  (Ctrl-C to stop)",
         store.describe()
     );

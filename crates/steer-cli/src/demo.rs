@@ -264,26 +264,26 @@ pub async fn run(args: DemoArgs, ctx: &Context) -> Result<ExitCode, CliError> {
                 groups: &groups,
                 delivery: Some(&report),
             };
-            println!(
+            outln!(
                 "{}",
                 serde_json::to_string_pretty(&out).map_err(|e| CliError::Other(e.to_string()))?
             );
         }
         Format::Table => {
             if stop.signal().is_some() {
-                println!("interrupted after {} of {} calls\n", records.len(), args.requests);
+                outln!("interrupted after {} of {} calls\n", records.len(), args.requests);
             }
-            println!(
+            outln!(
                 "{} simulated calls in {:.1} s (up to {} in flight), seed {}\n",
                 records.len(),
                 elapsed.as_secs_f64(),
                 args.concurrency.min(args.requests),
                 args.seed
             );
-            print!("{}", table(&total, GroupBy::Model, &groups));
-            println!("\ndelivery:");
-            print!("{}", delivery(&report));
-            println!(
+            out!("{}", table(&total, GroupBy::Model, &groups));
+            outln!("\ndelivery:");
+            out!("{}", delivery(&report));
+            outln!(
                 "\nstore: {}   (try: steer stats --db {} --by provider)",
                 db.display(),
                 db.display()
@@ -292,7 +292,7 @@ pub async fn run(args: DemoArgs, ctx: &Context) -> Result<ExitCode, CliError> {
     }
     let delivered = all_delivered(&report);
     if !delivered {
-        eprintln!("warning: some records were not delivered (see the delivery report above)");
+        eoutln!("warning: some records were not delivered (see the delivery report above)");
     }
     if let Some(sig) = stop.signal() {
         return Ok(ExitCode::from(sig.exit_code()));

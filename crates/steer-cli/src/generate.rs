@@ -84,16 +84,16 @@ pub async fn run(args: GenerateArgs, ctx: &Context) -> Result<ExitCode, CliError
     };
 
     let print_record = |m: &AgentMetrics| {
-        eprintln!("--- metrics ---");
+        eoutln!("--- metrics ---");
         match serde_json::to_string_pretty(m) {
-            Ok(s) => eprintln!("{s}"),
-            Err(e) => eprintln!("(cannot render the record: {e})"),
+            Ok(s) => eoutln!("{s}"),
+            Err(e) => eoutln!("(cannot render the record: {e})"),
         }
     };
     let report = collector.shutdown(args.flush_timeout).await;
     if !report.sinks.is_empty() {
-        eprintln!("--- delivery ---");
-        eprint!("{}", delivery(&report));
+        eoutln!("--- delivery ---");
+        eout!("{}", delivery(&report));
     }
     if let Some(m) = match &outcome {
         Ok(m) => Some(m),
@@ -107,7 +107,7 @@ pub async fn run(args: GenerateArgs, ctx: &Context) -> Result<ExitCode, CliError
     match outcome {
         Ok(_) if all_delivered(&report) => Ok(ExitCode::SUCCESS),
         Ok(_) => {
-            eprintln!("warning: the call's metrics did not reach every sink (see the delivery report above)");
+            eoutln!("warning: the call's metrics did not reach every sink (see the delivery report above)");
             Ok(ExitCode::from(exit::UNDELIVERED))
         }
         Err((e, _)) => Err(e),
@@ -128,16 +128,16 @@ async fn call(client: &SteerClient, req: Request, args: &GenerateArgs) -> Outcom
                     match ev {
                         Ok(steer::StreamEvent::Delta(text)) => {
                             use std::io::Write;
-                            print!("{text}");
+                            out!("{text}");
                             let _ = std::io::stdout().flush();
                         }
                         Ok(steer::StreamEvent::Done(resp)) => {
-                            println!();
+                            outln!();
                             result = Ok(resp.metrics.clone());
                         }
                         Ok(_) => {}
                         Err(e) => {
-                            println!();
+                            outln!();
                             result = Err(fail(&e));
                         }
                     }
@@ -148,9 +148,9 @@ async fn call(client: &SteerClient, req: Request, args: &GenerateArgs) -> Outcom
     } else {
         match client.generate(req, &args.model).await {
             Ok(resp) => {
-                println!("{}", resp.text);
+                outln!("{}", resp.text);
                 for call in &resp.tool_calls {
-                    println!("[tool call] {} {}", call.name, call.arguments);
+                    outln!("[tool call] {} {}", call.name, call.arguments);
                 }
                 Ok(resp.metrics.clone())
             }

@@ -2,6 +2,40 @@
 #![warn(missing_docs)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+/// `print!` to stdout that never panics: a closed stdout (`steer demo |
+/// head`, a proxy whose terminal went away) must not abort a run whose
+/// delivery and exit code matter more than its printout.
+macro_rules! out {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout(), $($t)*);
+    }};
+}
+
+/// `println!` to stdout that never panics (see [`out!`]).
+macro_rules! outln {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($t)*);
+    }};
+}
+
+/// `eprint!` that never panics (see [`out!`]).
+macro_rules! eout {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stderr(), $($t)*);
+    }};
+}
+
+/// `eprintln!` that never panics (see [`out!`]).
+macro_rules! eoutln {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($t)*);
+    }};
+}
+
 mod bench;
 mod config;
 mod dashboard;
@@ -167,7 +201,7 @@ fn main() -> ExitCode {
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            eoutln!("error: cannot start the async runtime: {e}");
             return ExitCode::from(1);
         }
     };
@@ -189,7 +223,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e}");
+            eoutln!("error: {e}");
             ExitCode::from(e.exit_code())
         }
     }

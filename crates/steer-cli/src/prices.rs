@@ -108,7 +108,10 @@ pub async fn run(args: PricesArgs, ctx: &Context) -> Result<ExitCode, CliError> 
     let mut stdout = std::io::stdout().lock();
     let written = match args.format {
         Format::Json => serde_json::to_writer_pretty(&mut stdout, &out)
-            .map_err(std::io::Error::other)
+            .map_err(|e| match e.io_error_kind() {
+                Some(kind) => std::io::Error::from(kind),
+                None => std::io::Error::other(e),
+            })
             .and_then(|()| writeln!(stdout)),
         Format::Table => write_table(&mut stdout, &out),
     };

@@ -118,10 +118,10 @@ pub async fn run(args: ProxyArgs, ctx: &Context) -> Result<ExitCode, CliError> {
     } else {
         "clients' keys passed through"
     };
-    println!("steer proxy listening on http://{addr} ({keys})");
-    println!("  OpenAI:    OPENAI_BASE_URL=http://{addr}/v1");
-    println!("  Anthropic: ANTHROPIC_BASE_URL=http://{addr}");
-    println!("  metrics:   http://{addr}/metrics   store: {}", db.display());
+    outln!("steer proxy listening on http://{addr} ({keys})");
+    outln!("  OpenAI:    OPENAI_BASE_URL=http://{addr}/v1");
+    outln!("  Anthropic: ANTHROPIC_BASE_URL=http://{addr}");
+    outln!("  metrics:   http://{addr}/metrics   store: {}", db.display());
 
     let shutdown = {
         let stop = stop.clone();
@@ -139,17 +139,17 @@ pub async fn run(args: ProxyArgs, ctx: &Context) -> Result<ExitCode, CliError> {
     };
     match ended {
         Ok(Ok(Ok(()))) => {}
-        Ok(Ok(Err(e))) => eprintln!("error: the proxy stopped: {e}"),
-        Ok(Err(e)) => eprintln!("error: the proxy task failed: {e}"),
-        Err(_) => eprintln!(
+        Ok(Ok(Err(e))) => eoutln!("error: the proxy stopped: {e}"),
+        Ok(Err(e)) => eoutln!("error: the proxy task failed: {e}"),
+        Err(_) => eoutln!(
             "calls still in flight after {} s: not waiting for them",
             args.flush_timeout.as_secs()
         ),
     }
     let report = collector.shutdown(args.flush_timeout).await;
-    println!("\ndelivery:");
-    print!("{}", delivery(&report));
-    println!(
+    outln!("\ndelivery:");
+    out!("{}", delivery(&report));
+    outln!(
         "\nstore: {}   (try: steer stats --db {})",
         db.display(),
         db.display()
@@ -157,7 +157,7 @@ pub async fn run(args: ProxyArgs, ctx: &Context) -> Result<ExitCode, CliError> {
     Ok(if all_delivered(&report) {
         ExitCode::SUCCESS
     } else {
-        eprintln!("warning: some records were not delivered (see the delivery report above)");
+        eoutln!("warning: some records were not delivered (see the delivery report above)");
         ExitCode::from(exit::UNDELIVERED)
     })
 }

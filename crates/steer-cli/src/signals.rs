@@ -60,13 +60,13 @@ impl Stop {
             while let Some(sig) = signals.next().await {
                 count += 1;
                 if count > 1 {
-                    eprintln!(
+                    eoutln!(
                         "\n{} again: exiting now, without waiting for delivery",
                         sig.name()
                     );
                     std::process::exit(i32::from(sig.exit_code()));
                 }
-                eprintln!(
+                eoutln!(
                     "\n{}: no new calls; delivering what was recorded (up to --flush-timeout), then reporting. Send it again to exit at once.",
                     sig.name()
                 );

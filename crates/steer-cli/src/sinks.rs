@@ -115,7 +115,7 @@ pub struct SinksArgs {
 pub async fn run(args: SinksArgs, _ctx: &crate::Context) -> Result<std::process::ExitCode, CliError> {
     if args.specs.is_empty() {
         for kind in steer_sinks::registry().kinds() {
-            println!(
+            outln!(
                 "{:<12} {:<44} {}",
                 kind.name(),
                 kind.schemes().join(","),
@@ -126,7 +126,7 @@ pub async fn run(args: SinksArgs, _ctx: &crate::Context) -> Result<std::process:
     }
     for s in &args.specs {
         let spec = steer_sinks::parse(s)?;
-        println!("{}\t{spec}", spec.kind());
+        outln!("{}\t{spec}", spec.kind());
     }
     Ok(std::process::ExitCode::SUCCESS)
 }

@@ -140,7 +140,7 @@ pub async fn run(args: StatsArgs, ctx: &Context) -> Result<ExitCode, CliError> {
         let ts = store.timeseries(&q).await.map_err(store_err)?;
         match args.format {
             Format::Json => print_json(&ts)?,
-            Format::Table => print!("{}", series_table(&ts, style)),
+            Format::Table => out!("{}", series_table(&ts, style)),
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -148,12 +148,12 @@ pub async fn run(args: StatsArgs, ctx: &Context) -> Result<ExitCode, CliError> {
     match args.format {
         Format::Json => print_json(&report)?,
         Format::Table => {
-            print!("{}", summary_table(&report, style));
+            out!("{}", summary_table(&report, style));
             if report.total.count == 0 {
-                println!("no calls in this selection (try a longer --since, or fewer --filter)");
+                outln!("no calls in this selection (try a longer --since, or fewer --filter)");
             }
             if report.total.unpriced > 0 {
-                println!(
+                outln!(
                     "{} successful call(s) of models without a price: cost unknown, not in the totals (see `steer prices`; --prices FILE adds prices)",
                     fmt_int(report.total.unpriced, style.separators)
                 );
@@ -164,7 +164,7 @@ pub async fn run(args: StatsArgs, ctx: &Context) -> Result<ExitCode, CliError> {
 }
 
 fn print_json<T: serde::Serialize>(v: &T) -> Result<(), CliError> {
-    println!(
+    outln!(
         "{}",
         serde_json::to_string_pretty(v).map_err(|e| CliError::Other(e.to_string()))?
     );

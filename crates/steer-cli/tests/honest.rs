@@ -707,3 +707,66 @@ fn a_spool_refuses_another_sinks_records() {
             || std::fs::read(dir.path().join("other.jsonl")).unwrap().is_empty()
     );
 }
+
+/// Runs `args` with stdout and stderr pipes whose reading ends are closed at
+/// once (`steer demo | head -0`): every print fails with a broken pipe.
+fn steer_closed_output(args: &[&str], cwd: &Path) -> std::process::ExitStatus {
+    let mut child = cmd(args, cwd)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    drop(child.stderr.take());
+    child.wait().unwrap()
+}
+
+#[test]
+fn a_closed_stdout_or_stderr_neither_panics_nor_loses_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let st = steer_closed_output(
+        &["demo", "--requests", "30", "--db", "m.db", "--seed", "1"],
+        dir.path(),
+    );
+    assert_eq!(st.code(), Some(0), "demo with a closed stdout: {st:?}");
+    let o = steer(&["stats", "--db", "m.db", "--format", "json"], dir.path());
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["total"]["count"], 30, "{}", text(&o));
+
+    for args in [
+        &["prices", "--format", "json"][..],
+        &["prices"][..],
+        &["stats", "--db", "m.db", "--every", "1m", "--since", "1h"][..],
+        &[
+            "generate",
+            "hello",
+            "--model",
+            "sim/gpt-4o-mini",
+            "--sink",
+            "sqlite:m.db",
+        ][..],
+        &["sinks"][..],
+    ] {
+        let st = steer_closed_output(args, dir.path());
+        assert_eq!(st.code(), Some(0), "steer {args:?} with a closed stdout: {st:?}");
+    }
+    let o = steer(&["stats", "--db", "m.db", "--format", "json"], dir.path());
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        v["total"]["count"],
+        31,
+        "the generate call was stored: {}",
+        text(&o)
+    );
+}
+
+#[test]
+fn an_endless_price_file_is_refused_not_read_forever() {
+    let dir = tempfile::tempdir().unwrap();
+    let started = Instant::now();
+    let o = steer(&["--prices", "/dev/zero", "prices"], dir.path());
+    let t = text(&o);
+    assert_eq!(code(&o), 7, "{t}");
+    assert!(t.contains("larger than"), "{t}");
+    assert!(started.elapsed() < Duration::from_secs(30), "{t}");
+}

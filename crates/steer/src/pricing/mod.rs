@@ -33,6 +33,7 @@
 //! request, as the providers bill it.
 
 use std::collections::{BTreeMap, HashMap};
+use std::io::Read as _;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -64,6 +65,14 @@ pub enum PriceError {
         path: String,
         /// The cause.
         source: std::io::Error,
+    },
+    /// The file is larger than [`PriceTable::MAX_FILE_BYTES`].
+    #[error("price file {path} is larger than {max} bytes")]
+    TooLarge {
+        /// The path.
+        path: String,
+        /// The limit.
+        max: u64,
     },
     /// The TOML is invalid.
     #[error("invalid TOML price table: {0}")]
@@ -351,13 +360,35 @@ impl PriceTable {
         Ok(t)
     }
 
+    /// Largest price file [`PriceTable::from_path`] reads (the whole
+    /// community map is about 1.5 MB).
+    pub const MAX_FILE_BYTES: u64 = 64 << 20;
+
     /// Load a table from a file: `.json` (steer's format or the community
     /// map's, detected) or TOML (any other extension).
     pub fn from_path(path: impl AsRef<Path>) -> Result<Self, PriceError> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|source| PriceError::Io {
+        let io = |source| PriceError::Io {
             path: path.display().to_string(),
             source,
+        };
+        // Bounded: `--prices /dev/zero` (or a mistaken multi-GB file) is an
+        // error, not a process that reads forever.
+        let mut bytes = Vec::new();
+        std::fs::File::open(path)
+            .and_then(|f| f.take(Self::MAX_FILE_BYTES + 1).read_to_end(&mut bytes))
+            .map_err(io)?;
+        if bytes.len() as u64 > Self::MAX_FILE_BYTES {
+            return Err(PriceError::TooLarge {
+                path: path.display().to_string(),
+                max: Self::MAX_FILE_BYTES,
+            });
+        }
+        let text = String::from_utf8(bytes).map_err(|e| {
+            io(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                e.utf8_error(),
+            ))
         })?;
         let json = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("json"))
             || text.trim_start().starts_with('{');
