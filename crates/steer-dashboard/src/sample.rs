@@ -14,13 +14,13 @@ use steer_metrics::{AgentMetrics, ErrorClass, Method};
 
 /// `(provider, model, median latency ms, input $/1M, output $/1M, reasoning)`.
 const MODELS: [(&str, &str, f64, f64, f64, bool); 7] = [
-    ("openai", "gpt-4o", 900.0, 2.5, 10.0, false),
+    ("openai", "gpt-5.2", 1400.0, 1.75, 14.0, true),
     ("openai", "gpt-4o-mini", 450.0, 0.15, 0.6, false),
-    ("openai", "o3-mini", 2200.0, 1.1, 4.4, true),
-    ("anthropic", "claude-sonnet-4-5", 1300.0, 3.0, 15.0, false),
+    ("anthropic", "claude-sonnet-4-6", 1300.0, 3.0, 15.0, false),
     ("anthropic", "claude-haiku-4-5", 520.0, 1.0, 5.0, false),
-    ("xai", "grok-4", 1700.0, 3.0, 15.0, true),
-    ("xai", "grok-3-mini", 600.0, 0.3, 0.5, true),
+    ("gemini", "gemini-2.5-flash", 700.0, 0.3, 2.5, true),
+    ("xai", "grok-4.3", 1700.0, 1.25, 2.5, true),
+    ("xai", "grok-code-fast-1", 600.0, 1.0, 2.0, true),
 ];
 const FEATURES: [&str; 4] = ["search", "chat", "support-bot", "summarize"];
 const TEAMS: [&str; 3] = ["growth", "core", "support"];
@@ -60,7 +60,7 @@ pub fn history(n: usize, span: Duration, end: DateTime<Utc>, seed: u64) -> Vec<A
             let secs = u64::try_from(t.div_euclid(1_000_000)).unwrap_or(0);
             let nanos = u32::try_from(t.rem_euclid(1_000_000) * 1000).unwrap_or(0);
             m.request_id = uuid::Uuid::new_v7(uuid::Timestamp::from_unix(uuid::NoContext, secs, nanos));
-            let incident = model == "claude-sonnet-4-5" && t >= incident_from;
+            let incident = model == "claude-sonnet-4-6" && t >= incident_from;
             let slow = if incident { 1.8 } else { 1.0 };
             m.latency_ms = median * slow * (0.45 * normal(&mut rng)).exp();
             m.method = if i % 3 == 2 {
