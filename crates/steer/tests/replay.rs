@@ -301,6 +301,20 @@ fn hand_computed_costs() -> BTreeMap<&'static str, f64> {
         ("azure_chat_tool_calls.json", 43.65e-6),
         // answering as gpt-4, no azure/ entry: OpenAI's gpt-4 (30 in, 60 out): 15*30 + 5*60 = 750
         ("azure_chat_stream_usage.sse", 750.0e-6),
+        // Server-side compaction, claude-sonnet-4-6: both samplings are billed.
+        // (100 + 180)*3 + 55096*3.75 (5-minute write) + (82 + 8)*15 = 840 + 206610 + 1350 = 208800
+        ("anthropic_compaction_iterations.json", 208800.0e-6),
+        // (100 + 181)*3 + 55096*0.30 (cache read) + (83 + 8)*15 = 843 + 16528.8 + 1365 = 18736.8
+        ("anthropic_stream_compaction_iterations.sse", 18736.8e-6),
+        // claude-sonnet-5: 2 in, 10 out; the advisor's own tokens (another model) not included.
+        // 2390*2 + 121*10 = 4780 + 1210 = 5990
+        ("anthropic_advisor_iterations.json", 5990.0e-6),
+        // claude-sonnet-4-5-20250929: 92*3 + 189*15 = 276 + 2835 = 3111
+        ("anthropic_stream_redacted_thinking.sse", 3111.0e-6),
+        // gpt-5-2025-08-07: 1.25 in, 10 out. 13*1.25 + 11*10 = 16.25 + 110 = 126.25
+        ("openai_chat_stream_moderation_after_usage.sse", 126.25e-6),
+        // gemini-2.5-pro: 1.25 in, 10 out; thoughts are the whole output. 15*1.25 + 2*10 = 38.75
+        ("gemini_max_tokens_thoughts_only.json", 38.75e-6),
     ])
 }
 
@@ -318,7 +332,7 @@ fn expected_error_class(r: &Recording, body: &str) -> Option<ErrorClass> {
     }
     matches!(
         r.expected["finish_reason"].as_str(),
-        Some("refusal" | "content_filter" | "SAFETY")
+        Some("refusal" | "content_filter" | "SAFETY" | "MODEL_ARMOR")
     )
     .then_some(ErrorClass::ContentFilter)
 }

@@ -121,6 +121,18 @@ struct RawUsage {
     write_1h: Option<u64>,
     /// `output_tokens_details.thinking_tokens`.
     thinking: Option<u64>,
+    /// Usage of the `compaction` iterations, which the top level leaves out.
+    compaction: Compaction,
+}
+
+/// Token counts of the compaction iterations of a request.
+#[derive(Debug, Default, Clone, Copy)]
+struct Compaction {
+    input: u64,
+    output: u64,
+    cache_read: u64,
+    cache_write: u64,
+    write_1h: u64,
 }
 
 impl RawUsage {
@@ -151,6 +163,38 @@ impl RawUsage {
         {
             self.thinking = Some(x);
         }
+        self.sum_iterations(u);
+    }
+
+    /// A request that compacted its context (server-side compaction) sampled
+    /// twice: `usage.iterations` holds a `compaction` iteration and the
+    /// `message` one, and the top level reports only the latter. Every
+    /// compaction is billed too, so its tokens are added. Other iterations
+    /// are already in the top level (`message`) or belong to another model
+    /// (`advisor_message`, priced as that model) and are left as reported.
+    fn sum_iterations(&mut self, u: &Value) {
+        let Some(list) = u.get("iterations").and_then(Value::as_array) else {
+            return;
+        };
+        let mut c = Compaction::default();
+        for i in list
+            .iter()
+            .filter(|i| i.get("type").and_then(Value::as_str) == Some("compaction"))
+        {
+            let creation = i.get("cache_creation").filter(|c| c.is_object());
+            let split = |key: &str| creation.and_then(|cc| opt_u64_at(cc, key)).unwrap_or(0);
+            let write_5m = split("ephemeral_5m_input_tokens");
+            let write_1h = split("ephemeral_1h_input_tokens");
+            c.input = c.input.saturating_add(u64_at(i, "input_tokens"));
+            c.output = c.output.saturating_add(u64_at(i, "output_tokens"));
+            c.cache_read = c.cache_read.saturating_add(u64_at(i, "cache_read_input_tokens"));
+            c.cache_write = c.cache_write.saturating_add(
+                opt_u64_at(i, "cache_creation_input_tokens").unwrap_or(write_5m.saturating_add(write_1h)),
+            );
+            c.write_1h = c.write_1h.saturating_add(write_1h);
+        }
+        // Each usage block reports every iteration so far: the latest replaces.
+        self.compaction = c;
     }
 
     /// Normalised: input counts cache reads and writes too. When only the
@@ -161,15 +205,30 @@ impl RawUsage {
             (None, None) => None,
             (a, b) => Some(a.unwrap_or(0).saturating_add(b.unwrap_or(0))),
         };
+        let c = self.compaction;
         let cache_write = self.cache_write.or(split);
+        let cache_write = match cache_write {
+            Some(w) => Some(w.saturating_add(c.cache_write)),
+            None => (c.cache_write > 0).then_some(c.cache_write),
+        };
         let write = cache_write.unwrap_or(0);
+        let write_1h = match self.write_1h {
+            Some(h) => Some(h.saturating_add(c.write_1h)),
+            None => (c.write_1h > 0).then_some(c.write_1h),
+        };
+        let cache_read = self.cache_read.saturating_add(c.cache_read);
+        let output = self.output.saturating_add(c.output);
         Usage {
-            input_tokens: self.input.saturating_add(self.cache_read).saturating_add(write),
-            output_tokens: self.output,
-            cached_tokens: self.cache_read,
+            input_tokens: self
+                .input
+                .saturating_add(c.input)
+                .saturating_add(cache_read)
+                .saturating_add(write),
+            output_tokens: output,
+            cached_tokens: cache_read,
             cache_write_tokens: cache_write,
-            cache_write_1h_tokens: self.write_1h.map(|h| h.min(write)),
-            reasoning_tokens: self.thinking.map(|t| t.min(self.output)),
+            cache_write_1h_tokens: write_1h.map(|h| h.min(write)),
+            reasoning_tokens: self.thinking.map(|t| t.min(output)),
         }
     }
 }
@@ -243,6 +302,30 @@ impl Decoder for StreamDecoder {
                     self.model = str_at(m, "model");
                     if let Some(u) = m.get("usage") {
                         self.usage.update(u);
+                    }
+                    // A resumed turn (programmatic tool calling) can start
+                    // with content blocks and a stop reason already in place.
+                    if let Some(r) = str_at(m, "stop_reason") {
+                        self.stop_reason = Some(r);
+                    }
+                    let blocks = m.get("content").and_then(Value::as_array);
+                    for (i, b) in blocks.into_iter().flatten().enumerate() {
+                        match b.get("type").and_then(Value::as_str) {
+                            Some("text") => self
+                                .text
+                                .push_str(b.get("text").and_then(Value::as_str).unwrap_or("")),
+                            Some("tool_use") => {
+                                self.tools.insert(
+                                    i as u64,
+                                    ToolCall {
+                                        id: str_at(b, "id").unwrap_or_default(),
+                                        name: str_at(b, "name").unwrap_or_default(),
+                                        arguments: b.get("input").map_or_else(String::new, Value::to_string),
+                                    },
+                                );
+                            }
+                            _ => {}
+                        }
                     }
                 }
             }
@@ -473,6 +556,40 @@ mod tests {
         assert_eq!(c.usage.output_tokens, 15);
         assert_eq!(c.tool_calls[0].arguments, "{\"x\":2}");
         assert_eq!(c.finish_reason.as_deref(), Some("tool_use"));
+    }
+
+    #[test]
+    fn stream_that_starts_with_content() {
+        let mut d = StreamDecoder::default();
+        let ev = |data: &str| SseEvent {
+            event: None,
+            data: data.into(),
+            id: None,
+        };
+        d.on_event(ev(r#"{"type":"message_start","message":{"model":"claude-sonnet-4-6","content":[{"type":"code_execution_tool_result","tool_use_id":"srvtoolu_1","content":{}},{"type":"tool_use","id":"toolu_1","name":"lookup_customer","input":{"id":"c1"}}],"stop_reason":"tool_use","usage":{"input_tokens":0,"output_tokens":0}}}"#)).unwrap();
+        d.on_event(ev(r#"{"type":"message_stop"}"#)).unwrap();
+        let c = Box::new(d).finish().unwrap();
+        assert_eq!(c.finish_reason.as_deref(), Some("tool_use"));
+        assert_eq!(c.tool_calls[0].name, "lookup_customer");
+        assert_eq!(c.tool_calls[0].arguments, r#"{"id":"c1"}"#);
+    }
+
+    #[test]
+    fn compaction_iterations_are_added() {
+        let u = usage(
+            &json!({"input_tokens":180,"output_tokens":8,"cache_read_input_tokens":0,
+            "cache_creation_input_tokens":0,
+            "iterations":[
+              {"type":"compaction","input_tokens":100,"output_tokens":82,"cache_read_input_tokens":0,
+               "cache_creation_input_tokens":55096,
+               "cache_creation":{"ephemeral_5m_input_tokens":55096,"ephemeral_1h_input_tokens":0}},
+              {"type":"message","input_tokens":180,"output_tokens":8},
+              {"type":"advisor_message","model":"claude-opus-4-8","input_tokens":2518,"output_tokens":22}]}),
+        );
+        assert_eq!(u.input_tokens, 180 + 100 + 55096);
+        assert_eq!(u.output_tokens, 90);
+        assert_eq!(u.cache_write_tokens, Some(55096));
+        assert_eq!(u.cache_write_1h_tokens.unwrap_or(0), 0);
     }
 
     #[test]

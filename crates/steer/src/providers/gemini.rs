@@ -20,14 +20,20 @@ use crate::sse::SseEvent;
 use crate::types::{Request, ResponseFormat, Role, ToolCall, Usage};
 
 /// Finish reasons (and prompt block reasons) that mean the content was blocked.
-pub(crate) const BLOCKED: [&str; 7] = [
+/// `MODEL_ARMOR` and `JAILBREAK` are Vertex AI's prompt (and response)
+/// screening blocks, reported in the same shape.
+pub(crate) const BLOCKED: [&str; 11] = [
     "SAFETY",
     "PROHIBITED_CONTENT",
     "BLOCKLIST",
     "SPII",
     "RECITATION",
     "IMAGE_SAFETY",
+    "IMAGE_PROHIBITED_CONTENT",
+    "IMAGE_RECITATION",
     "OTHER_BLOCKED",
+    "MODEL_ARMOR",
+    "JAILBREAK",
 ];
 
 /// OpenAI-style `[{"type":"function","function":{..}}]` tools as Gemini

@@ -83,9 +83,12 @@ pub(crate) fn body(req: &Request, model: &str, stream: bool, max_tokens_field: &
 pub(crate) fn usage(u: &Value) -> Usage {
     let prompt = u64_at(u, "prompt_tokens");
     let completion = u64_at(u, "completion_tokens");
+    // DeepSeek reports cache hits as `prompt_cache_hit_tokens` (older
+    // answers have no `prompt_tokens_details`).
     let cached = u
         .get("prompt_tokens_details")
-        .map(|d| u64_at(d, "cached_tokens"))
+        .and_then(|d| opt_u64_at(d, "cached_tokens"))
+        .or_else(|| opt_u64_at(u, "prompt_cache_hit_tokens"))
         .unwrap_or(0);
     let reasoning = u
         .get("completion_tokens_details")
@@ -216,7 +219,12 @@ impl Decoder for StreamDecoder {
         if self.model.is_none() {
             self.model = str_at(&v, "model").filter(|m| !m.is_empty());
         }
-        if let Some(u) = v.get("usage").filter(|u| u.is_object()) {
+        // Groq streams report usage in `x_groq.usage` of the last chunk.
+        if let Some(u) = v.get("usage").filter(|u| u.is_object()).or_else(|| {
+            v.get("x_groq")
+                .and_then(|x| x.get("usage"))
+                .filter(|u| u.is_object())
+        }) {
             self.usage = Some(usage(u));
         }
         let Some(choice) = v.get("choices").and_then(|c| c.get(0)) else {
@@ -342,6 +350,28 @@ mod tests {
         );
         assert_eq!(c.usage.reasoning_tokens, Some(256));
         assert_eq!(c.response_model.as_deref(), Some("gpt-4o-2024-08-06"));
+    }
+
+    #[test]
+    fn deepseek_cache_hits_and_groq_stream_usage() {
+        let u = usage(
+            &json!({"prompt_tokens":120,"completion_tokens":30,"total_tokens":150,
+            "prompt_cache_hit_tokens":75,"prompt_cache_miss_tokens":45}),
+        );
+        assert_eq!(u.cached_tokens, 75);
+        let mut d = StreamDecoder::default();
+        let ev = |s: &str| SseEvent {
+            data: s.into(),
+            ..Default::default()
+        };
+        d.on_event(ev(
+            r#"{"model":"gemma2-9b-it","choices":[{"index":0,"delta":{"content":"x"}}]}"#,
+        ))
+        .unwrap();
+        d.on_event(ev(r#"{"model":"gemma2-9b-it","choices":[{"index":0,"delta":{},"finish_reason":"stop"}],"x_groq":{"id":"req_1","usage":{"prompt_tokens":18,"completion_tokens":439,"total_tokens":457}}}"#)).unwrap();
+        d.on_event(ev("[DONE]")).unwrap();
+        let c = Box::new(d).finish().unwrap();
+        assert_eq!((c.usage.input_tokens, c.usage.output_tokens), (18, 439));
     }
 
     #[test]
