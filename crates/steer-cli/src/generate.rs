@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clap::Args;
 use futures::StreamExt;
-use steer::{Request, SteerClient};
+use steer::{Request, RetryConfig, SteerClient};
 use steer_metrics::{AgentMetrics, MetricsCollector};
 
 use crate::error::{exit, CliError};
@@ -33,9 +33,14 @@ pub struct GenerateArgs {
     /// Sampling temperature.
     #[arg(long)]
     temperature: Option<f64>,
-    /// Give up after this long (all retries included).
+    /// Give up after this long (all retries and their waits included; also
+    /// the longest wait for one attempt).
     #[arg(long, value_parser = humantime::parse_duration)]
     timeout: Option<Duration>,
+    /// Retries of a failed attempt (rate limit, server error, timeout,
+    /// network) after the first one; 0 = never retry.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(0..=20))]
+    retries: u32,
     /// Wait at most this long for the metrics to reach the sinks at the end.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     flush_timeout: Duration,
@@ -56,6 +61,7 @@ pub async fn run(args: GenerateArgs, ctx: &Context) -> Result<ExitCode, CliError
     let collector = builder.build().map_err(|e| CliError::Other(e.to_string()))?;
     let mut builder = SteerClient::builder()
         .collector(collector.clone())
+        .retry(RetryConfig::default().max_retries(args.retries))
         .prices(ctx.prices.clone());
     for (name, p) in &ctx.config.providers {
         builder = p.register(name, builder).map_err(CliError::Invalid)?;
@@ -73,7 +79,7 @@ pub async fn run(args: GenerateArgs, ctx: &Context) -> Result<ExitCode, CliError
         req = req.temperature(t);
     }
     if let Some(t) = args.timeout {
-        req = req.timeout(t);
+        req = req.timeout(t).deadline(t);
     }
 
     let call = async { call(&client, req, &args).await };

@@ -770,3 +770,71 @@ fn an_endless_price_file_is_refused_not_read_forever() {
     assert!(t.contains("larger than"), "{t}");
     assert!(started.elapsed() < Duration::from_secs(30), "{t}");
 }
+
+#[test]
+fn generate_timeout_bounds_the_whole_call_and_retries_can_be_set() {
+    let dir = tempfile::tempdir().unwrap();
+    // Gemini's 429 asks for a 30 s wait in its body (RetryInfo): with a 3 s
+    // budget the call gives up at once instead of waiting and retrying.
+    let (addr, hits) = http_server(
+        429,
+        r#"{"error":{"code":429,"message":"Resource has been exhausted","status":"RESOURCE_EXHAUSTED","details":[{"@type":"type.googleapis.com/google.rpc.RetryInfo","retryDelay":"30s"}]}}"#,
+    );
+    let started = Instant::now();
+    let o = cmd(
+        &[
+            "generate",
+            "hi",
+            "--model",
+            "gemini-2.5-flash",
+            "--timeout",
+            "3s",
+            "--sink",
+            "jsonl:g.jsonl",
+        ],
+        dir.path(),
+    )
+    .env("GEMINI_API_KEY", "test-key")
+    .env("GEMINI_BASE_URL", format!("http://{addr}"))
+    .output()
+    .unwrap();
+    assert_eq!(code(&o), 5, "{}", text(&o));
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(hits.load(SeqCst), 1, "no retry can fit the budget");
+
+    // A server error is retried `--retries` times: 0 means one attempt.
+    let (addr, hits) = http_server(500, r#"{"error":{"message":"boom","type":"server_error"}}"#);
+    let o = cmd(
+        &[
+            "generate",
+            "hi",
+            "--model",
+            "gpt-4o-mini",
+            "--retries",
+            "0",
+            "--sink",
+            "jsonl:o.jsonl",
+        ],
+        dir.path(),
+    )
+    .env("OPENAI_API_KEY", "sk-test")
+    .env("OPENAI_BASE_URL", format!("http://{addr}/v1"))
+    .output()
+    .unwrap();
+    assert_eq!(code(&o), 5, "{}", text(&o));
+    assert_eq!(hits.load(SeqCst), 1);
+    let rec: Value = serde_json::from_str(
+        std::fs::read_to_string(dir.path().join("o.jsonl"))
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(rec["retries"], 0);
+    assert_eq!(rec["error_class"], "server_error");
+}
