@@ -130,9 +130,29 @@ fn own_entries_fill_in_only_where_the_map_has_none() {
         "claude-sonnet-4-20250514",
         "grok-3-mini",
         "o1-mini",
+        "o1-preview-2024-09-12",
+        "grok-2-1212",
+        "grok-beta",
+        "gemini-2.0-flash-001",
+        "gemini-1.5-flash-002",
+        "gemini-1.5-pro",
     ] {
         assert!(table.contains(m), "{m}");
     }
+    // Gemini 1.5's long-context tier: over 128k input tokens, double.
+    let usage = |input: u64| Usage {
+        input_tokens: input,
+        output_tokens: 1_000,
+        ..Usage::default()
+    };
+    assert!(close(
+        table.cost("gemini-1.5-flash-002", &usage(100_000)).unwrap(),
+        100_000.0 * 0.075e-6 + 1_000.0 * 0.30e-6
+    ));
+    assert!(close(
+        table.cost("gemini-1.5-flash-002", &usage(200_000)).unwrap(),
+        200_000.0 * 0.15e-6 + 1_000.0 * 0.60e-6
+    ));
     // An unknown model has no price; a prefix never matches.
     assert!(table.get("claude-opus-4-7-experimental").is_none());
     assert!(table.get("gpt-5.2x").is_none());
