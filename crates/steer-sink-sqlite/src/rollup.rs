@@ -17,11 +17,12 @@
 //!
 //! The sink maintains it in the transaction that inserts the rows: the
 //! batch's inserted rows are grouped by hour and key, and each group is
-//! added to the key's last part (read, merged, written back). A part takes
-//! new calls until it holds [`PART_CALLS`]; then a new part starts, so a
-//! busy hour costs each batch a bounded rewrite instead of one that grows
-//! with the hour. Token sums are `u64` stored bit for bit in SQLite's
-//! signed integers.
+//! added to the key's open part with one upsert (sums added, values
+//! appended). An open part that reaches [`PART_CALLS`] calls is sealed and
+//! the next group starts a new one, so a busy hour costs each batch a
+//! bounded rewrite instead of one that grows with the hour. Sums saturate
+//! at `i64::MAX` per hour and key (a scan's `u64` sums would differ only
+//! beyond 9.2 × 10^18 tokens in one hour of one model).
 //!
 //! Rows changed or deleted by other means (an SQL `DELETE` to keep a
 //! retention window, a manual `UPDATE`) mark their hour in
@@ -29,6 +30,9 @@
 //! window touching a stale hour, and the sink rebuilds up to
 //! [`REPAIR_HOURS_PER_BATCH`] stale hours per batch it writes. Rows
 //! inserted by something other than the sink are not seen by the rollup.
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 
 use rusqlite::types::ValueRef;
 use rusqlite::{params, Transaction};
@@ -41,7 +45,7 @@ use crate::query::{float, int};
 pub(crate) const HOUR_US: i64 = 3_600_000_000;
 
 /// Calls a part takes before the next batch starts a new part.
-pub(crate) const PART_CALLS: u64 = 4096;
+pub(crate) const PART_CALLS: u64 = 512;
 
 /// Stale hours a batch write rebuilds at most (bounds the batch's time).
 pub(crate) const REPAIR_HOURS_PER_BATCH: usize = 24;
@@ -72,17 +76,15 @@ fn hour_sql(expr: &str) -> String {
 pub(crate) const TOTALS_COLUMNS: &str = "calls, errors, input_tokens, output_tokens, cached_tokens, \
      reasoning_tokens, cache_write_tokens, retries, cost_usd, cost_unknown, unpriced, latency_ms, ttft_ms";
 
-/// A `u64` sum in a signed SQLite integer, bit for bit.
-#[allow(clippy::cast_possible_wrap)]
+/// A `u64` sum as an SQLite integer, saturating at `i64::MAX`.
 fn stored(v: u64) -> i64 {
-    v as i64
+    i64::try_from(v).unwrap_or(i64::MAX)
 }
 
-/// The `u64` sum stored by [`stored`].
-#[allow(clippy::cast_sign_loss)]
+/// A sum stored by [`stored`].
 fn unstored(v: ValueRef<'_>) -> u64 {
     match v {
-        ValueRef::Integer(i) => i as u64,
+        ValueRef::Integer(i) => u64::try_from(i).unwrap_or(0),
         _ => 0,
     }
 }
@@ -139,10 +141,10 @@ CREATE TABLE "{h}" (
     provider           TEXT    NOT NULL,
     error_class        TEXT    NOT NULL,   -- '{NO_ERROR}' for successes
     finish_reason      TEXT    NOT NULL,   -- '{NONE_GROUP}' when absent
-    part               INTEGER NOT NULL,   -- 0, 1, ...: a new part after {PART_CALLS} calls
+    part               INTEGER NOT NULL,   -- 0: open; 1, 2, ...: sealed at {PART_CALLS} calls
     calls              INTEGER NOT NULL,
     errors             INTEGER NOT NULL,
-    input_tokens       INTEGER NOT NULL,   -- sums: u64 stored bit for bit
+    input_tokens       INTEGER NOT NULL,   -- sums, saturating at 2^63 - 1
     output_tokens      INTEGER NOT NULL,
     cached_tokens      INTEGER NOT NULL,
     reasoning_tokens   INTEGER NOT NULL,
@@ -192,8 +194,16 @@ struct Part {
 #[derive(Debug, Default)]
 pub(crate) struct Partials {
     parts: Vec<Part>,
-    /// The part the last row went to (rows come in runs).
-    last: usize,
+    /// Hash of (hour, keys) -> indexes into `parts` with that hash, so a
+    /// row finds its group without allocating its keys.
+    index: HashMap<u64, Vec<usize>>,
+}
+
+fn hash_key(hour: i64, key: [&str; 4]) -> u64 {
+    let mut h = std::hash::DefaultHasher::new();
+    hour.hash(&mut h);
+    key.hash(&mut h);
+    h.finish()
 }
 
 impl Partials {
@@ -202,123 +212,95 @@ impl Partials {
     pub(crate) fn push(&mut self, ts_us: i64, key: [&str; 4], s: &Sample) {
         let hour = hour_of(ts_us);
         let same = |p: &Part| p.hour == hour && p.key.iter().zip(key).all(|(a, b)| a == b);
-        let i = match self.parts.get(self.last).filter(|p| same(p)) {
-            Some(_) => self.last,
-            None => match self.parts.iter().position(same) {
-                Some(i) => i,
-                None => {
-                    self.parts.push(Part {
-                        hour,
-                        key: key.map(str::to_string),
-                        totals: Totals::default(),
-                        latency: Vec::new(),
-                        ttft: Vec::new(),
-                    });
-                    self.parts.len() - 1
-                }
-            },
+        let slot = self.index.entry(hash_key(hour, key)).or_default();
+        let i = match slot.iter().copied().find(|&i| same(&self.parts[i])) {
+            Some(i) => i,
+            None => {
+                self.parts.push(Part {
+                    hour,
+                    key: key.map(str::to_string),
+                    totals: Totals::default(),
+                    latency: Vec::new(),
+                    ttft: Vec::new(),
+                });
+                slot.push(self.parts.len() - 1);
+                self.parts.len() - 1
+            }
         };
-        self.last = i;
         let p = &mut self.parts[i];
         p.totals.push(s);
         put(&mut p.latency, Some(s.latency_ms));
         put(&mut p.ttft, s.ttft_ms);
     }
 
-    /// Add every group to the rollup of table `t`: merged into the key's
-    /// last part while it holds fewer than [`PART_CALLS`] calls, else as a
-    /// new part.
+    /// Add every group to the rollup of table `t`, one statement per group:
+    /// an upsert into the key's open part (part 0), which is sealed (given
+    /// the next part number) once it holds [`PART_CALLS`] calls.
     pub(crate) fn write(self, tx: &Transaction<'_>, t: &str) -> rusqlite::Result<()> {
         if self.parts.is_empty() {
             return Ok(());
         }
         let h = hourly(t);
-        let mut last = tx.prepare_cached(&format!(
-            "SELECT rowid, part, {TOTALS_COLUMNS} FROM \"{h}\" WHERE hour = ?1 AND model = ?2 AND provider = ?3 \
-             AND error_class = ?4 AND finish_reason = ?5 ORDER BY part DESC LIMIT 1"
-        ))?;
-        let mut update = tx.prepare_cached(&format!(
-            "UPDATE \"{h}\" SET calls = ?2, errors = ?3, input_tokens = ?4, output_tokens = ?5, cached_tokens = ?6, \
-             reasoning_tokens = ?7, cache_write_tokens = ?8, retries = ?9, cost_usd = ?10, cost_unknown = ?11, \
-             unpriced = ?12, latency_ms = ?13, ttft_ms = ?14 WHERE rowid = ?1"
-        ))?;
-        let mut insert = tx.prepare_cached(&format!(
+        // Sums saturate at i64::MAX; the BLOBs are appended to (`||` keeps
+        // the bytes, the cast keeps the type).
+        let add = |c: &str| format!("{c} = MIN({c} + excluded.{c}, {})", i64::MAX);
+        let sums = [
+            "calls",
+            "errors",
+            "input_tokens",
+            "output_tokens",
+            "cached_tokens",
+            "reasoning_tokens",
+            "cache_write_tokens",
+            "retries",
+            "cost_unknown",
+            "unpriced",
+        ]
+        .map(add)
+        .join(", ");
+        let mut upsert = tx.prepare_cached(&format!(
             "INSERT INTO \"{h}\" (hour, model, provider, error_class, finish_reason, part, {TOTALS_COLUMNS}) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)"
+             VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18) \
+             ON CONFLICT (hour, model, provider, error_class, finish_reason, part) DO UPDATE SET {sums}, \
+             cost_usd = cost_usd + excluded.cost_usd, \
+             latency_ms = CAST(latency_ms || excluded.latency_ms AS BLOB), \
+             ttft_ms = CAST(ttft_ms || excluded.ttft_ms AS BLOB) \
+             RETURNING calls"
         ))?;
-        for mut p in self.parts {
+        let mut seal = tx.prepare_cached(&format!(
+            "UPDATE \"{h}\" SET part = (SELECT max(part) + 1 FROM \"{h}\" WHERE hour = ?1 AND model = ?2 \
+             AND provider = ?3 AND error_class = ?4 AND finish_reason = ?5) \
+             WHERE hour = ?1 AND model = ?2 AND provider = ?3 AND error_class = ?4 AND finish_reason = ?5 AND part = 0"
+        ))?;
+        for p in self.parts {
             let [model, provider, error, finish] = &p.key;
-            let found = {
-                let mut rows = last.query(params![p.hour, model, provider, error, finish])?;
-                match rows.next()? {
-                    Some(r) => {
-                        let totals = read_totals(r, 2);
-                        let blob = |i: usize| -> Vec<u8> {
-                            match r.get_ref(i).unwrap_or(ValueRef::Null) {
-                                ValueRef::Blob(b) => b.to_vec(),
-                                _ => Vec::new(),
-                            }
-                        };
-                        Some((
-                            r.get::<_, i64>(0)?,
-                            r.get::<_, i64>(1)?,
-                            totals,
-                            blob(13),
-                            blob(14),
-                        ))
-                    }
-                    None => None,
-                }
-            };
-            let t = match found {
-                Some((rowid, _, mut totals, mut latency, mut ttft)) if totals.count < PART_CALLS => {
-                    totals.merge(&p.totals);
-                    latency.append(&mut p.latency);
-                    ttft.append(&mut p.ttft);
-                    let t = totals;
-                    update.execute(params![
-                        rowid,
-                        stored(t.count),
-                        stored(t.errors),
-                        stored(t.input_tokens),
-                        stored(t.output_tokens),
-                        stored(t.cached_tokens),
-                        stored(t.reasoning_tokens),
-                        stored(t.cache_write_tokens),
-                        stored(t.retries),
-                        t.cost_usd,
-                        stored(t.cost_unknown),
-                        stored(t.unpriced),
-                        latency,
-                        ttft,
-                    ])?;
-                    continue;
-                }
-                Some((_, part, ..)) => (part + 1, p.totals),
-                None => (0, p.totals),
-            };
-            let (part, t) = t;
-            insert.execute(params![
-                p.hour,
-                model,
-                provider,
-                error,
-                finish,
-                part,
-                stored(t.count),
-                stored(t.errors),
-                stored(t.input_tokens),
-                stored(t.output_tokens),
-                stored(t.cached_tokens),
-                stored(t.reasoning_tokens),
-                stored(t.cache_write_tokens),
-                stored(t.retries),
-                t.cost_usd,
-                stored(t.cost_unknown),
-                stored(t.unpriced),
-                p.latency,
-                p.ttft,
-            ])?;
+            let t = p.totals;
+            let calls: i64 = upsert.query_row(
+                params![
+                    p.hour,
+                    model,
+                    provider,
+                    error,
+                    finish,
+                    stored(t.count),
+                    stored(t.errors),
+                    stored(t.input_tokens),
+                    stored(t.output_tokens),
+                    stored(t.cached_tokens),
+                    stored(t.reasoning_tokens),
+                    stored(t.cache_write_tokens),
+                    stored(t.retries),
+                    t.cost_usd,
+                    stored(t.cost_unknown),
+                    stored(t.unpriced),
+                    p.latency,
+                    p.ttft,
+                ],
+                |r| r.get(0),
+            )?;
+            if u64::try_from(calls).unwrap_or(u64::MAX) >= PART_CALLS {
+                seal.execute(params![p.hour, model, provider, error, finish])?;
+            }
         }
         Ok(())
     }
@@ -417,17 +399,11 @@ mod tests {
     }
 
     #[test]
-    fn sums_round_trip_bit_for_bit() {
-        for v in [
-            0,
-            1,
-            u64::from(u32::MAX),
-            i64::MAX as u64,
-            i64::MAX as u64 + 7,
-            u64::MAX,
-        ] {
+    fn sums_saturate_at_i64_max() {
+        for v in [0, 1, u64::from(u32::MAX), i64::MAX as u64] {
             assert_eq!(unstored(ValueRef::Integer(stored(v))), v);
         }
+        assert_eq!(unstored(ValueRef::Integer(stored(u64::MAX))), i64::MAX as u64);
     }
 
     #[test]
