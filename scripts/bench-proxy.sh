@@ -116,11 +116,16 @@ run() { # label kind model [--stream]
   log "$kind: ${label%%=*}"
   local p0 u0
   p0=$(ticks "$STEER_PID"); u0=$(ticks "$UP_PID")
-  "$BENCH" load --url "$url" --model "$model" --concurrency "$CONCURRENCY" \
+  # The load generator's CPU seconds (user + system) go to $DIR/load_cpu.
+  python3 -c 'import resource, subprocess, sys
+subprocess.run(sys.argv[2:], check=True)
+r = resource.getrusage(resource.RUSAGE_CHILDREN)
+open(sys.argv[1], "w").write(str(r.ru_utime + r.ru_stime))' "$DIR/load_cpu" \
+    "$BENCH" load --url "$url" --model "$model" --concurrency "$CONCURRENCY" \
     --seconds "$SECS" --warmup "$WARMUP" --label "${label%%=*}:$kind" "$@" | tee -a "$RESULTS"
-  # The proxy's own cost, apart from the load generator's: CPU of the
-  # proxy and of the upstream during the run (warm-up included).
-  echo "{\"cpu\": \"${label%%=*}:$kind\", \"proxy_ticks\": $(( $(ticks "$STEER_PID") - p0 )), \"upstream_ticks\": $(( $(ticks "$UP_PID") - u0 ))}" >>"$DIR/cpu.jsonl"
+  # Each process's own cost: CPU of the proxy, the upstream and the load
+  # generator during the run (warm-up included).
+  echo "{\"cpu\": \"${label%%=*}:$kind\", \"proxy_ticks\": $(( $(ticks "$STEER_PID") - p0 )), \"upstream_ticks\": $(( $(ticks "$UP_PID") - u0 )), \"load_s\": $(cat "$DIR/load_cpu")}" >>"$DIR/cpu.jsonl"
 }
 for t in "${TARGETS[@]}"; do run "$t" latency gpt-4o; done
 for t in "${TARGETS[@]}"; do run "$t" ttft gpt-4o --stream; done
@@ -155,13 +160,22 @@ cells = [f"{r[f'{t}:throughput']['calls_per_s']:.0f} ({100 * r[f'{t}:throughput'
 print(f"| throughput, calls/s (of direct) | {d:.0f} | " + " | ".join(cells) + " |")
 errs = {t: sum(r[f"{t}:{k}"]["errors"] for k in ("latency", "ttft", "throughput")) for t in ["direct"] + targets}
 print(f"\nerrors: {errs}")
-for kind in ("throughput", "ttft"):
-    c, x = cpu.get(f"steer:{kind}"), r[f"steer:{kind}"]
-    if c:
-        # calls during warm-up too, at the measured rate
+# CPU per call of each process (calls during warm-up counted at the measured rate).
+per_call = {}
+for t in ["direct"] + targets:
+    for kind in ("throughput", "ttft"):
+        c, x = cpu.get(f"{t}:{kind}"), r[f"{t}:{kind}"]
+        if not c:
+            continue
         n = x["calls"] * (x["seconds"] + warm) / x["seconds"]
-        us = lambda t: 1e6 * t / tck / n
-        print(f"CPU per call, steer:{kind}: proxy {us(c['proxy_ticks']):.0f} us, upstream {us(c['upstream_ticks']):.0f} us")
+        proxy = 1e6 * c["proxy_ticks"] / tck / n if t == "steer" else 0.0
+        up, load = 1e6 * c["upstream_ticks"] / tck / n, 1e6 * c["load_s"] / n
+        per_call[(t, kind)] = (proxy, up, load)
+        print(f"CPU per call, {t}:{kind}: " + (f"proxy {proxy:.0f} us, " if t == "steer" else "") + f"upstream {up:.0f} us, load generator {load:.0f} us")
+if ("direct", "throughput") in per_call and ("steer", "throughput") in per_call:
+    _, du, dl = per_call[("direct", "throughput")]
+    p, su, sl = per_call[("steer", "throughput")]
+    print(f"throughput bound on a fixed CPU budget: direct costs {du + dl:.0f} us of CPU per call, through the proxy {p + su + sl:.0f} us: at most {100 * (du + dl) / (p + su + sl):.0f}% of direct")
 calls = sum(r[f"steer:{k}"]["calls"] for k in ("latency", "ttft", "throughput"))
 print(f"steer proxy: {steer_rows} records in its store for {calls} measured calls (+ warm-up calls); RSS {rss // 1024} MiB at the end, peak {hwm // 1024} MiB")
 if "litellm" in targets:

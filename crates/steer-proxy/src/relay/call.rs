@@ -53,6 +53,11 @@ impl Call {
         self.started.elapsed().as_secs_f64() * 1000.0
     }
 
+    /// Whether output was seen (time to first token is known).
+    pub(super) fn output_seen(&self) -> bool {
+        self.ttft_ms.is_some()
+    }
+
     pub(super) fn first_output(&mut self) {
         if self.ttft_ms.is_none() {
             self.ttft_ms = Some(self.elapsed_ms());

@@ -11,6 +11,15 @@
 //!   [`wire::parse_response`] (or, for embeddings, its `usage`);
 //! * an error answer is classified with [`wire::parse_error`].
 //!
+//! Until the first output event has passed, every chunk goes to the
+//! client at once. After it, chunks that arrive together leave together:
+//! the upstream connection hands its body over one chunk (one SSE event)
+//! per poll, so after a chunk the relay yields up to [`MAX_YIELDS`] times
+//! while more keeps coming, holding at most [`MAX_HELD`] bytes, and the
+//! server then writes the burst at once — one write per burst rather than
+//! one per event, which costs the proxy and its client less CPU. Events
+//! the upstream sends apart are relayed apart.
+//!
 //! The [`Call`] owns the record. It is written exactly once: when the body
 //! ends, when the upstream fails or goes silent (`network` / `timeout`), or,
 //! if the body is dropped first (the client went away), on drop with class
@@ -32,7 +41,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures::Stream;
 use steer_metrics::ErrorClass;
 use tokio::sync::OwnedSemaphorePermit;
@@ -57,6 +66,12 @@ pub(crate) struct Relay {
     /// Bytes still to come when the upstream announced a length: the
     /// server stops polling a body once that many bytes were sent.
     remaining: Option<u64>,
+    /// Bytes received and not yet handed to the server.
+    held: Held,
+    /// How often the relay yielded since the last chunk, holding bytes.
+    yielded: u8,
+    /// The error to end the body with, once the held bytes are sent.
+    error: Option<io::Error>,
     _permit: Option<OwnedSemaphorePermit>,
 }
 
@@ -79,6 +94,9 @@ impl Relay {
             strip: strip_usage.then(UsageStripper::default),
             call,
             done: false,
+            held: Held::default(),
+            yielded: 0,
+            error: None,
             _permit: permit,
         }
     }
@@ -104,6 +122,50 @@ impl Relay {
     }
 }
 
+/// Most bytes held back to join a burst of chunks into one write.
+const MAX_HELD: usize = 64 * 1024;
+/// Most yields, with bytes held, waiting for the next chunk of a burst.
+const MAX_YIELDS: u8 = 3;
+
+/// Chunks received together, joined (a single chunk is not copied).
+#[derive(Default)]
+struct Held {
+    one: Option<Bytes>,
+    joined: BytesMut,
+}
+
+impl Held {
+    fn push(&mut self, b: Bytes) {
+        if b.is_empty() {
+            return;
+        }
+        match self.one.take() {
+            None if self.joined.is_empty() => self.one = Some(b),
+            first => {
+                if let Some(f) = first {
+                    self.joined.extend_from_slice(&f);
+                }
+                self.joined.extend_from_slice(&b);
+            }
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.one.as_ref().map_or(self.joined.len(), Bytes::len)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn take(&mut self) -> Option<Bytes> {
+        if let Some(b) = self.one.take() {
+            return Some(b);
+        }
+        (!self.joined.is_empty()).then(|| self.joined.split().freeze())
+    }
+}
+
 impl Drop for Relay {
     fn drop(&mut self) {
         // Dropped after the provider's final event (e.g. the server had
@@ -125,7 +187,10 @@ impl Stream for Relay {
         let this = &mut *self;
         loop {
             if this.done {
-                return Poll::Ready(None);
+                if let Some(b) = this.held.take() {
+                    return Poll::Ready(Some(Ok(b)));
+                }
+                return Poll::Ready(this.error.take().map(Err));
             }
             match this.upstream.as_mut().poll_next(cx) {
                 Poll::Ready(Some(Ok(chunk))) => {
@@ -144,10 +209,13 @@ impl Stream for Relay {
                         Some(s) => s.push(&chunk),
                         None => chunk,
                     };
-                    if out.is_empty() {
-                        continue;
+                    this.held.push(out);
+                    this.yielded = 0;
+                    if this.held.len() >= MAX_HELD {
+                        if let Some(b) = this.held.take() {
+                            return Poll::Ready(Some(Ok(b)));
+                        }
                     }
-                    return Poll::Ready(Some(Ok(out)));
                 }
                 Poll::Ready(Some(Err(e))) => {
                     let (class, what) = if e.is_timeout() {
@@ -156,15 +224,13 @@ impl Stream for Relay {
                         (ErrorClass::Network, "the upstream response was cut short")
                     };
                     tracing::debug!(error = %e, "upstream body failed");
-                    return Poll::Ready(Some(Err(this.fail(class, what))));
+                    this.error = Some(this.fail(class, what));
                 }
                 Poll::Ready(None) => {
-                    let rest = this.strip.as_mut().map(UsageStripper::rest);
+                    if let Some(rest) = this.strip.as_mut().map(UsageStripper::rest) {
+                        this.held.push(rest);
+                    }
                     this.end();
-                    return match rest {
-                        Some(r) if !r.is_empty() => Poll::Ready(Some(Ok(r))),
-                        _ => Poll::Ready(None),
-                    };
                 }
                 Poll::Pending => {
                     if this.idle.as_mut().poll(cx).is_ready() {
@@ -172,9 +238,23 @@ impl Stream for Relay {
                             "the upstream sent nothing for {} ms",
                             this.idle_timeout.as_millis()
                         );
-                        return Poll::Ready(Some(Err(this.fail(ErrorClass::Timeout, &msg))));
+                        this.error = Some(this.fail(ErrorClass::Timeout, &msg));
+                        continue;
                     }
-                    return Poll::Pending;
+                    if this.held.is_empty() {
+                        return Poll::Pending;
+                    }
+                    if this.yielded < MAX_YIELDS && this.call.output_seen() {
+                        // Let the upstream connection hand over what it
+                        // has already read before the server writes.
+                        this.yielded += 1;
+                        cx.waker().wake_by_ref();
+                        return Poll::Pending;
+                    }
+                    this.yielded = 0;
+                    if let Some(b) = this.held.take() {
+                        return Poll::Ready(Some(Ok(b)));
+                    }
                 }
             }
         }
