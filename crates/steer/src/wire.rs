@@ -175,3 +175,11 @@ mod tests {
         assert_eq!(parse_error(401, b"{}").class, ErrorClass::Authentication);
     }
 }
+
+/// AWS Bedrock Runtime answers as bytes (feature `bedrock`): a `Converse`
+/// body, a `ConverseStream` event-stream, an error answer — measured by
+/// the same code as the client's Bedrock calls.
+#[cfg(feature = "bedrock")]
+pub mod bedrock {
+    pub use crate::providers::bedrock::raw::{parse_converse, parse_error, EventStreamDecoder};
+}

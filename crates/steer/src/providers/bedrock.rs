@@ -31,6 +31,7 @@
 mod convert;
 mod embed;
 mod errors;
+pub(crate) mod raw;
 mod stream;
 #[cfg(test)]
 mod tests;
