@@ -6,17 +6,20 @@
 //! STEER_BENCH_ROWS=200000 cargo bench -p steer-dashboard --bench query   # smaller store
 //! ```
 //! The store (30 days of synthetic history, `steer_dashboard::sample`) is
-//! written once to `$TMPDIR/steer-bench-query-<rows>.db` and reused.
+//! written once to `$TMPDIR/steer-bench-query-<rows>.db` and reused (a file
+//! from before the hourly rollup is migrated once, and the time printed).
 //! * `baseline/sql_aggregate`: one SQLite statement summing the same
 //!   columns over every row (no percentiles, no groups, nothing leaves
 //!   SQLite): the floor a scan costs on this machine, measured in the same
 //!   run, so the ratio cancels machine noise.
-//! * `cached_warm/*`: the same through `SqliteSummaryStore::cached(true)`
-//!   (what `steer dashboard` uses) once its copy is up to date;
-//!   `cached_cold/*`: its first query, which reads every row into the copy.
-//! * `summary/30d_by_model`, `timeseries/30d_by_model` (6 h step),
-//!   `summary/24h_by_model`, `summary/30d_by_tag` (a JSON tag, so the
-//!   table is read too).
+//! * `oneshot/*`: what `steer stats` does: open the store read-only and
+//!   answer one query (from the hourly rollup, edge hours from the rows).
+//! * `rollup/*`: the same on an open store; `scan/*`: the same with the
+//!   rollup turned off (every row read).
+//! * `dashboard/*`: `SqliteSummaryStore::cached(true)` (what `steer
+//!   dashboard` uses): the rollup, and for a sub-hour step (which the
+//!   rollup cannot answer) an indexed range scan of the rows.
+//! * `summary/30d_by_tag` (a JSON tag: the rows are read).
 #![allow(missing_docs, clippy::unwrap_used)]
 
 use std::path::PathBuf;
@@ -31,6 +34,13 @@ fn store(rows: usize) -> PathBuf {
     let path = std::env::temp_dir().join(format!("steer-bench-query-{rows}.db"));
     if let Ok(s) = SqliteStore::open_read_only(&path) {
         if s.count().unwrap_or(0) == rows as u64 {
+            if !s.has_rollup() {
+                drop(s);
+                let t = std::time::Instant::now();
+                let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+                rt.block_on(SqliteSink::open(&path).unwrap().close()).unwrap();
+                eprintln!("migrated {rows} rows to the hourly rollup in {:?}", t.elapsed());
+            }
             return path;
         }
     }
@@ -74,40 +84,64 @@ fn bench(c: &mut Criterion) {
             .unwrap()
         })
     });
-    g.bench_function("summary/30d_by_model", |b| {
+    let ts_6h = by_model.clone().step(Duration::from_secs(6 * 3600));
+    g.bench_function("oneshot/summary_30d_by_model", |b| {
+        b.iter(|| {
+            SqliteStore::open_read_only(&path)
+                .unwrap()
+                .query_summary(&by_model)
+                .unwrap()
+        })
+    });
+    g.bench_function("oneshot/timeseries_30d_by_model_6h", |b| {
+        b.iter(|| {
+            SqliteStore::open_read_only(&path)
+                .unwrap()
+                .query_timeseries(&ts_6h)
+                .unwrap()
+        })
+    });
+    g.bench_function("rollup/summary_30d_by_model", |b| {
         b.iter(|| store.query_summary(&by_model).unwrap())
     });
-    g.bench_function("timeseries/30d_by_model_6h", |b| {
-        let q = by_model.clone().step(Duration::from_secs(6 * 3600));
-        b.iter(|| store.query_timeseries(&q).unwrap())
+    g.bench_function("rollup/timeseries_30d_by_model_6h", |b| {
+        b.iter(|| store.query_timeseries(&ts_6h).unwrap())
     });
-    g.bench_function("summary/24h_by_model", |b| {
-        let q = StatsQuery::new()
-            .since(now - chrono::Duration::hours(24))
-            .by(GroupKey::Model);
-        b.iter(|| store.query_summary(&q).unwrap())
+    let scan = SqliteStore::open_read_only(&path).unwrap().rollup(false);
+    assert!(store.has_rollup());
+    assert_eq!(
+        store.query_summary(&by_model).unwrap().groups.len(),
+        scan.query_summary(&by_model).unwrap().groups.len()
+    );
+    g.bench_function("scan/summary_30d_by_model", |b| {
+        b.iter(|| scan.query_summary(&by_model).unwrap())
     });
-    // `steer dashboard`: the in-memory copy, warm (refreshed: no new rows),
-    // and its first query (reading every row into the copy).
+    g.bench_function("scan/timeseries_30d_by_model_6h", |b| {
+        b.iter(|| scan.query_timeseries(&ts_6h).unwrap())
+    });
+    let day = StatsQuery::new()
+        .since(now - chrono::Duration::hours(24))
+        .until(now)
+        .by(GroupKey::Model);
+    g.bench_function("rollup/summary_24h_by_model", |b| {
+        b.iter(|| store.query_summary(&day).unwrap())
+    });
+    // `steer dashboard`: `SqliteSummaryStore::cached(true)` (the rollup,
+    // and a range scan for sub-hour steps).
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .build()
         .unwrap();
-    let cached = SqliteSummaryStore::open(&path).unwrap().cached(true);
-    rt.block_on(cached.summary(&by_model)).unwrap();
-    g.bench_function("cached_warm/summary_30d_by_model", |b| {
-        b.iter(|| rt.block_on(cached.summary(&by_model)).unwrap())
+    let dashboard = SqliteSummaryStore::open(&path).unwrap().cached(true);
+    g.bench_function("dashboard/summary_30d_by_model", |b| {
+        b.iter(|| rt.block_on(dashboard.summary(&by_model)).unwrap())
     });
-    g.bench_function("cached_warm/timeseries_30d_by_model_6h", |b| {
-        let q = by_model.clone().step(Duration::from_secs(6 * 3600));
-        b.iter(|| rt.block_on(cached.timeseries(&q)).unwrap())
+    g.bench_function("dashboard/timeseries_30d_by_model_6h", |b| {
+        b.iter(|| rt.block_on(dashboard.timeseries(&ts_6h)).unwrap())
     });
-    g.bench_function("cached_cold/first_summary_30d_by_model", |b| {
-        b.iter_batched(
-            || SqliteSummaryStore::open(&path).unwrap().cached(true),
-            |s| rt.block_on(s.summary(&by_model)).unwrap(),
-            criterion::BatchSize::PerIteration,
-        )
+    let day_15m = day.clone().step(Duration::from_secs(900));
+    g.bench_function("dashboard/timeseries_24h_by_model_15m", |b| {
+        b.iter(|| rt.block_on(dashboard.timeseries(&day_15m)).unwrap())
     });
     g.bench_function("summary/30d_by_tag", |b| {
         let q = month.clone().by(GroupKey::Tag("feature".into()));

@@ -391,29 +391,29 @@ impl SqliteSummaryStore {
     /// Keep an in-memory, column-wise copy of the summary inputs, brought up
     /// to date incrementally before each query (only rows inserted since
     /// the last query are read), for a long-lived reader such as `steer
-    /// dashboard`: the first query reads every row, later ones aggregate
-    /// from memory. About 100 bytes per stored call; stores above 5 M rows,
-    /// and queries by tag, are scanned instead. Queries the hourly rollup
-    /// answers (whole-hour steps, windows of an hour or more) use it and
-    /// leave the copy alone, so with a rollup the copy is only built for
-    /// sub-hour steps. Off by default.
+    /// dashboard` over a store without the hourly rollup (a schema v2 file
+    /// opened read-only): the first query reads every row, later ones
+    /// aggregate from memory. About 100 bytes per stored call; stores above
+    /// 5 M rows, and queries by tag, are scanned instead. A store with the
+    /// rollup answers faster without the copy (the rollup for whole hours,
+    /// an indexed range scan for sub-hour steps, which are short windows),
+    /// so the copy is not built for it. Off by default.
     #[must_use]
     pub fn cached(mut self, on: bool) -> Self {
         self.copy = on.then(|| Arc::new(std::sync::Mutex::new(cache::Columns::default())));
         self
     }
 
-    /// Run `q` into a fresh aggregator: from the hourly rollup when it can
-    /// answer (faster than the copy, and without its memory), else from the
-    /// copy when there is one that can answer, else by scanning.
+    /// Run `q` into a fresh aggregator: from the copy when there is one
+    /// that can answer and the store has no rollup, else as
+    /// [`SqliteStore::query_summary`] does (rollup, else scan).
     fn run(
         store: &SqliteStore,
         copy: Option<&std::sync::Mutex<cache::Columns>>,
         q: &StatsQuery,
         make: impl Fn() -> Aggregator + Sync,
     ) -> Result<Aggregator, QueryError> {
-        let by_rollup = store.has_rollup() && rollup::plan(q, make().step_us()).is_some();
-        if let Some(copy) = copy.filter(|_| !by_rollup && cache::can_answer(q)) {
+        if let Some(copy) = copy.filter(|_| !store.has_rollup() && cache::can_answer(q)) {
             q.validate()?;
             let mut cols = copy.lock().unwrap_or_else(|p| p.into_inner());
             let fresh = {

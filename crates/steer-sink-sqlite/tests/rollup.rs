@@ -12,10 +12,11 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use rusqlite::Connection;
+use steer_metrics::query::SummaryStore;
 use steer_metrics::query::{GroupKey, QueryLimits, StatsQuery, SummaryReport, Timeseries};
 use steer_metrics::testkit::synthetic;
 use steer_metrics::{AgentMetrics, MetricsSink, Summary};
-use steer_sink_sqlite::{SqliteSink, SqliteStore};
+use steer_sink_sqlite::{SqliteSink, SqliteStore, SqliteSummaryStore};
 
 const HOUR: i64 = 3_600_000_000;
 
@@ -373,6 +374,13 @@ async fn a_v2_store_is_scanned_read_only_and_filled_on_migration() {
         .step(Duration::from_secs(3600));
     assert_eq!(v2.query_timeseries(&q).unwrap().buckets.len(), 20);
     drop(v2);
+    // A long-lived reader of a v2 file keeps an in-memory copy instead.
+    let cached = SqliteSummaryStore::open(&path).unwrap().cached(true);
+    let q = StatsQuery::new().by(GroupKey::Model);
+    for _ in 0..2 {
+        assert_reports("v2 copy", &cached.summary(&q).await.unwrap(), &before);
+    }
+    drop(cached);
 
     // Opening for writing migrates and fills the rollup from the rows;
     // new rows are added to it.
