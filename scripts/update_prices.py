@@ -25,6 +25,7 @@ MAP_IN_WHEEL = "litellm/model_prices_and_context_window_backup.json"
 KEEP = re.compile(
     r"^(litellm_provider|mode|input_cost_per_token|output_cost_per_token|output_cost_per_reasoning_token"
     r"|cache_read_input_token_cost|cache_creation_input_token_cost|cache_creation_input_token_cost_above_1hr"
+    r"|search_context_cost_per_query"
     r"|(input_cost_per_token|output_cost_per_token|cache_read_input_token_cost|cache_creation_input_token_cost)"
     r"_above_\d+k_tokens)$"
 )

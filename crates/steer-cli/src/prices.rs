@@ -24,7 +24,8 @@ pub struct PricesArgs {
     pub format: Format,
 }
 
-/// One model in the JSON output: USD per 1M tokens, `null` where not listed.
+/// One model in the JSON output: USD per 1M tokens (`web_search`: USD per
+/// search request), `null` where not listed.
 #[derive(Debug, Serialize)]
 struct Row<'a> {
     model: &'a str,
@@ -35,6 +36,7 @@ struct Row<'a> {
     cache_write: Option<f64>,
     cache_write_1h: Option<f64>,
     reasoning: Option<f64>,
+    web_search: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     long_context: Option<&'a steer::pricing::LongContextPrice>,
     #[serde(skip_serializing_if = "<[String]>::is_empty")]
@@ -52,6 +54,7 @@ impl<'a> Row<'a> {
             cache_write: p.cache_write,
             cache_write_1h: p.cache_write_1h,
             reasoning: p.reasoning,
+            web_search: p.web_search,
             long_context: p.long_context.as_ref(),
             aliases: &p.aliases,
         }
@@ -130,7 +133,7 @@ fn price(v: Option<f64>) -> String {
 fn write_table(w: &mut impl std::io::Write, out: &Output<'_>) -> std::io::Result<()> {
     writeln!(
         w,
-        "USD per 1M tokens, as of {} ({}).\n- = not listed: cache reads and 5-minute writes bill at the input price, 1-hour writes at the 5-minute price, reasoning at the output price.",
+        "USD per 1M tokens (web_search: USD per search request), as of {} ({}).\n- = not listed: cache reads and 5-minute writes bill at the input price, 1-hour writes at the 5-minute price, reasoning at the output price.",
         out.as_of.unwrap_or("an unknown date"),
         out.source
     )?;
@@ -143,9 +146,10 @@ fn write_table(w: &mut impl std::io::Write, out: &Output<'_>) -> std::io::Result
         "cache_5m",
         "cache_1h",
         "reasoning",
+        "web_search",
         "long_context",
     ];
-    let rows: Vec<[String; 9]> = out
+    let rows: Vec<[String; 10]> = out
         .models
         .iter()
         .map(|r| {
@@ -158,6 +162,7 @@ fn write_table(w: &mut impl std::io::Write, out: &Output<'_>) -> std::io::Result
                 price(r.cache_write),
                 price(r.cache_write_1h),
                 price(r.reasoning),
+                price(r.web_search),
                 r.long_context.map_or_else(
                     || "-".to_string(),
                     |lc| format!(">{}k: {}/{}", lc.threshold / 1000, lc.input, lc.output),

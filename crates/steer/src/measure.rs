@@ -136,6 +136,7 @@ mod tests {
                 cache_write_tokens: Some(900),
                 cache_write_1h_tokens: Some(900),
                 reasoning_tokens: Some(20),
+                web_search_requests: None,
             },
             response_model: Some("claude-sonnet-4-5-20250929".into()),
         };

@@ -321,6 +321,11 @@ pub struct Usage {
     pub cache_write_1h_tokens: Option<u64>,
     /// Reasoning (thinking) tokens (part of `output_tokens`), where reported.
     pub reasoning_tokens: Option<u64>,
+    /// Server-side web searches the provider ran for the call and bills per
+    /// request (Anthropic `usage.server_tool_use.web_search_requests`), where
+    /// reported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub web_search_requests: Option<u64>,
 }
 
 /// A tool call the model asked for.

@@ -72,6 +72,13 @@ fn every_snapshot_model_is_priced_exactly_as_the_map_says() {
             opt("cache_creation_input_token_cost", p.cache_write);
             opt("cache_creation_input_token_cost_above_1hr", p.cache_write_1h);
             opt("output_cost_per_reasoning_token", p.reasoning);
+            // USD per search request, not per token; Anthropic's flat
+            // 0.01 where the map leaves it out.
+            match e["search_context_cost_per_query"]["search_context_size_medium"].as_f64() {
+                Some(want) => assert_eq!(p.web_search, Some(want), "{name} web_search"),
+                None if ours == "anthropic" => assert_eq!(p.web_search, Some(0.01), "{name}"),
+                None => assert_eq!(p.web_search, None, "{name} web_search"),
+            }
             for tier in ["200k", "272k", "100k"] {
                 if let Some(want) = per_m(&e[format!("input_cost_per_token_above_{tier}_tokens")]) {
                     let lc = p

@@ -32,6 +32,7 @@ pub(super) fn community_price(entry: &serde_json::Value) -> Option<(String, Mode
         return None;
     }
     let provider = community_provider(e.get("litellm_provider")?.as_str()?).to_string();
+    let anthropic = provider == "anthropic";
     let get = |k: &str| e.get(k).and_then(per_million);
     let input = get("input_cost_per_token")?;
     // Embedding models have no output price: output tokens cost nothing there.
@@ -57,8 +58,25 @@ pub(super) fn community_price(entry: &serde_json::Value) -> Option<(String, Mode
             cache_write: get("cache_creation_input_token_cost"),
             cache_write_1h: get("cache_creation_input_token_cost_above_1hr"),
             reasoning: get("output_cost_per_reasoning_token"),
+            // Anthropic bills its web search tool at 10 USD per 1,000
+            // searches on every model that has it; the map leaves some out.
+            web_search: web_search(e).or(anthropic.then_some(0.01)),
             long_context,
             aliases: Vec::new(),
         },
     ))
+}
+
+/// USD per web search request: `search_context_cost_per_query` (one price
+/// per search context size; the medium one, which is the default size).
+fn web_search(e: &serde_json::Map<String, serde_json::Value>) -> Option<f64> {
+    let q = e.get("search_context_cost_per_query")?.as_object()?;
+    [
+        "search_context_size_medium",
+        "search_context_size_low",
+        "search_context_size_high",
+    ]
+    .iter()
+    .find_map(|k| q.get(*k).and_then(serde_json::Value::as_f64))
+    .filter(|p| p.is_finite() && *p >= 0.0)
 }

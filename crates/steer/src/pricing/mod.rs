@@ -137,6 +137,10 @@ pub struct ModelPrice {
     /// USD per 1M reasoning tokens, where billed apart from output (default: `output`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reasoning: Option<f64>,
+    /// USD per server-side web search request (not per token), where the
+    /// provider bills them (Anthropic's web search tool: 0.01).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub web_search: Option<f64>,
     /// Long-context tier, where the provider has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub long_context: Option<LongContextPrice>,
@@ -156,6 +160,7 @@ impl ModelPrice {
             cache_write: None,
             cache_write_1h: None,
             reasoning: None,
+            web_search: None,
             long_context: None,
             aliases: Vec::new(),
         }
@@ -194,6 +199,7 @@ impl ModelPrice {
             + (usage.output_tokens - reasoning) as f64 * output
             + reasoning as f64 * reasoning_price)
             / 1_000_000.0
+            + usage.web_search_requests.unwrap_or(0) as f64 * self.web_search.unwrap_or(0.0)
     }
 
     fn validate(&self, name: &str) -> Result<(), PriceError> {
@@ -204,6 +210,7 @@ impl ModelPrice {
             self.cache_write,
             self.cache_write_1h,
             self.reasoning,
+            self.web_search,
         ];
         if let Some(lc) = &self.long_context {
             prices.extend([Some(lc.input), Some(lc.output), lc.cached_input, lc.cache_write]);

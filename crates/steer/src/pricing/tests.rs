@@ -15,6 +15,7 @@ fn usage(input: u64, output: u64, cached: u64, write: Option<u64>) -> Usage {
         cache_write_tokens: write,
         cache_write_1h_tokens: None,
         reasoning_tokens: None,
+        web_search_requests: None,
     }
 }
 

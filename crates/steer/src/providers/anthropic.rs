@@ -121,6 +121,8 @@ struct RawUsage {
     write_1h: Option<u64>,
     /// `output_tokens_details.thinking_tokens`.
     thinking: Option<u64>,
+    /// `server_tool_use.web_search_requests`.
+    web_search: Option<u64>,
     /// Usage of the `compaction` iterations, which the top level leaves out.
     compaction: Compaction,
 }
@@ -162,6 +164,12 @@ impl RawUsage {
             .and_then(|d| opt_u64_at(d, "thinking_tokens"))
         {
             self.thinking = Some(x);
+        }
+        if let Some(x) = u
+            .get("server_tool_use")
+            .and_then(|d| opt_u64_at(d, "web_search_requests"))
+        {
+            self.web_search = Some(x);
         }
         self.sum_iterations(u);
     }
@@ -229,6 +237,7 @@ impl RawUsage {
             cache_write_tokens: cache_write,
             cache_write_1h_tokens: write_1h.map(|h| h.min(write)),
             reasoning_tokens: self.thinking.map(|t| t.min(output)),
+            web_search_requests: self.web_search,
         }
     }
 }
@@ -590,6 +599,27 @@ mod tests {
         assert_eq!(u.output_tokens, 90);
         assert_eq!(u.cache_write_tokens, Some(55096));
         assert_eq!(u.cache_write_1h_tokens.unwrap_or(0), 0);
+    }
+
+    #[test]
+    fn web_search_requests_are_read_and_billed() {
+        // The final `message_delta` usage of a recorded web-search stream.
+        let u: Value = serde_json::from_str(
+            r#"{"input_tokens":22397,"cache_creation_input_tokens":0,"cache_read_input_tokens":0,
+                "output_tokens":637,"server_tool_use":{"web_search_requests":2,"web_fetch_requests":0}}"#,
+        )
+        .unwrap();
+        let usage = usage(&u);
+        assert_eq!(usage.web_search_requests, Some(2));
+        // claude-sonnet-4: 3 / 15 USD per 1M tokens and 10 USD per 1,000 searches.
+        let cost = crate::pricing::PriceTable::builtin()
+            .cost("claude-sonnet-4-20250514", &usage)
+            .unwrap();
+        let expected = 22_397.0 * 3e-6 + 637.0 * 15e-6 + 2.0 * 0.01;
+        assert!((cost - expected).abs() < 1e-9, "{cost} vs {expected}");
+        // No server tool use reported: nothing added.
+        let u: Value = serde_json::from_str(r#"{"input_tokens":10,"output_tokens":5}"#).unwrap();
+        assert_eq!(super::usage(&u).web_search_requests, None);
     }
 
     #[test]

@@ -103,6 +103,7 @@ pub(crate) fn usage(u: &Value) -> Usage {
         cache_write_tokens: None,
         cache_write_1h_tokens: None,
         reasoning_tokens: reasoning,
+        web_search_requests: None,
     }
 }
 

@@ -417,6 +417,7 @@ impl Sim {
                 cache_write_tokens,
                 cache_write_1h_tokens,
                 reasoning_tokens,
+                web_search_requests: None,
             },
             response_model: Some(model.to_string()),
         };

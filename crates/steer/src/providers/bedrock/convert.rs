@@ -250,6 +250,7 @@ pub(super) fn usage(u: &TokenUsage) -> Usage {
         cache_write_tokens: write,
         cache_write_1h_tokens: one_hour.map(|h| h.min(w)),
         reasoning_tokens: None,
+        web_search_requests: None,
     }
 }
 
