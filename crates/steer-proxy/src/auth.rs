@@ -85,6 +85,20 @@ pub fn check_proxy_key(headers: &HeaderMap, proxy_key: &Secret) -> bool {
     })
 }
 
+/// The header a client presents the proxy key in on the Bedrock routes,
+/// whose `Authorization` header carries the AWS SDK's own signature.
+pub const PROXY_KEY_HEADER: &str = "x-steer-proxy-key";
+
+/// Whether a Bedrock client presented the proxy key: `x-steer-proxy-key:
+/// KEY`, or any header [`check_proxy_key`] accepts (`Authorization: Bearer
+/// KEY`, as an AWS SDK sends a Bedrock API key).
+pub fn check_bedrock_key(headers: &HeaderMap, proxy_key: &Secret) -> bool {
+    let extra = headers.get(PROXY_KEY_HEADER).map(|v| v.as_bytes().trim_ascii());
+    presented(headers).into_iter().chain(extra).fold(false, |ok, k| {
+        constant_time_eq(k, proxy_key.expose().as_bytes()) | ok
+    })
+}
+
 /// Replace the client's credentials by the provider's key, in the `auth` header.
 /// Returns false when the key cannot be a header value.
 pub fn set_provider_key(headers: &mut HeaderMap, auth: AuthHeader, key: Option<&Secret>) -> bool {
@@ -120,6 +134,16 @@ mod tests {
         h.insert(X_API_KEY, HeaderValue::from_static("pk-123"));
         assert!(check_proxy_key(&h, &k));
         assert!(!constant_time_eq(b"a", b"ab"));
+        let mut b = HeaderMap::new();
+        b.insert(
+            AUTHORIZATION,
+            HeaderValue::from_static(
+                "AWS4-HMAC-SHA256 Credential=client-key/20250101/us-east-1/bedrock/aws4_request",
+            ),
+        );
+        assert!(!check_bedrock_key(&b, &k));
+        b.insert(PROXY_KEY_HEADER, HeaderValue::from_static("pk-123"));
+        assert!(check_bedrock_key(&b, &k) && !check_proxy_key(&b, &k));
         assert_eq!(format!("{k:?}"), "[REDACTED]");
     }
 

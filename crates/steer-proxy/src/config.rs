@@ -101,6 +101,69 @@ impl fmt::Debug for AuthMode {
     }
 }
 
+/// Who may use the Bedrock Runtime routes. They sign with the proxy's own
+/// AWS credentials, so they are never open by accident.
+#[derive(Clone, Default)]
+pub enum BedrockAccess {
+    /// Refused (403): no proxy key configured and no explicit opt-in.
+    #[default]
+    Closed,
+    /// Clients present this key (`x-steer-proxy-key: KEY`, or
+    /// `Authorization: Bearer KEY`), compared in constant time.
+    Key(Secret),
+    /// Anyone who can reach the proxy uses its AWS credentials.
+    Open,
+}
+
+impl fmt::Debug for BedrockAccess {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BedrockAccess::Closed => f.write_str("Closed"),
+            BedrockAccess::Key(_) => f.write_str("Key([REDACTED])"),
+            BedrockAccess::Open => f.write_str("Open"),
+        }
+    }
+}
+
+/// Static AWS credentials given to the builder (else the standard chain).
+#[derive(Clone)]
+#[cfg_attr(not(feature = "bedrock"), allow(dead_code))]
+pub(crate) struct AwsKeys {
+    pub(crate) access_key_id: String,
+    pub(crate) secret_access_key: Secret,
+    pub(crate) session_token: Option<Secret>,
+}
+
+/// The Bedrock Runtime upstream: endpoint, region, credentials, access.
+#[derive(Clone, Default)]
+pub struct BedrockConfig {
+    /// Endpoint override (else `https://bedrock-runtime.{region}.amazonaws.com`).
+    pub(crate) endpoint: Option<String>,
+    /// Region (else the AWS chain's: `AWS_REGION`, `AWS_DEFAULT_REGION`, profile, ...).
+    pub(crate) region: Option<String>,
+    /// Static credentials (else the AWS credential chain).
+    pub(crate) keys: Option<AwsKeys>,
+    pub(crate) access: BedrockAccess,
+}
+
+impl fmt::Debug for BedrockConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BedrockConfig")
+            .field("endpoint", &self.endpoint.as_deref().map(steer::spec::redact))
+            .field("region", &self.region)
+            .field("keys", &self.keys.as_ref().map(|_| "[REDACTED]"))
+            .field("access", &self.access)
+            .finish()
+    }
+}
+
+impl BedrockConfig {
+    /// Who may use the Bedrock routes.
+    pub fn access(&self) -> &BedrockAccess {
+        &self.access
+    }
+}
+
 /// The proxy's configuration. Build with [`ProxyConfig::builder`].
 #[derive(Debug, Clone)]
 pub struct ProxyConfig {
@@ -113,6 +176,7 @@ pub struct ProxyConfig {
     pub(crate) max_concurrent: usize,
     pub(crate) prices: PriceTable,
     pub(crate) max_tags: usize,
+    pub(crate) bedrock: BedrockConfig,
 }
 
 impl ProxyConfig {
@@ -129,6 +193,11 @@ impl ProxyConfig {
     /// Whether clients must present the proxy key.
     pub fn requires_proxy_key(&self) -> bool {
         matches!(self.auth, AuthMode::ProviderKeys(_))
+    }
+
+    /// The Bedrock Runtime upstream and who may use it.
+    pub fn bedrock(&self) -> &BedrockConfig {
+        &self.bedrock
     }
 }
 
@@ -150,6 +219,9 @@ pub enum ConfigError {
     /// Provider keys were asked for but the proxy key is empty.
     #[error("the proxy key is empty: set STEER_PROXY_KEY")]
     EmptyProxyKey,
+    /// Static AWS credentials were given with an empty secret key.
+    #[error("the AWS secret access key is empty")]
+    EmptyAwsSecret,
     /// A limit is zero.
     #[error("{0} must be greater than zero")]
     ZeroLimit(&'static str),
@@ -171,6 +243,9 @@ pub struct ProxyConfigBuilder {
     max_concurrent: usize,
     prices: Option<PriceTable>,
     max_tags: usize,
+    bedrock: BedrockConfig,
+    bedrock_key: Option<Secret>,
+    bedrock_open: bool,
 }
 
 impl Default for ProxyConfigBuilder {
@@ -188,6 +263,9 @@ impl Default for ProxyConfigBuilder {
             max_concurrent: DEFAULT_MAX_CONCURRENT,
             prices: None,
             max_tags: 32,
+            bedrock: BedrockConfig::default(),
+            bedrock_key: None,
+            bedrock_open: false,
         }
     }
 }
@@ -283,6 +361,49 @@ impl ProxyConfigBuilder {
         self
     }
 
+    /// The Bedrock Runtime endpoint (default: `BEDROCK_ENDPOINT_URL`, else
+    /// `AWS_ENDPOINT_URL_BEDROCK_RUNTIME`, else
+    /// `https://bedrock-runtime.{region}.amazonaws.com`), as for the client.
+    pub fn bedrock_endpoint(mut self, url: impl Into<String>) -> Self {
+        self.bedrock.endpoint = Some(url.into());
+        self
+    }
+    /// The AWS region of the Bedrock routes (default: the AWS chain's,
+    /// `AWS_REGION` / `AWS_DEFAULT_REGION` / the profile's).
+    pub fn bedrock_region(mut self, region: impl Into<String>) -> Self {
+        self.bedrock.region = Some(region.into());
+        self
+    }
+    /// Static AWS credentials to sign Bedrock calls with (default: the
+    /// standard AWS credential chain: environment, profile, SSO, web
+    /// identity, container and instance roles).
+    pub fn bedrock_credentials(
+        mut self,
+        access_key_id: impl Into<String>,
+        secret_access_key: impl Into<String>,
+        session_token: Option<String>,
+    ) -> Self {
+        self.bedrock.keys = Some(AwsKeys {
+            access_key_id: access_key_id.into(),
+            secret_access_key: Secret::new(secret_access_key).unwrap_or_else(Secret::empty),
+            session_token: session_token.and_then(Secret::new),
+        });
+        self
+    }
+    /// The key clients present on the Bedrock routes (default: the proxy
+    /// key of [`provider_keys`](Self::provider_keys), if any).
+    pub fn bedrock_key(mut self, key: impl Into<String>) -> Self {
+        self.bedrock_key = Some(Secret::new(key).unwrap_or_else(Secret::empty));
+        self
+    }
+    /// Serve the Bedrock routes without a proxy key when none is
+    /// configured: anyone who can reach the proxy uses its AWS credentials
+    /// (default: refused with 403 until a key is configured).
+    pub fn bedrock_open(mut self, open: bool) -> Self {
+        self.bedrock_open = open;
+        self
+    }
+
     /// Check and build the configuration.
     pub fn build(self) -> Result<ProxyConfig, ConfigError> {
         let use_env = self.use_env;
@@ -329,6 +450,30 @@ impl ProxyConfigBuilder {
             Some(k) if k.is_empty() => return Err(ConfigError::EmptyProxyKey),
             Some(k) => AuthMode::ProviderKeys(k),
         };
+        let mut bedrock = self.bedrock;
+        if bedrock.endpoint.is_none() {
+            bedrock.endpoint = ["BEDROCK_ENDPOINT_URL", "AWS_ENDPOINT_URL_BEDROCK_RUNTIME"]
+                .iter()
+                .find_map(|k| env(k))
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty());
+        }
+        if let Some(url) = &bedrock.endpoint {
+            check_url("bedrock", url)?;
+        }
+        if bedrock
+            .keys
+            .as_ref()
+            .is_some_and(|k| k.secret_access_key.is_empty())
+        {
+            return Err(ConfigError::EmptyAwsSecret);
+        }
+        bedrock.access = match (self.bedrock_key.as_ref(), &auth) {
+            (Some(k), _) if k.is_empty() => return Err(ConfigError::EmptyProxyKey),
+            (Some(k), _) | (None, AuthMode::ProviderKeys(k)) => BedrockAccess::Key(k.clone()),
+            (None, AuthMode::Passthrough) if self.bedrock_open => BedrockAccess::Open,
+            (None, AuthMode::Passthrough) => BedrockAccess::Closed,
+        };
         if self.max_body_bytes == 0 {
             return Err(ConfigError::ZeroLimit("max_body_bytes"));
         }
@@ -345,6 +490,7 @@ impl ProxyConfigBuilder {
             max_concurrent: self.max_concurrent,
             prices: self.prices.unwrap_or_else(PriceTable::builtin),
             max_tags: self.max_tags,
+            bedrock,
         })
     }
 }

@@ -1,6 +1,7 @@
 //! # steer-proxy
 //!
-//! A gateway speaking the OpenAI and Anthropic wire APIs: point any
+//! A gateway speaking the OpenAI, Anthropic, Gemini and (feature `bedrock`)
+//! AWS Bedrock Runtime wire APIs: point any
 //! application's base URL at it (`OPENAI_BASE_URL=http://127.0.0.1:4000/v1`)
 //! and every call is forwarded to the real provider and measured into one
 //! [`AgentMetrics`](steer_metrics::AgentMetrics) record, through the same
@@ -10,7 +11,9 @@
 //! * [`routes`]: the endpoints and what is forwarded;
 //! * [`relay`]: the response body, relayed as it arrives and measured on the way;
 //! * [`attribution`]: tags from `x-steer-tag-*` headers and the `user` field;
-//! * [`auth`]: key pass-through or provider keys behind a proxy key.
+//! * [`auth`]: key pass-through or provider keys behind a proxy key;
+//! * `aws` (feature `bedrock`): the proxy's AWS credentials and SigV4
+//!   signing for the Bedrock routes (`/model/{modelId}/converse`, ...).
 //!
 //! ```no_run
 //! use steer_metrics::MetricsCollector;
@@ -29,6 +32,8 @@
 
 pub mod attribution;
 pub mod auth;
+#[cfg(feature = "bedrock")]
+mod aws;
 pub mod config;
 pub mod relay;
 pub mod routes;
@@ -44,7 +49,9 @@ use steer_sink_prometheus::PrometheusSink;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-pub use config::{AuthMode, ConfigError, ProxyConfig, ProxyConfigBuilder, Upstream};
+pub use config::{
+    AuthMode, BedrockAccess, BedrockConfig, ConfigError, ProxyConfig, ProxyConfigBuilder, Upstream,
+};
 pub use routes::REQUEST_ID_HEADER;
 
 /// The proxy could not start.
@@ -69,6 +76,9 @@ pub(crate) struct Shared {
     pub(crate) limit: Arc<Semaphore>,
     pub(crate) prometheus: Option<PrometheusSink>,
     pub(crate) in_flight: InFlight,
+    /// The proxy's AWS identity for the Bedrock routes, set up on first use.
+    #[cfg(feature = "bedrock")]
+    pub(crate) aws: Arc<tokio::sync::OnceCell<aws::Aws>>,
 }
 
 /// How many proxied calls are in flight (their record not yet written).
@@ -136,6 +146,8 @@ impl Proxy {
                 limit,
                 prometheus: None,
                 in_flight: InFlight::default(),
+                #[cfg(feature = "bedrock")]
+                aws: Arc::new(tokio::sync::OnceCell::new()),
             },
         }
     }
@@ -164,7 +176,10 @@ impl Proxy {
 
     /// The routes, to serve with your own server or nest in your app.
     pub fn router(&self) -> Router {
-        Router::new()
+        let router = Router::new();
+        #[cfg(feature = "bedrock")]
+        let router = router.route("/model/{model}/{operation}", post(routes::bedrock));
+        router
             .route("/v1/chat/completions", post(routes::chat_completions))
             .route("/v1/embeddings", post(routes::embeddings))
             .route("/v1/messages", post(routes::messages))

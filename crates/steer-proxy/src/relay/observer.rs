@@ -32,6 +32,30 @@ pub(crate) enum Observer {
     },
     /// An error answer (status >= 400).
     Error { status: u16, buf: Vec<u8> },
+    /// A Bedrock `Converse` answer (2xx JSON) of the requested model.
+    #[cfg(feature = "bedrock")]
+    Converse {
+        model: String,
+        buf: Vec<u8>,
+        overflow: bool,
+    },
+    /// A Bedrock `ConverseStream` answer: AWS event-stream frames.
+    #[cfg(feature = "bedrock")]
+    EventStream {
+        decoder: Option<Box<wire::bedrock::EventStreamDecoder>>,
+        /// The first error the stream carried (an exception frame).
+        error: Option<wire::WireError>,
+    },
+    /// A Bedrock error answer, classified by its `x-amzn-ErrorType`.
+    #[cfg(feature = "bedrock")]
+    BedrockError {
+        status: u16,
+        error_type: Option<String>,
+        buf: Vec<u8>,
+    },
+    /// An answer measured from its headers alone (Bedrock `InvokeModel`).
+    #[cfg(feature = "bedrock")]
+    Known(Box<Completion>),
 }
 
 impl Observer {
@@ -62,6 +86,34 @@ impl Observer {
 
     pub(super) fn feed(&mut self, chunk: &[u8], call: &mut Call) {
         match self {
+            #[cfg(feature = "bedrock")]
+            Observer::Converse { buf, overflow, .. } => {
+                if buf.len() + chunk.len() > MAX_OBSERVED_BODY {
+                    *overflow = true;
+                } else if !*overflow {
+                    buf.extend_from_slice(chunk);
+                }
+            }
+            #[cfg(feature = "bedrock")]
+            Observer::EventStream { decoder, error } => {
+                if let Some(d) = decoder.as_mut() {
+                    match d.feed(chunk) {
+                        Ok(true) => call.first_output(),
+                        Ok(false) => {}
+                        Err(e) => {
+                            *error = Some(e);
+                            *decoder = None;
+                        }
+                    }
+                }
+            }
+            #[cfg(feature = "bedrock")]
+            Observer::BedrockError { buf, .. } => {
+                let room = MAX_ERROR_BODY.saturating_sub(buf.len());
+                buf.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            }
+            #[cfg(feature = "bedrock")]
+            Observer::Known(_) => {}
             Observer::Sse {
                 parser,
                 decoder,
@@ -104,6 +156,42 @@ impl Observer {
     /// The body ended: write the record.
     pub(super) fn finish(self, call: &mut Call) {
         match self {
+            #[cfg(feature = "bedrock")]
+            Observer::Converse { model, buf, overflow } => {
+                if overflow {
+                    tracing::warn!(
+                        limit = MAX_OBSERVED_BODY,
+                        "answer too large to measure; recorded without usage"
+                    );
+                    return call.succeed(&Completion::default());
+                }
+                match wire::bedrock::parse_converse(&buf, &model) {
+                    Ok(c) => call.succeed(&c),
+                    Err(e) => call.fail(e.class, &e.message, None),
+                }
+            }
+            #[cfg(feature = "bedrock")]
+            Observer::EventStream { decoder, error } => {
+                if let Some(e) = error {
+                    return call.fail(e.class, &e.message, None);
+                }
+                match decoder.map(|d| d.finish()) {
+                    Some(Ok(c)) => call.succeed(&c),
+                    Some(Err(e)) => call.fail(e.class, &e.message, None),
+                    None => call.fail(ErrorClass::Unknown, "the stream could not be decoded", None),
+                }
+            }
+            #[cfg(feature = "bedrock")]
+            Observer::BedrockError {
+                status,
+                error_type,
+                buf,
+            } => {
+                let e = wire::bedrock::parse_error(status, error_type.as_deref(), &buf);
+                call.fail(e.class, &e.message, None);
+            }
+            #[cfg(feature = "bedrock")]
+            Observer::Known(c) => call.succeed(&c),
             Observer::Sse { decoder, error, .. } => {
                 if let Some(e) = error {
                     return call.fail(e.class, &e.message, None);

@@ -171,7 +171,8 @@ pub(super) async fn forward_to(
     // Wait for a slot (a client going away meanwhile records `cancelled`).
     let permit = s.limit.clone().acquire_owned().await.ok();
     let request = s.http.post(url).headers(headers).body(body);
-    let resp = match send(&s, request, &mut call, dialect, upstream.name()).await {
+    let shape = |status, msg: &str| error_response(dialect, status, "api_error", msg);
+    let resp = match send(&s, request, &mut call, shape, upstream.name()).await {
         Ok(r) => r,
         Err(r) => return r,
     };
@@ -189,16 +190,16 @@ pub(super) async fn forward_to(
         Observer::json(target.dialect, endpoint == Endpoint::Embeddings)
     };
     let strip = prepared.strip_usage && is_sse && status.is_success();
-    respond(&s, resp, observer, strip, call, permit, dialect)
+    respond(&s, resp, observer, strip, call, permit, shape)
 }
 
 /// Send the request upstream; a failure is recorded on `call` and answered
-/// in the endpoint's error shape.
+/// in the endpoint's error shape (`shape`: a status and a message to a response).
 pub(super) async fn send(
     s: &Shared,
     request: reqwest::RequestBuilder,
     call: &mut Call,
-    dialect: Dialect,
+    shape: impl Fn(StatusCode, &str) -> Response,
     provider: &str,
 ) -> Result<reqwest::Response, Response> {
     match tokio::time::timeout(s.config.response_timeout, request.send()).await {
@@ -225,12 +226,7 @@ pub(super) async fn send(
             };
             tracing::debug!(provider, error = %e.without_url(), "upstream request failed");
             call.fail(class, msg, None);
-            Err(error_response(
-                dialect,
-                status,
-                "api_error",
-                &format!("steer proxy: {msg} ({provider})"),
-            ))
+            Err(shape(status, &format!("steer proxy: {msg} ({provider})")))
         }
         Err(_) => {
             let msg = format!(
@@ -238,12 +234,7 @@ pub(super) async fn send(
                 s.config.response_timeout.as_millis()
             );
             call.fail(ErrorClass::Timeout, &msg, None);
-            Err(error_response(
-                dialect,
-                StatusCode::GATEWAY_TIMEOUT,
-                "api_error",
-                &format!("steer proxy: {msg}"),
-            ))
+            Err(shape(StatusCode::GATEWAY_TIMEOUT, &format!("steer proxy: {msg}")))
         }
     }
 }
@@ -258,7 +249,7 @@ pub(super) fn respond(
     strip_usage: bool,
     call: Call,
     permit: Option<OwnedSemaphorePermit>,
-    dialect: Dialect,
+    shape: impl Fn(StatusCode, &str) -> Response,
 ) -> Response {
     let mut builder = Response::builder().status(resp.status().as_u16());
     if let Some(h) = builder.headers_mut() {
@@ -278,10 +269,8 @@ pub(super) fn respond(
     let relay = Relay::new(resp, observer, strip_usage, call, s.config.idle_timeout, permit);
     match builder.body(Body::from_stream(relay)) {
         Ok(r) => r,
-        Err(_) => error_response(
-            dialect,
+        Err(_) => shape(
             StatusCode::BAD_GATEWAY,
-            "api_error",
             "steer proxy: invalid upstream response headers",
         ),
     }

@@ -5,6 +5,8 @@
 //! | `POST /v1/chat/completions` | OpenAI | `{base}/chat/completions` |
 //! | `POST /v1/embeddings` | OpenAI | `{base}/embeddings` |
 //! | `POST /v1/messages` | Anthropic | `{base}/messages` |
+//! | `POST /v1beta/models/{model}:generateContent` | Gemini | `{GEMINI_BASE_URL}/models/{model}:generateContent` |
+//! | `POST /model/{modelId}/converse`, `/converse-stream`, `/invoke` | Bedrock Runtime (feature `bedrock`, see `bedrock`) | `{endpoint}/model/{modelId}/...`, re-signed |
 //! | `GET /metrics` | Prometheus (OpenMetrics text) | — |
 //! | `GET /healthz` | `ok` | — |
 //!
@@ -25,8 +27,11 @@
 //! * [`forward`](self::forward): admit, rewrite, send, relay — one call;
 //! * `request`: the headers and body that go upstream;
 //! * `target`: the upstream URL of an endpoint for a routed model;
-//! * `error`: the proxy's own errors in each endpoint's shape.
+//! * `error`: the proxy's own errors in each endpoint's shape;
+//! * `bedrock`: Bedrock Runtime's own routes, signed with the proxy's AWS credentials.
 
+#[cfg(feature = "bedrock")]
+mod bedrock;
 mod error;
 mod forward;
 mod request;
@@ -40,6 +45,8 @@ use axum::response::{IntoResponse, Response};
 use steer::wire::Dialect;
 
 use crate::Shared;
+#[cfg(feature = "bedrock")]
+pub(crate) use bedrock::bedrock;
 pub(crate) use error::error_response;
 use forward::forward_to;
 
@@ -47,7 +54,11 @@ use forward::forward_to;
 pub const REQUEST_ID_HEADER: &str = "x-steer-request-id";
 
 /// The 400 of a `bedrock/` model on a JSON wire.
-const BEDROCK_ON_OPENAI_WIRE: &str = "`bedrock/` models are not served by the proxy: Bedrock needs SigV4-signed requests with AWS credentials, which the proxy does not do; call Bedrock with the steer client (feature `bedrock`) or through an OpenAI-compatible Bedrock gateway registered with --openai-compatible";
+#[cfg(feature = "bedrock")]
+const BEDROCK_ON_OPENAI_WIRE: &str = "`bedrock/` models are served on Bedrock Runtime's own API, not on the OpenAI/Anthropic wires: POST /model/{modelId}/converse or /converse-stream (an AWS SDK with endpoint_url = the proxy; the proxy signs with its AWS credentials, SigV4), or register an OpenAI-compatible Bedrock gateway with --openai-compatible";
+/// The 400 of a `bedrock/` model on a JSON wire.
+#[cfg(not(feature = "bedrock"))]
+const BEDROCK_ON_OPENAI_WIRE: &str = "`bedrock/` models are not served by this build of the proxy (Bedrock needs SigV4-signed requests: build steer-proxy with the `bedrock` feature for its /model/{modelId}/converse routes); call Bedrock with the steer client (feature `bedrock`) or through an OpenAI-compatible Bedrock gateway registered with --openai-compatible";
 
 /// A wire endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,7 +140,7 @@ pub(crate) async fn metrics(State(s): State<Arc<Shared>>) -> Response {
 
 pub(crate) async fn not_found(req: Request) -> Response {
     let msg = format!(
-        "steer proxy serves POST /v1/chat/completions, /v1/embeddings, /v1/messages, GET /metrics and /healthz; not {} {}",
+        "steer proxy serves POST /v1/chat/completions, /v1/embeddings, /v1/messages, /v1beta/models/{{model}}:generateContent, /model/{{modelId}}/converse (Bedrock), GET /metrics and /healthz; not {} {}",
         req.method(),
         req.uri().path()
     );
