@@ -37,6 +37,12 @@ pub struct ProxyArgs {
     /// of their own provider key.
     #[arg(long)]
     provider_keys_from_env: bool,
+    /// Serve the AWS Bedrock routes (/model/{modelId}/converse, ...) without
+    /// a proxy key when STEER_PROXY_KEY is not set: anyone who can reach the
+    /// proxy uses its AWS credentials. Without it (and without
+    /// STEER_PROXY_KEY) those routes are refused.
+    #[arg(long)]
+    bedrock_open: bool,
     /// An OpenAI-compatible upstream (repeatable), called as `NAME/model`:
     /// NAME=URL, e.g. ollama=http://127.0.0.1:11434/v1.
     #[arg(long = "openai-compatible", value_name = "NAME=URL")]
@@ -86,8 +92,17 @@ fn config(args: &ProxyArgs, ctx: &Context) -> Result<ProxyConfig, CliError> {
             ));
         }
         b = b.provider_keys(key);
+    } else if let Some(key) = std::env::var("STEER_PROXY_KEY")
+        .ok()
+        .filter(|k| !k.trim().is_empty())
+    {
+        // The Bedrock routes sign with the proxy's own AWS credentials:
+        // they always want the proxy key when there is one.
+        b = b.bedrock_key(key);
     }
-    b.build().map_err(|e| CliError::Invalid(e.to_string()))
+    b.bedrock_open(args.bedrock_open)
+        .build()
+        .map_err(|e| CliError::Invalid(e.to_string()))
 }
 
 /// Run `steer proxy`.
@@ -121,6 +136,16 @@ pub async fn run(args: ProxyArgs, ctx: &Context) -> Result<ExitCode, CliError> {
     outln!("steer proxy listening on http://{addr} ({keys})");
     outln!("  OpenAI:    OPENAI_BASE_URL=http://{addr}/v1");
     outln!("  Anthropic: ANTHROPIC_BASE_URL=http://{addr}");
+    if cfg!(feature = "bedrock") {
+        let access = match proxy.config().bedrock().access() {
+            steer_proxy::BedrockAccess::Key(_) => "clients present STEER_PROXY_KEY as x-steer-proxy-key",
+            steer_proxy::BedrockAccess::Open => {
+                "open: anyone who can reach the proxy uses its AWS credentials"
+            }
+            _ => "closed: set STEER_PROXY_KEY or pass --bedrock-open",
+        };
+        outln!("  Bedrock:   endpoint_url=http://{addr} ({access})");
+    }
     outln!("  metrics:   http://{addr}/metrics   store: {}", db.display());
 
     let shutdown = {

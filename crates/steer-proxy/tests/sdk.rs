@@ -1,12 +1,17 @@
 //! The official `openai` and `anthropic` Python SDKs as clients of the
 //! proxy (tests/py/sdk_client.py), in front of the fake upstream replaying
-//! recorded provider answers: the SDKs see exactly what the upstream sent,
-//! and the store holds exactly one correct record per call, with its tags.
+//! recorded provider answers, and the AWS SDK for Python (`boto3`,
+//! tests/py/bedrock_client.py) on the Bedrock routes in front of the fake
+//! Bedrock endpoint: the SDKs see exactly what the upstream sent, and the
+//! store holds exactly one correct record per call, with its tags.
 //!
 //! Needs `STEER_TEST_PYSDK_PYTHON` (scripts/services/pysdk.sh sets it);
 //! under `STEER_REQUIRE_SERVICES`/`CI` a missing venv fails the test.
 #![allow(clippy::unwrap_used)]
 
+#[cfg(feature = "bedrock")]
+#[path = "../../steer/tests/bedrock/fake.rs"]
+mod bedrock_fake;
 mod common;
 
 use std::collections::BTreeMap;
@@ -262,5 +267,220 @@ async fn official_python_sdks_through_the_proxy() {
     assert_eq!(rec("ant_429").error_class, Some(ErrorClass::RateLimit));
     assert_eq!(rec("ant_401").error_class, Some(ErrorClass::Authentication));
 
+    proxy.stop().await;
+}
+
+/// The official AWS SDK for Python (`boto3`, tests/py/bedrock_client.py)
+/// with its endpoint URL pointed at the proxy's Bedrock Runtime routes, in
+/// front of the fake Bedrock endpoint of the client's tests: boto3 gets
+/// exactly what the endpoint sent (Converse JSON, ConverseStream frames,
+/// a throttling error), the endpoint gets the proxy's signature, and there
+/// is exactly one correct record per call.
+#[cfg(feature = "bedrock")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn official_aws_sdk_for_python_through_the_bedrock_routes() {
+    use bedrock_fake::{error, event, exception, Fake};
+    use serde_json::json;
+
+    const MODEL: &str = "anthropic.claude-sonnet-4-5-20250929-v1:0";
+    const PROXY_KEY: &str = "pk-steer-boto3-test-0123456789";
+    let Some(python) = pysdk_python() else { return };
+
+    let converse = json!({
+        "output": {"message": {"role": "assistant", "content": [
+            {"text": "London."},
+            {"toolUse": {"toolUseId": "t1", "name": "get_capital", "input": {"country": "UK"}}}
+        ]}},
+        "stopReason": "tool_use",
+        "usage": {"inputTokens": 12, "outputTokens": 3, "totalTokens": 3015,
+                  "cacheReadInputTokens": 1800, "cacheWriteInputTokens": 1200},
+        "metrics": {"latencyMs": 410}
+    });
+    let frames = vec![
+        event("messageStart", &json!({"role": "assistant"})),
+        event(
+            "contentBlockDelta",
+            &json!({"contentBlockIndex": 0, "delta": {"text": "The capital "}}),
+        ),
+        event(
+            "contentBlockDelta",
+            &json!({"contentBlockIndex": 0, "delta": {"text": "is London."}}),
+        ),
+        event("contentBlockStop", &json!({"contentBlockIndex": 0})),
+        event("messageStop", &json!({"stopReason": "end_turn"})),
+        event(
+            "metadata",
+            &json!({"usage": {"inputTokens": 14, "outputTokens": 6, "totalTokens": 20}, "metrics": {"latencyMs": 99}}),
+        ),
+    ];
+    let f = Fake::start(vec![
+        bedrock_fake::json(&converse),
+        bedrock_fake::stream(frames.clone()),
+        bedrock_fake::stream(frames.clone()),
+        error(
+            429,
+            "ThrottlingException",
+            "Too many requests, please wait before trying again.",
+        ),
+        bedrock_fake::stream(vec![
+            event("messageStart", &json!({"role": "assistant"})),
+            exception("throttlingException", "Too many tokens, please wait."),
+        ]),
+    ])
+    .await;
+    let proxy = start_proxy(
+        steer_proxy::ProxyConfig::builder()
+            .ignore_env()
+            .bedrock_endpoint(&f.url)
+            .bedrock_region("us-east-1")
+            .bedrock_credentials("AKIDPROXYBOTO3TEST01", "proxy-secret-boto3", None)
+            .bedrock_key(PROXY_KEY),
+    )
+    .await;
+
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/py/bedrock_client.py");
+    let url = proxy.url();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(&python)
+            .arg(&script)
+            .args([url.as_str(), PROXY_KEY, MODEL])
+            .env_remove("AWS_PROFILE")
+            .env_remove("AWS_ENDPOINT_URL")
+            .env_remove("AWS_ENDPOINT_URL_BEDROCK_RUNTIME")
+            .env_remove("AWS_BEARER_TOKEN_BEDROCK")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "bedrock_client.py failed:\n{stderr}");
+    let sdk: BTreeMap<String, Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            (v["case"].as_str().unwrap().to_string(), v)
+        })
+        .collect();
+    let get = |case: &str| {
+        sdk.get(case)
+            .unwrap_or_else(|| panic!("no output for {case}: {sdk:?}\n{stderr}"))
+    };
+
+    // --- What boto3 saw: exactly what the endpoint sent. ---
+    let c = get("converse");
+    assert_eq!(
+        unhex(c["body_hex"].as_str().unwrap()),
+        converse.to_string().into_bytes()
+    );
+    assert_eq!(c["headers"]["x-amzn-requestid"], "0e3a5b1c-ok");
+    assert!(c["headers"]["x-steer-request-id"].is_string());
+    assert_eq!(c["stop_reason"], "tool_use");
+    assert_eq!(c["text"], "London.");
+    assert_eq!(c["tool_names"], json!(["get_capital"]));
+    assert_eq!(c["usage"]["cacheReadInputTokens"], 1800);
+    let s = get("converse_stream");
+    assert_eq!(s["text"], "The capital is London.");
+    assert_eq!(s["stop_reason"], "end_turn");
+    assert_eq!(s["usage"]["outputTokens"], 6);
+    assert_eq!(
+        s["kinds"],
+        json!([
+            "messageStart",
+            "contentBlockDelta",
+            "contentBlockDelta",
+            "contentBlockStop",
+            "messageStop",
+            "metadata"
+        ])
+    );
+    let raw = get("converse_stream_raw");
+    assert_eq!(unhex(raw["body_hex"].as_str().unwrap()), frames.concat());
+    assert_eq!(
+        raw["headers"]["content-type"],
+        "application/vnd.amazon.eventstream"
+    );
+    let t = get("throttled");
+    assert_eq!(
+        (t["error"].as_str(), t["status"].as_u64()),
+        (Some("ThrottlingException"), Some(429))
+    );
+    assert_eq!(
+        t["message"],
+        "Too many requests, please wait before trying again."
+    );
+    assert_eq!(get("stream_throttled")["error"], "throttlingException");
+    let n = get("no_proxy_key");
+    assert_eq!(
+        (n["error"].as_str(), n["status"].as_u64()),
+        (Some("AccessDeniedException"), Some(401))
+    );
+
+    // --- The endpoint got the proxy's signature, never the client's. ---
+    let received = f.requests();
+    assert_eq!(
+        received.len(),
+        5,
+        "the call without the proxy key never went upstream"
+    );
+    for r in &received {
+        let auth = r.header("authorization").unwrap();
+        assert!(
+            auth.starts_with("AWS4-HMAC-SHA256 Credential=AKIDPROXYBOTO3TEST01/"),
+            "{auth}"
+        );
+        assert!(auth.contains("/us-east-1/bedrock/aws4_request"), "{auth}");
+        assert!(r.header("x-steer-proxy-key").is_none());
+        assert!(
+            r.path
+                .starts_with("/model/anthropic.claude-sonnet-4-5-20250929-v1%3A0/"),
+            "{}",
+            r.path
+        );
+        assert_eq!(
+            r.json()["messages"][0]["content"][0]["text"],
+            "What is the capital of the UK?"
+        );
+    }
+
+    // --- The records: exactly one per call that went upstream. ---
+    let records = proxy.wait_records(5).await;
+    assert_eq!(records.len(), 5, "{records:#?}");
+    let mut by_case: BTreeMap<&str, &AgentMetrics> = BTreeMap::new();
+    for m in &records {
+        let case = m.tags.get("case").map(String::as_str).unwrap();
+        assert!(by_case.insert(case, m).is_none(), "two records for {case}");
+        assert_eq!(m.tags.get("suite").map(String::as_str), Some("boto3"));
+        assert_eq!((m.provider.as_str(), m.model.as_str()), ("bedrock", MODEL));
+        let json = serde_json::to_string(m).unwrap();
+        assert!(
+            !json.contains(PROXY_KEY) && !json.contains("proxy-secret-boto3"),
+            "{json}"
+        );
+    }
+    let m = by_case["converse"];
+    assert_eq!(m.method, Method::Generate);
+    assert_eq!((m.input_tokens, m.output_tokens), (12 + 1800 + 1200, 3));
+    assert_eq!((m.cached_tokens, m.cache_write_tokens), (1800, Some(1200)));
+    assert_eq!(m.finish_reason.as_deref(), Some("tool_use"));
+    assert_eq!(m.tools_used, vec!["get_capital".to_string()]);
+    assert!(m.cost_usd.is_some_and(|c| c > 0.0));
+    assert_eq!(
+        c["headers"]["x-steer-request-id"].as_str(),
+        Some(m.request_id.to_string().as_str())
+    );
+    for case in ["converse_stream", "converse_stream_raw"] {
+        let m = by_case[case];
+        assert_eq!(m.method, Method::Stream, "{case}");
+        assert_eq!((m.input_tokens, m.output_tokens), (14, 6), "{case}");
+        assert_eq!(m.finish_reason.as_deref(), Some("end_turn"), "{case}");
+        assert!(m.ttft_ms.is_some_and(|t| t <= m.latency_ms), "{case}");
+        assert!(m.error_class.is_none() && m.cost_usd.is_some(), "{case}");
+    }
+    assert_eq!(by_case["throttled"].error_class, Some(ErrorClass::RateLimit));
+    assert_eq!(
+        by_case["stream_throttled"].error_class,
+        Some(ErrorClass::RateLimit)
+    );
     proxy.stop().await;
 }
