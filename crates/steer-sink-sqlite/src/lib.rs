@@ -46,6 +46,15 @@
 //! `<table>_error_class_ts_idx`; the view `<table>_view` adds an ISO-8601
 //! `ts_iso` column. The schema version is `PRAGMA user_version`; opening for
 //! writing migrates older files.
+//!
+//! Schema v3 adds the hourly rollup `<table>_hourly` (sums and exact
+//! latency/TTFT values per hour, model, provider, error class and finish
+//! reason; see `rollup.rs`), written by the sink in each batch's
+//! transaction, so summaries and whole-hour time series over months of
+//! calls read it instead of every row. `<table>_hourly_stale` and two
+//! triggers track hours whose rows were deleted or updated outside the
+//! sink (those are scanned until rebuilt). Reading needs v2 at least; a v2
+//! file opened read-only is scanned.
 #![warn(missing_docs)]
 
 mod encode;
