@@ -114,6 +114,66 @@ fn assert_signed_by_proxy(r: &fake::Recorded) {
     assert!(!auth.contains("client-key"));
 }
 
+/// Seconds since the epoch of an `x-amz-date` (`20250101T000000Z`).
+fn amz_date(d: &str) -> std::time::SystemTime {
+    let n = |a: usize, b: usize| d[a..b].parse::<i64>().unwrap();
+    let (y, m, day) = (n(0, 4), n(4, 6), n(6, 8));
+    // Days from civil (Howard Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + n(9, 11) * 3600 + n(11, 13) * 60 + n(13, 15);
+    std::time::UNIX_EPOCH + Duration::from_secs(u64::try_from(secs).unwrap())
+}
+
+/// The upstream request's signature is right: signing what the upstream
+/// received (its signed headers, path and body) with the proxy's secret
+/// gives the same signature.
+fn assert_signature_verifies(f: &Fake, r: &fake::Recorded) {
+    use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
+    let auth = r.header("authorization").unwrap();
+    let part = |p: &str| {
+        auth.split(", ")
+            .find_map(|x| x.split(' ').next_back().unwrap().strip_prefix(p))
+            .unwrap()
+    };
+    let signed: Vec<&str> = part("SignedHeaders=").split(';').collect();
+    let headers: Vec<(&str, &str)> = signed
+        .iter()
+        .filter(|h| !matches!(**h, "x-amz-date" | "x-amz-security-token"))
+        .map(|h| (*h, r.header(h).unwrap()))
+        .collect();
+    let creds = aws_credential_types::Credentials::new(
+        PROXY_AWS_KEY_ID,
+        "proxy-secret-access-key-xyz",
+        Some(PROXY_SESSION_TOKEN.to_string()),
+        None,
+        "test",
+    );
+    let identity = creds.into();
+    let params = aws_sigv4::sign::v4::SigningParams::builder()
+        .identity(&identity)
+        .region("us-west-2")
+        .name("bedrock")
+        .time(amz_date(r.header("x-amz-date").unwrap()))
+        .settings(SigningSettings::default())
+        .build()
+        .unwrap()
+        .into();
+    let url = format!("{}{}", f.url, r.path);
+    let req = SignableRequest::new("POST", &url, headers.into_iter(), SignableBody::Bytes(&r.body)).unwrap();
+    let (instructions, _) = sign(req, &params).unwrap().into_parts();
+    let expected = instructions
+        .headers()
+        .find(|(k, _)| *k == "authorization")
+        .map(|(_, v)| v.to_string())
+        .unwrap();
+    assert_eq!(auth, expected, "the signature verifies");
+}
+
 fn the_only(records: &[AgentMetrics]) -> &AgentMetrics {
     assert_eq!(records.len(), 1, "{records:#?}");
     &records[0]
@@ -173,6 +233,7 @@ async fn converse_is_re_signed_relayed_and_recorded() {
     );
     assert_eq!(got[0].body, body.to_string().into_bytes(), "body byte for byte");
     assert_signed_by_proxy(&got[0]);
+    assert_signature_verifies(&f, &got[0]);
 
     let records = proxy.wait_records(1).await;
     let m = the_only(&records);
@@ -269,6 +330,7 @@ async fn converse_stream_frames_are_relayed_as_they_come() {
         format!("/model/{MODEL_PATH}/converse-stream")
     );
     assert_signed_by_proxy(&f.requests()[0]);
+    assert_signature_verifies(&f, &f.requests()[0]);
 
     let records = proxy.wait_records(1).await;
     let m = the_only(&records);
@@ -365,6 +427,7 @@ async fn invoke_embeddings_are_measured_from_the_token_count_header() {
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.bytes().await.unwrap(), answer.to_string().into_bytes());
     assert_signed_by_proxy(&f.requests()[0]);
+    assert_signature_verifies(&f, &f.requests()[0]);
     let records = proxy.wait_records(1).await;
     let m = the_only(&records);
     assert_eq!((m.model.as_str(), m.method), (model, Method::Embeddings));
