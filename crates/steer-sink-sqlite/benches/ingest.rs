@@ -14,8 +14,9 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use steer_metrics::testkit::synthetic;
+use steer_metrics::StatsQuery;
 use steer_metrics::{AgentMetrics, MetricsCollector, MetricsSink, SinkOptions};
-use steer_sink_sqlite::{Filter, SqliteSink};
+use steer_sink_sqlite::SqliteSink;
 
 /// The template with new ids and current timestamps, like a live stream
 /// (re-inserting the same timestamps would pile up equal index keys, which no
@@ -91,7 +92,7 @@ fn ingest(c: &mut Criterion) {
     let store = sink.store().unwrap();
     group.throughput(Throughput::Elements(100_000));
     group.bench_function("summary/100000", |b| {
-        b.iter(|| store.summary(&Filter::all()).unwrap())
+        b.iter(|| store.query_summary(&StatsQuery::new()).unwrap().total)
     });
     group.finish();
 }

@@ -11,8 +11,9 @@
 use std::time::{Duration, Instant};
 
 use steer_metrics::testkit::synthetic;
+use steer_metrics::StatsQuery;
 use steer_metrics::{MetricsCollector, OverflowPolicy, SinkOptions};
-use steer_sink_sqlite::{Filter, SqliteSink, Synchronous};
+use steer_sink_sqlite::{SqliteSink, Synchronous};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -61,7 +62,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("delivered {} lost {} rows {rows}", stats.delivered, stats.lost());
 
     let t = Instant::now();
-    let summary = sink.store()?.summary(&Filter::all())?;
+    let summary = sink.store()?.query_summary(&StatsQuery::new())?.total;
     println!(
         "summary over {} rows: {:.3} s (p95 latency {:.1} ms)",
         summary.count,

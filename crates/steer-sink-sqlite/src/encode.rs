@@ -277,29 +277,6 @@ pub(crate) fn decode(row: &rusqlite::Row<'_>) -> Result<AgentMetrics, SqliteErro
     Ok(m)
 }
 
-/// Select list for [`decode_sample`] (after the row id and an optional group
-/// key, see [`decode_sample`]).
-pub(crate) const SAMPLE_COLUMNS: &str =
-    "latency_ms, ttft_ms, error_class IS NOT NULL, input_tokens, output_tokens, cached_tokens, cost_usd, retries, \
-     reasoning_tokens, cache_write_tokens";
-
-/// The summary inputs of a row selected as `id, [key,] SAMPLE_COLUMNS`;
-/// `first` is the index of `latency_ms`.
-pub(crate) fn decode_sample(r: &Reader<'_, '_>, first: usize) -> Result<Sample, SqliteError> {
-    Ok(Sample {
-        latency_ms: r.float_or_nan(first, "latency_ms")?,
-        ttft_ms: r.get(first + 1, "ttft_ms")?,
-        error: r.get(first + 2, "error_class")?,
-        input_tokens: r.count(first + 3, "input_tokens")?,
-        output_tokens: r.count(first + 4, "output_tokens")?,
-        cached_tokens: r.count(first + 5, "cached_tokens")?,
-        cost_usd: r.get(first + 6, "cost_usd")?,
-        retries: r.count(first + 7, "retries")?,
-        reasoning_tokens: r.opt_count(first + 8, "reasoning_tokens")?.unwrap_or(0),
-        cache_write_tokens: r.opt_count(first + 9, "cache_write_tokens")?.unwrap_or(0),
-    })
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

@@ -6,8 +6,8 @@
 //! `steer stats`).
 //!
 //! ```no_run
-//! use steer_metrics::{AgentMetrics, MetricsCollector, SinkOptions};
-//! use steer_sink_sqlite::{Filter, SqliteSink};
+//! use steer_metrics::{AgentMetrics, MetricsCollector, SinkOptions, StatsQuery};
+//! use steer_sink_sqlite::SqliteSink;
 //! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let sink = SqliteSink::open("metrics.db")?;
 //! let collector = MetricsCollector::builder()
@@ -16,8 +16,8 @@
 //! collector.record(AgentMetrics::new("openai", "gpt-4o-mini").with_latency_ms(420.0));
 //! collector.flush().await;
 //!
-//! let summary = sink.store()?.summary(&Filter::all())?;
-//! assert_eq!(summary.count, 1);
+//! let report = sink.store()?.query_summary(&StatsQuery::new())?;
+//! assert_eq!(report.total.count, 1);
 //! # Ok(()) }
 //! ```
 //!
@@ -77,7 +77,7 @@ use steer_metrics::{AgentMetrics, MetricsSink, SinkError};
 pub use error::SqliteError;
 pub use query::SqliteSummaryStore;
 pub use schema::{APPLICATION_ID, DEFAULT_TABLE, SCHEMA_VERSION};
-pub use store::{Filter, SqliteStore, TimeSpan};
+pub use store::{SqliteStore, TimeSpan};
 
 use encode::Row;
 use error::SqliteResultExt;

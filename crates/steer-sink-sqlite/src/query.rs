@@ -54,6 +54,14 @@ fn key_sql(key: &GroupKey, params: &mut Vec<Value>) -> String {
     }
 }
 
+/// ` WHERE ...` (or nothing) selecting `q`'s window and filters, and its
+/// parameters.
+pub(crate) fn where_sql(q: &StatsQuery) -> (String, Vec<Value>) {
+    let mut params = Vec::new();
+    let sql = conditions(q, &mut params);
+    (sql, params)
+}
+
 /// `SELECT ts, key, <summary inputs> FROM table WHERE ...` and its
 /// parameters.
 pub(crate) fn select_sql(table: &str, q: &StatsQuery) -> (String, Vec<Value>) {
@@ -61,6 +69,19 @@ pub(crate) fn select_sql(table: &str, q: &StatsQuery) -> (String, Vec<Value>) {
     let key =
         q.by.as_ref()
             .map_or_else(|| "''".to_string(), |k| key_sql(k, &mut params));
+    let where_sql = conditions(q, &mut params);
+    (
+        format!(
+            "SELECT ts, {key}, latency_ms, ttft_ms, error_class IS NOT NULL, input_tokens, output_tokens, \
+             cached_tokens, cost_usd, retries, reasoning_tokens, cache_write_tokens FROM \"{table}\"{where_sql}"
+        ),
+        params,
+    )
+}
+
+/// ` WHERE ...` for `q`'s window and filters, numbering parameters after
+/// those already in `params`.
+fn conditions(q: &StatsQuery, params: &mut Vec<Value>) -> String {
     let mut conds = Vec::new();
     if let Some(t) = q.since {
         params.push(Value::Integer(t.timestamp_micros()));
@@ -71,22 +92,15 @@ pub(crate) fn select_sql(table: &str, q: &StatsQuery) -> (String, Vec<Value>) {
         conds.push(format!("ts < ?{}", params.len()));
     }
     for f in &q.filters {
-        let expr = key_sql(&f.key, &mut params);
+        let expr = key_sql(&f.key, params);
         params.push(Value::Text(f.value.clone()));
         conds.push(format!("{expr} = ?{}", params.len()));
     }
-    let where_sql = if conds.is_empty() {
+    if conds.is_empty() {
         String::new()
     } else {
         format!(" WHERE {}", conds.join(" AND "))
-    };
-    (
-        format!(
-            "SELECT ts, {key}, latency_ms, ttft_ms, error_class IS NOT NULL, input_tokens, output_tokens, \
-             cached_tokens, cost_usd, retries, reasoning_tokens, cache_write_tokens FROM \"{table}\"{where_sql}"
-        ),
-        params,
-    )
+    }
 }
 
 pub(crate) fn int(v: ValueRef<'_>) -> u64 {

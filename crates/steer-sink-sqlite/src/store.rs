@@ -1,122 +1,22 @@
-//! Reading a store: filters, record queries and summaries.
+//! Reading a store: the read-only connection, record queries and the
+//! time span (summaries and time series are in `query.rs`).
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use rusqlite::types::Value;
 use rusqlite::{Connection, OpenFlags};
-use steer_metrics::summary::{GroupBy, Summary, SummaryBuilder};
+use steer_metrics::query::StatsQuery;
 use steer_metrics::AgentMetrics;
 
-use crate::encode::{self, Reader, SAMPLE_COLUMNS};
+use crate::encode;
 use crate::error::{SqliteError, SqliteResultExt};
+use crate::query::where_sql;
 use crate::schema::{self, Table, DEFAULT_TABLE};
 
 /// The start times of the first and the last record of a selection.
 pub type TimeSpan = (DateTime<Utc>, DateTime<Utc>);
-
-/// Which records a query covers. Every condition that is set must hold.
-///
-/// Times compare at microsecond resolution (what the store keeps): `since`
-/// is inclusive, `until` exclusive, like
-/// [`steer_metrics::sinks::Query`].
-///
-/// ```
-/// use steer_sink_sqlite::Filter;
-/// let last_hour_of_gpt = Filter::last(std::time::Duration::from_secs(3600)).model("gpt-4o");
-/// # let _ = last_hour_of_gpt;
-/// ```
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-#[must_use]
-pub struct Filter {
-    /// Records that started at or after this time.
-    pub since: Option<DateTime<Utc>>,
-    /// Records that started before this time.
-    pub until: Option<DateTime<Utc>>,
-    /// Records of this (requested) model.
-    pub model: Option<String>,
-    /// Records of this provider.
-    pub provider: Option<String>,
-}
-
-impl Filter {
-    /// Every record.
-    pub fn all() -> Self {
-        Self::default()
-    }
-
-    /// Records that started within `window` before now.
-    pub fn last(window: Duration) -> Self {
-        let window = chrono::Duration::from_std(window).unwrap_or(chrono::Duration::MAX);
-        let since = Utc::now()
-            .checked_sub_signed(window)
-            .unwrap_or(DateTime::<Utc>::MIN_UTC);
-        Self::default().since(since)
-    }
-
-    /// Records that started at or after `t`.
-    pub fn since(mut self, t: DateTime<Utc>) -> Self {
-        self.since = Some(t);
-        self
-    }
-
-    /// Records that started before `t`.
-    pub fn until(mut self, t: DateTime<Utc>) -> Self {
-        self.until = Some(t);
-        self
-    }
-
-    /// Records of this model.
-    pub fn model(mut self, model: impl Into<String>) -> Self {
-        self.model = Some(model.into());
-        self
-    }
-
-    /// Records of this provider.
-    pub fn provider(mut self, provider: impl Into<String>) -> Self {
-        self.provider = Some(provider.into());
-        self
-    }
-
-    /// Whether `m` matches, with the store's microsecond resolution.
-    pub fn matches(&self, m: &AgentMetrics) -> bool {
-        let ts = m.timestamp.timestamp_micros();
-        self.since.is_none_or(|t| ts >= t.timestamp_micros())
-            && self.until.is_none_or(|t| ts < t.timestamp_micros())
-            && self.model.as_ref().is_none_or(|x| &m.model == x)
-            && self.provider.as_ref().is_none_or(|p| &m.provider == p)
-    }
-
-    /// ` WHERE ...` (or empty) and its parameters.
-    fn sql(&self) -> (String, Vec<Value>) {
-        let mut conds = Vec::new();
-        let mut params = Vec::new();
-        if let Some(t) = self.since {
-            params.push(Value::Integer(t.timestamp_micros()));
-            conds.push(format!("ts >= ?{}", params.len()));
-        }
-        if let Some(t) = self.until {
-            params.push(Value::Integer(t.timestamp_micros()));
-            conds.push(format!("ts < ?{}", params.len()));
-        }
-        if let Some(m) = &self.model {
-            params.push(Value::Text(m.clone()));
-            conds.push(format!("model = ?{}", params.len()));
-        }
-        if let Some(p) = &self.provider {
-            params.push(Value::Text(p.clone()));
-            conds.push(format!("provider = ?{}", params.len()));
-        }
-        if conds.is_empty() {
-            (String::new(), params)
-        } else {
-            (format!(" WHERE {}", conds.join(" AND ")), params)
-        }
-    }
-}
 
 /// A read-only view of a store, for reports (`steer stats`) and tests.
 ///
@@ -125,10 +25,10 @@ impl Filter {
 /// [`SqliteSink`](crate::SqliteSink) writes, and see the batches committed
 /// before the query started.
 ///
-/// Summaries have exactly the meaning (and the numbers) of the in-memory
-/// [`Summary::from_records`]: the store selects the summary inputs of the
-/// matching rows in insertion order and feeds them to the same
-/// [`SummaryBuilder`].
+/// Every question is a [`StatsQuery`]: [`query_summary`](Self::query_summary)
+/// and [`query_timeseries`](Self::query_timeseries) answer with the numbers
+/// of every other store (the shared `Aggregator`), [`records`](Self::records)
+/// and [`time_span`](Self::time_span) select with its window and filters.
 ///
 /// The methods block (SQLite is synchronous); in async code call them from
 /// `tokio::task::spawn_blocking`.
@@ -287,10 +187,10 @@ impl SqliteStore {
         Ok(u64::try_from(n).unwrap_or(0))
     }
 
-    /// The first and last start times of the matching records, `None` when
-    /// none match.
-    pub fn time_span(&self, filter: &Filter) -> Result<Option<TimeSpan>, SqliteError> {
-        let (where_sql, params) = filter.sql();
+    /// The first and last start times of the records `q` selects (its
+    /// window and filters), `None` when none match.
+    pub fn time_span(&self, q: &StatsQuery) -> Result<Option<TimeSpan>, SqliteError> {
+        let (where_sql, params) = where_sql(q);
         let sql = format!(
             "SELECT min(ts), max(ts) FROM \"{}\"{where_sql}",
             self.table.name()
@@ -314,59 +214,10 @@ impl SqliteStore {
         }
     }
 
-    /// The summary of the matching records (count, error rate, latency and
-    /// TTFT distributions, tokens, cost).
-    pub fn summary(&self, filter: &Filter) -> Result<Summary, SqliteError> {
-        let (where_sql, params) = filter.sql();
-        let sql = format!(
-            "SELECT id, {SAMPLE_COLUMNS} FROM \"{}\"{where_sql} ORDER BY id",
-            self.table.name()
-        );
-        let conn = self.conn();
-        let mut stmt = conn.prepare_cached(&sql).ctx("preparing the summary query")?;
-        let mut rows = stmt
-            .query(rusqlite::params_from_iter(params))
-            .ctx("running the summary query")?;
-        let mut acc = SummaryBuilder::default();
-        while let Some(row) = rows.next().ctx("reading the summary rows")? {
-            let r = Reader::new(row)?;
-            acc.push(encode::decode_sample(&r, 1)?);
-        }
-        Ok(acc.finish())
-    }
-
-    /// Summaries of the matching records per model, provider or error class
-    /// (`none` for successes), keyed and sorted like
-    /// [`steer_metrics::summary::breakdown`].
-    pub fn breakdown(&self, filter: &Filter, by: GroupBy) -> Result<BTreeMap<String, Summary>, SqliteError> {
-        let key = match by {
-            GroupBy::Model => "model",
-            GroupBy::Provider => "provider",
-            GroupBy::ErrorClass => "COALESCE(error_class, 'none')",
-        };
-        let (where_sql, params) = filter.sql();
-        let sql = format!(
-            "SELECT id, {key}, {SAMPLE_COLUMNS} FROM \"{}\"{where_sql} ORDER BY id",
-            self.table.name()
-        );
-        let conn = self.conn();
-        let mut stmt = conn.prepare_cached(&sql).ctx("preparing the breakdown query")?;
-        let mut rows = stmt
-            .query(rusqlite::params_from_iter(params))
-            .ctx("running the breakdown query")?;
-        let mut groups: BTreeMap<String, SummaryBuilder> = BTreeMap::new();
-        while let Some(row) = rows.next().ctx("reading the breakdown rows")? {
-            let r = Reader::new(row)?;
-            let k: String = r.get(1, "group key")?;
-            let sample = encode::decode_sample(&r, 2)?;
-            groups.entry(k).or_default().push(sample);
-        }
-        Ok(groups.into_iter().map(|(k, v)| (k, v.finish())).collect())
-    }
-
-    /// The matching records, in the order they were stored.
-    pub fn records(&self, filter: &Filter) -> Result<Vec<AgentMetrics>, SqliteError> {
-        let (where_sql, params) = filter.sql();
+    /// The records `q` selects (its window and filters; the breakdown,
+    /// step and limits do not apply), in the order they were stored.
+    pub fn records(&self, q: &StatsQuery) -> Result<Vec<AgentMetrics>, SqliteError> {
+        let (where_sql, params) = where_sql(q);
         let sql = format!(
             "SELECT {} FROM \"{}\"{where_sql} ORDER BY id",
             encode::record_columns(),
@@ -387,12 +238,17 @@ impl SqliteStore {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
+    use rusqlite::types::Value;
 
     #[test]
-    fn filter_sql_numbers_parameters_in_order() {
+    fn where_sql_numbers_parameters_in_order() {
         let t = DateTime::from_timestamp(1_700_000_000, 0).unwrap_or_default();
-        let (sql, params) = Filter::all().since(t).provider("openai").sql();
+        let q = StatsQuery::new()
+            .since(t)
+            .filter("provider=openai".parse().unwrap());
+        let (sql, params) = where_sql(&q);
         assert_eq!(sql, " WHERE ts >= ?1 AND provider = ?2");
         assert_eq!(
             params,
@@ -401,17 +257,6 @@ mod tests {
                 Value::Text("openai".into())
             ]
         );
-        assert_eq!(Filter::all().sql().0, "");
-    }
-
-    #[test]
-    fn filter_matches_like_the_in_memory_query() {
-        let t = DateTime::from_timestamp(1_700_000_000, 0).unwrap_or_default();
-        let mut m = AgentMetrics::new("openai", "gpt-4o");
-        m.timestamp = t;
-        assert!(Filter::all().since(t).matches(&m), "since is inclusive");
-        assert!(!Filter::all().until(t).matches(&m), "until is exclusive");
-        assert!(!Filter::all().model("gpt-4.1").matches(&m));
-        assert!(Filter::last(Duration::from_secs(u64::MAX)).since.is_some());
+        assert_eq!(where_sql(&StatsQuery::new()).0, "");
     }
 }

@@ -6,10 +6,51 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use rusqlite::Connection;
-use steer_metrics::summary::{breakdown, GroupBy, Summary};
+use steer_metrics::query::{summarize, GroupKey};
+use steer_metrics::summary::Summary;
 use steer_metrics::testkit::synthetic;
-use steer_metrics::{MetricsCollector, SinkOptions};
-use steer_sink_sqlite::{Filter, SqliteSink};
+use steer_metrics::{MetricsCollector, SinkOptions, StatsQuery, SummaryReport};
+use steer_sink_sqlite::SqliteSink;
+
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1.0)
+}
+
+/// Equal, except float sums (cost, means) within rounding: the store adds
+/// them in another order (parallel parts, hourly rollup).
+fn assert_same(what: &str, a: &Summary, b: &Summary) {
+    let mut x = a.clone();
+    let mut y = b.clone();
+    assert!(
+        close(x.cost_usd, y.cost_usd),
+        "{what}: cost {} vs {}",
+        x.cost_usd,
+        y.cost_usd
+    );
+    y.cost_usd = x.cost_usd;
+    for (d, e) in [
+        (&mut x.latency_ms, &mut y.latency_ms),
+        (&mut x.ttft_ms, &mut y.ttft_ms),
+    ] {
+        if let (Some(d), Some(e)) = (d.as_mut(), e.as_mut()) {
+            assert!(close(d.mean, e.mean), "{what}: mean {} vs {}", d.mean, e.mean);
+            e.mean = d.mean;
+        }
+    }
+    assert_eq!(x, y, "{what}");
+}
+
+fn assert_reports(what: &str, a: &SummaryReport, b: &SummaryReport) {
+    assert_same(what, &a.total, &b.total);
+    assert_eq!(
+        a.groups.keys().collect::<Vec<_>>(),
+        b.groups.keys().collect::<Vec<_>>(),
+        "{what}"
+    );
+    for (k, s) in &a.groups {
+        assert_same(&format!("{what} {k}"), s, &b.groups[k]);
+    }
+}
 
 /// Write `records` through a collector into a fresh store.
 async fn write_through_collector(
@@ -94,9 +135,9 @@ async fn the_store_summary_equals_the_in_memory_summary_and_sql() {
     let sink = write_through_collector(&dir, &records).await;
     let store = sink.store().unwrap();
 
-    let stored = store.summary(&Filter::all()).unwrap();
+    let stored = store.query_summary(&StatsQuery::new()).unwrap().total;
     let memory = Summary::from_records(&records);
-    assert_eq!(stored, memory);
+    assert_same("total", &stored, &memory);
     assert_eq!(stored.count, 12_345);
     assert!(stored.errors > 0 && stored.ttft_ms.is_some() && stored.cost_usd > 0.0);
 
@@ -124,18 +165,20 @@ async fn the_store_summary_equals_the_in_memory_summary_and_sql() {
     );
 
     // Per group, the same.
-    for by in [GroupBy::Model, GroupBy::Provider, GroupBy::ErrorClass] {
-        let stored = store.breakdown(&Filter::all(), by).unwrap();
-        assert_eq!(stored, breakdown(&records, by), "{by:?}");
+    let by = |key: GroupKey| StatsQuery::new().by(key);
+    for key in [GroupKey::Model, GroupKey::Provider, GroupKey::Error] {
+        let stored = store.query_summary(&by(key.clone())).unwrap();
+        let memory = summarize(&records, &by(key.clone())).unwrap();
+        assert_reports(&format!("{key}"), &stored, &memory);
     }
-    let by_model = store.breakdown(&Filter::all(), GroupBy::Model).unwrap();
+    let by_model = store.query_summary(&by(GroupKey::Model)).unwrap().groups;
     assert_eq!(by_model.len(), 10);
     let gpt = &by_model["gpt-4o"];
     assert_eq!(
         gpt.latency_ms.unwrap().p95,
         sql_percentile(&conn, 0.95, Some("gpt-4o"))
     );
-    let by_error = store.breakdown(&Filter::all(), GroupBy::ErrorClass).unwrap();
+    let by_error = store.query_summary(&by(GroupKey::Error)).unwrap().groups;
     assert!(
         by_error.contains_key("none") && by_error.len() > 2,
         "{:?}",
@@ -155,43 +198,41 @@ async fn filters_select_the_same_records_as_in_memory() {
     // synthetic() spaces records 10 µs apart: a window over the middle third.
     let since = records[1000].timestamp;
     let until = records[2000].timestamp;
-    let filters = [
-        Filter::all().since(since),
-        Filter::all().until(until),
-        Filter::all().since(since).until(until),
-        Filter::all().model("grok-4"),
-        Filter::all().provider("anthropic").since(since),
-        Filter::all().model("no-such-model"),
-        Filter::last(Duration::from_secs(3600)),
-        Filter::all().since(chrono::Utc::now() + chrono::Duration::hours(1)),
+    let q = StatsQuery::new;
+    let f = |s: &str| s.parse().unwrap();
+    let queries = [
+        q().since(since),
+        q().until(until),
+        q().since(since).until(until),
+        q().filter(f("model=grok-4")),
+        q().filter(f("provider=anthropic")).since(since),
+        q().filter(f("model=no-such-model")),
+        q().last(Duration::from_secs(3600)),
+        q().since(chrono::Utc::now() + chrono::Duration::hours(1)),
+        q().filter(f("error=none")).filter(f("tag:env=bench")),
     ];
-    for f in filters {
-        let expected: Vec<_> = records.iter().filter(|m| f.matches(m)).collect();
-        assert_eq!(
-            store.summary(&f).unwrap(),
-            Summary::from_records(expected.iter().copied()),
-            "{f:?}"
+    for q in queries {
+        let expected: Vec<_> = records.iter().filter(|m| q.matches(m)).collect();
+        assert_same(
+            &format!("{q:?}"),
+            &store.query_summary(&q).unwrap().total,
+            &Summary::from_records(expected.iter().copied()),
         );
-        let ids: Vec<_> = store.records(&f).unwrap().iter().map(|m| m.request_id).collect();
+        let ids: Vec<_> = store.records(&q).unwrap().iter().map(|m| m.request_id).collect();
         let want: Vec<_> = expected.iter().map(|m| m.request_id).collect();
-        assert_eq!(ids, want, "{f:?}");
+        assert_eq!(ids, want, "{q:?}");
     }
-    let window = store.summary(&Filter::all().since(since).until(until)).unwrap();
+    let window = store.query_summary(&q().since(since).until(until)).unwrap().total;
     assert_eq!(window.count, 1000);
     let micros = |t: chrono::DateTime<chrono::Utc>| t.timestamp_micros();
-    let (first, last) = store
-        .time_span(&Filter::all().since(since).until(until))
-        .unwrap()
-        .unwrap();
+    let (first, last) = store.time_span(&q().since(since).until(until)).unwrap().unwrap();
     assert_eq!(
         (micros(first), micros(last)),
         (micros(since), micros(records[1999].timestamp))
     );
-    assert_eq!(
-        store.time_span(&Filter::all().model("no-such-model")).unwrap(),
-        None
-    );
-    let empty = store.summary(&Filter::all().model("no-such-model")).unwrap();
+    let none = q().filter(f("model=no-such-model"));
+    assert_eq!(store.time_span(&none).unwrap(), None);
+    let empty = store.query_summary(&none).unwrap().total;
     assert_eq!((empty.count, empty.latency_ms), (0, None));
 }
 

@@ -4,8 +4,9 @@
 #![allow(clippy::unwrap_used)]
 
 use rusqlite::Connection;
+use steer_metrics::StatsQuery;
 use steer_metrics::{AgentMetrics, MetricsSink};
-use steer_sink_sqlite::{Filter, SqliteSink, SqliteStore, SCHEMA_VERSION};
+use steer_sink_sqlite::{SqliteSink, SqliteStore, SCHEMA_VERSION};
 
 /// The v1 layout exactly as steer 0.1 created it.
 const V1: &str = r#"
@@ -55,7 +56,7 @@ async fn a_v1_store_is_migrated_and_keeps_its_rows() {
     assert_eq!(version, SCHEMA_VERSION);
     let rows = SqliteStore::open_read_only(&path)
         .unwrap()
-        .records(&Filter::all())
+        .records(&StatsQuery::new())
         .unwrap();
     assert_eq!(rows.len(), 2);
     let old = &rows[0];

@@ -8,8 +8,9 @@ use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 use steer_metrics::testkit::synthetic;
+use steer_metrics::StatsQuery;
 use steer_metrics::{MetricsCollector, MetricsSink, SinkErrorKind, SinkOptions};
-use steer_sink_sqlite::{Filter, SqliteError, SqliteSink, SqliteStore, SCHEMA_VERSION};
+use steer_sink_sqlite::{SqliteError, SqliteSink, SqliteStore, SCHEMA_VERSION};
 
 #[test]
 fn read_only_open_of_a_missing_file_is_not_found_and_creates_nothing() {
@@ -133,7 +134,7 @@ async fn a_reader_queries_while_the_collector_writes() {
             let deadline = Instant::now() + Duration::from_secs(60);
             loop {
                 let count = store.count().unwrap();
-                let summary = store.summary(&Filter::all()).unwrap();
+                let summary = store.query_summary(&StatsQuery::new()).unwrap().total;
                 assert!(summary.count >= count, "rows only ever grow");
                 if seen.last() != Some(&count) {
                     seen.push(count);

@@ -6,8 +6,9 @@ use std::collections::BTreeMap;
 
 use chrono::DateTime;
 use proptest::prelude::*;
+use steer_metrics::StatsQuery;
 use steer_metrics::{AgentMetrics, ErrorClass, Method, MetricsSink};
-use steer_sink_sqlite::{Filter, SqliteSink};
+use steer_sink_sqlite::SqliteSink;
 
 fn text() -> impl Strategy<Value = String> {
     // Any unicode, NUL and quotes included, sometimes empty.
@@ -77,7 +78,7 @@ proptest! {
         let dir = tempfile::tempdir().unwrap();
         let sink = SqliteSink::open(dir.path().join("p.db")).unwrap();
         rt.block_on(sink.record_batch(&batch)).unwrap();
-        let back = sink.store().unwrap().records(&Filter::all()).unwrap();
+        let back = sink.store().unwrap().records(&StatsQuery::new()).unwrap();
         let expected: Vec<AgentMetrics> = batch.iter().map(stored).collect();
         prop_assert_eq!(back, expected);
     }

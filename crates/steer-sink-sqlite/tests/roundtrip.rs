@@ -4,8 +4,9 @@
 
 use chrono::{DateTime, TimeZone, Utc};
 use rusqlite::Connection;
+use steer_metrics::StatsQuery;
 use steer_metrics::{AgentMetrics, ErrorClass, Method, MetricsSink, SinkErrorKind};
-use steer_sink_sqlite::{Filter, SqliteSink, SqliteStore};
+use steer_sink_sqlite::{SqliteSink, SqliteStore};
 
 fn full_record() -> AgentMetrics {
     let mut m = AgentMetrics::new("anthropic", "claude-sonnet-4-5")
@@ -73,7 +74,7 @@ async fn every_field_round_trips() {
     sink.record_batch(&written).await.unwrap();
 
     let store = sink.store().unwrap();
-    let read = store.records(&Filter::all()).unwrap();
+    let read = store.records(&StatsQuery::new()).unwrap();
     assert_eq!(read.len(), written.len());
     for (r, w) in read.iter().zip(&written) {
         assert_eq!(r, w);
@@ -108,7 +109,7 @@ async fn sub_microsecond_precision_is_truncated_not_rounded() {
     let mut m = AgentMetrics::new("sim", "m");
     m.timestamp = DateTime::from_timestamp(1_700_000_000, 999_999_999).unwrap();
     sink.record(&m).await.unwrap();
-    let back = &sink.store().unwrap().records(&Filter::all()).unwrap()[0];
+    let back = &sink.store().unwrap().records(&StatsQuery::new()).unwrap()[0];
     assert_eq!(
         back.timestamp,
         DateTime::from_timestamp(1_700_000_000, 999_999_000).unwrap()
@@ -135,7 +136,7 @@ async fn counts_above_i64_max_are_stored_saturated() {
         (i64::MAX, i64::MAX, i64::MAX),
         "saturated, never negative"
     );
-    let back = &sink.store().unwrap().records(&Filter::all()).unwrap()[0];
+    let back = &sink.store().unwrap().records(&StatsQuery::new()).unwrap()[0];
     assert_eq!(back.input_tokens, i64::MAX as u64);
     assert_eq!(back.reasoning_tokens, Some(i64::MAX as u64));
 }
@@ -160,13 +161,13 @@ async fn non_finite_floats_are_stored_as_null_and_do_not_fail_the_batch() {
         .unwrap();
     assert_eq!(nulls, 1);
     let store = sink.store().unwrap();
-    let back = store.records(&Filter::all()).unwrap();
+    let back = store.records(&StatsQuery::new()).unwrap();
     assert!(back[0].latency_ms.is_nan());
     assert_eq!(back[0].ttft_ms, None);
     assert_eq!(back[0].cost_usd, None);
     // Same meaning as the in-memory summary: the NaN latency is counted as a
     // record but not in the distribution; the infinite cost is unknown.
-    let s = store.summary(&Filter::all()).unwrap();
+    let s = store.query_summary(&StatsQuery::new()).unwrap().total;
     assert_eq!(s, steer_metrics::Summary::from_records([&bad, &good]));
     assert_eq!(s.count, 2);
     assert_eq!(s.latency_ms.unwrap().count, 1);
@@ -192,7 +193,10 @@ async fn a_record_written_twice_is_stored_once() {
     assert_eq!(sink.inserted(), 500);
     assert_eq!(sink.duplicates_ignored(), 503);
     // The first write wins.
-    assert!(store.records(&Filter::all().model("changed")).unwrap().is_empty());
+    assert!(store
+        .records(&StatsQuery::new().filter("model=changed".parse().unwrap()))
+        .unwrap()
+        .is_empty());
     let conn = Connection::open(sink.path()).unwrap();
     let distinct: i64 = conn
         .query_row("SELECT count(DISTINCT request_id) FROM llm_metrics", [], |r| {
@@ -224,7 +228,7 @@ async fn a_row_the_database_refuses_is_rejected_alone() {
     let stored: Vec<_> = sink
         .store()
         .unwrap()
-        .records(&Filter::all())
+        .records(&StatsQuery::new())
         .unwrap()
         .into_iter()
         .map(|m| m.request_id)

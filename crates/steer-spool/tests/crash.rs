@@ -14,8 +14,9 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use steer_metrics::StatsQuery;
 use steer_metrics::{AgentMetrics, MetricsCollector, SinkOptions};
-use steer_sink_sqlite::{Filter, SqliteSink, SqliteStore};
+use steer_sink_sqlite::{SqliteSink, SqliteStore};
 use steer_spool::{SpoolConfig, SqliteSpool};
 use uuid::Uuid;
 
@@ -163,7 +164,7 @@ fn sigkill_at_random_moments_loses_and_duplicates_nothing_synced() {
 
     let store = SqliteStore::open_read_only(dir.path().join("metrics.db")).unwrap();
     let ids: Vec<u64> = store
-        .records(&Filter::all())
+        .records(&StatsQuery::new())
         .unwrap()
         .iter()
         .map(|m| m.request_id.as_u128() as u64 - 1)

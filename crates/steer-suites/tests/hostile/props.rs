@@ -73,7 +73,7 @@ proptest! {
             let got: HashMap<Uuid, AgentMetrics> = mem.records().into_iter().map(|m| (m.request_id, m)).collect();
             let rows: HashMap<Uuid, AgentMetrics> = steer_sink_sqlite::SqliteStore::open_read_only(&path)
                 .unwrap()
-                .records(&steer_sink_sqlite::Filter::all())
+                .records(&steer_metrics::StatsQuery::new())
                 .unwrap()
                 .into_iter()
                 .map(|m| (m.request_id, m))

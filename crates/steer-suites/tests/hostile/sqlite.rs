@@ -30,7 +30,7 @@ async fn sqlite_stores_every_record_normalised() {
     let sink = steer_sink_sqlite::SqliteSink::open(&path).unwrap();
     let (s, _collector) = drive(sink, &cases).await;
     let store = steer_sink_sqlite::SqliteStore::open_read_only(&path).unwrap();
-    let rows = store.records(&steer_sink_sqlite::Filter::all()).unwrap();
+    let rows = store.records(&steer_metrics::StatsQuery::new()).unwrap();
     let ids = by_id(&cases);
     let mut stored = HashSet::new();
     for m in rows {
