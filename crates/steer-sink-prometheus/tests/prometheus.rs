@@ -26,7 +26,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use steer_metrics::sinks::{MemorySink, Query};
+use steer_metrics::sinks::MemorySink;
 use steer_metrics::{AgentMetrics, ErrorClass, Method, MetricsCollector};
 use steer_sink_prometheus::instruments::{DURATION_BUCKETS, TTFC_BUCKETS};
 use steer_sink_prometheus::PrometheusSink;
@@ -267,7 +267,10 @@ async fn prometheus_scrapes_and_promql_agrees_with_the_in_memory_summary() {
     }
     let report = collector.flush().await;
     assert!(report.is_complete(), "{report}");
-    let summary = memory.summary(&Query::all());
+    let summary = steer_metrics::SummaryStore::summary(&memory, &steer_metrics::StatsQuery::new())
+        .await
+        .unwrap()
+        .total;
     assert_eq!(summary.count, 215);
 
     let prom = start_prometheus(&bin, sink.local_addr().unwrap());

@@ -10,8 +10,8 @@ use std::io::Write;
 use std::time::Duration;
 
 use futures::StreamExt;
-use steer::metrics::summary::GroupBy;
-use steer::sinks::{MemorySink, Query};
+use steer::metrics::{GroupKey, StatsQuery, SummaryStore};
+use steer::sinks::MemorySink;
 use steer::{Request, SimConfig, SteerClient, StreamEvent};
 
 #[tokio::main]
@@ -71,7 +71,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     client.metrics().flush().await;
-    let s = memory.summary(&Query::all());
+    let report = memory.summary(&StatsQuery::new().by(GroupKey::Provider)).await?;
+    let s = report.total;
     println!(
         "{} calls, {} errors, {} input / {} output tokens ({} cached), {:.6} USD",
         s.count, s.errors, s.input_tokens, s.output_tokens, s.cached_tokens, s.cost_usd
@@ -79,7 +80,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let Some(l) = s.latency_ms {
         println!("latency ms: p50 {:.1}  p95 {:.1}  max {:.1}", l.p50, l.p95, l.max);
     }
-    for (provider, s) in memory.breakdown(&Query::all(), GroupBy::Provider) {
+    for (provider, s) in report.groups {
         println!("  {provider:<10} {:>3} calls  {:.6} USD", s.count, s.cost_usd);
     }
     Ok(())

@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use steer::sinks::{MemorySink, Query};
+use steer::metrics::StatsQuery;
+use steer::sinks::MemorySink;
 use steer::testkit::RecordingSink;
 use steer::{MetricsCollector, MetricsConfig, SimConfig, SinkOptions, SteerClient, SteerError};
 
@@ -27,7 +28,8 @@ async fn two_clients_share_one_collector() {
     b.generate("x", "sim/claude-sonnet-4-5").await.unwrap();
     collector.flush().await;
     assert_eq!(memory.len(), 2);
-    assert_eq!(memory.query(&Query::all().provider("anthropic")).len(), 1);
+    let anthropic = StatsQuery::new().filter("provider=anthropic".parse().unwrap());
+    assert_eq!(memory.query(&anthropic).len(), 1);
     let r = SteerClient::builder()
         .collector(collector)
         .sink(RecordingSink::new())

@@ -1,14 +1,14 @@
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use uuid::Uuid;
 
+use crate::query::StatsQuery;
 use crate::record::AgentMetrics;
 use crate::sink::{MetricsSink, SinkError};
-use crate::summary::{breakdown, GroupBy, Summary};
 
 /// Keeps records in memory, bounded by count and age, and answers queries
 /// and summaries. Cloning shares the store, so keep a clone to query while
@@ -63,57 +63,6 @@ impl MemorySinkBuilder {
     }
 }
 
-/// A filter over stored records. All set conditions must hold.
-#[derive(Debug, Clone, Default)]
-#[must_use]
-pub struct Query {
-    since: Option<DateTime<Utc>>,
-    until: Option<DateTime<Utc>>,
-    provider: Option<String>,
-    model: Option<String>,
-    errors_only: bool,
-}
-
-impl Query {
-    /// Every record.
-    pub fn all() -> Self {
-        Self::default()
-    }
-    /// Records that started at or after `t`.
-    pub fn since(mut self, t: DateTime<Utc>) -> Self {
-        self.since = Some(t);
-        self
-    }
-    /// Records that started before `t`.
-    pub fn until(mut self, t: DateTime<Utc>) -> Self {
-        self.until = Some(t);
-        self
-    }
-    /// Records of this provider.
-    pub fn provider(mut self, p: impl Into<String>) -> Self {
-        self.provider = Some(p.into());
-        self
-    }
-    /// Records of this model.
-    pub fn model(mut self, m: impl Into<String>) -> Self {
-        self.model = Some(m.into());
-        self
-    }
-    /// Failed records only.
-    pub fn errors_only(mut self) -> Self {
-        self.errors_only = true;
-        self
-    }
-    /// Whether `m` matches.
-    pub fn matches(&self, m: &AgentMetrics) -> bool {
-        self.since.is_none_or(|t| m.timestamp >= t)
-            && self.until.is_none_or(|t| m.timestamp < t)
-            && self.provider.as_ref().is_none_or(|p| &m.provider == p)
-            && self.model.as_ref().is_none_or(|x| &m.model == x)
-            && (!self.errors_only || m.is_error())
-    }
-}
-
 impl Default for MemorySink {
     fn default() -> Self {
         Self::new()
@@ -164,11 +113,13 @@ impl MemorySink {
 
     /// Copies of every stored record, oldest first.
     pub fn records(&self) -> Vec<AgentMetrics> {
-        self.query(&Query::all())
+        self.query(&StatsQuery::new())
     }
 
-    /// Copies of the records matching `q`, oldest first.
-    pub fn query(&self, q: &Query) -> Vec<AgentMetrics> {
+    /// Copies of the records `q` selects (its window and filters; the
+    /// breakdown, step and limits do not apply), oldest first. Summaries
+    /// and time series: [`SummaryStore`](crate::query::SummaryStore).
+    pub fn query(&self, q: &StatsQuery) -> Vec<AgentMetrics> {
         let mut r = self.lock();
         self.expire(&mut r);
         r.iter().filter(|m| q.matches(m)).cloned().collect()
@@ -177,20 +128,6 @@ impl MemorySink {
     /// The record with this id.
     pub fn get(&self, request_id: Uuid) -> Option<AgentMetrics> {
         self.lock().iter().find(|m| m.request_id == request_id).cloned()
-    }
-
-    /// Summary of the records matching `q`.
-    pub fn summary(&self, q: &Query) -> Summary {
-        let mut r = self.lock();
-        self.expire(&mut r);
-        Summary::from_records(r.iter().filter(|m| q.matches(m)))
-    }
-
-    /// Summaries per group of the records matching `q`.
-    pub fn breakdown(&self, q: &Query, by: GroupBy) -> BTreeMap<String, Summary> {
-        let mut r = self.lock();
-        self.expire(&mut r);
-        breakdown(r.iter().filter(|m| q.matches(m)), by)
     }
 
     /// Forget everything.
@@ -262,8 +199,9 @@ mod tests {
             .collect();
         sink.record_batch(&recs).await.unwrap();
         assert_eq!(sink.len(), 3);
-        assert_eq!(sink.query(&Query::all().provider("openai")).len(), 2);
-        assert_eq!(sink.query(&Query::all().model("m3")).len(), 1);
+        let q = |f: &str| StatsQuery::new().filter(f.parse().unwrap());
+        assert_eq!(sink.query(&q("provider=openai")).len(), 2);
+        assert_eq!(sink.query(&q("model=m3")).len(), 1);
         assert!(sink.get(recs[0].request_id).is_none(), "oldest evicted");
         assert!(sink.get(recs[4].request_id).is_some());
     }
@@ -276,6 +214,9 @@ mod tests {
         let new = AgentMetrics::new("sim", "b").with_error(ErrorClass::Timeout);
         sink.record_batch(&[old, new]).await.unwrap();
         assert_eq!(sink.len(), 1);
-        assert_eq!(sink.summary(&Query::all()).errors, 1);
+        let report = crate::query::SummaryStore::summary(&sink, &StatsQuery::new())
+            .await
+            .unwrap();
+        assert_eq!(report.total.errors, 1);
     }
 }

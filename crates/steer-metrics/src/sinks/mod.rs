@@ -6,4 +6,4 @@ mod memory;
 
 pub use jsonl::JsonLinesSink;
 pub use log::LogSink;
-pub use memory::{MemorySink, MemorySinkBuilder, Query};
+pub use memory::{MemorySink, MemorySinkBuilder};

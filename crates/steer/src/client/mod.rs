@@ -60,7 +60,7 @@ const MAX_ERROR_BODY: usize = 64 * 1024;
 /// Cloning is cheap and shares everything.
 ///
 /// ```
-/// use steer::{SimConfig, SteerClient, sinks::MemorySink, sinks::Query};
+/// use steer::{SimConfig, SteerClient, sinks::MemorySink};
 /// # #[tokio::main] async fn main() -> Result<(), steer::SteerError> {
 /// let memory = MemorySink::new();
 /// let client = SteerClient::builder()
@@ -70,7 +70,7 @@ const MAX_ERROR_BODY: usize = 64 * 1024;
 /// let resp = client.generate("Hello", "sim/gpt-4o-mini").await?;
 /// assert_eq!(resp.metrics.provider, "openai");
 /// client.metrics().flush().await;
-/// assert_eq!(memory.summary(&Query::all()).count, 1);
+/// assert_eq!(memory.len(), 1);
 /// # Ok(()) }
 /// ```
 #[derive(Clone)]
