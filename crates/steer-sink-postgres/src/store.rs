@@ -7,7 +7,7 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 use steer_metrics::summary::{Distribution, Summary};
-use steer_metrics::{AgentMetrics, ErrorClass, GroupBy, Method};
+use steer_metrics::{AgentMetrics, ErrorClass, Method};
 use tokio_postgres::types::Json;
 use tokio_postgres::Row;
 
@@ -44,22 +44,24 @@ impl StoreError {
     }
 }
 
-/// Queries over the metrics table: [`summary`](Self::summary),
-/// [`breakdown`](Self::breakdown), [`records`](Self::records).
+/// Queries over the metrics table: summaries and time series through
+/// [`SummaryStore`](steer_metrics::SummaryStore) (a [`StatsQuery`](steer_metrics::StatsQuery),
+/// aggregated in the database), and [`count`](Self::count) and
+/// [`records`](Self::records) of the stored rows.
 ///
 /// Numbers mean the same as [`Summary::from_records`] over the same records:
 /// percentiles are `percentile_cont` (linear interpolation), costs sum the
 /// known ones and count the unknown ones.
 ///
 /// ```no_run
-/// # async fn f() -> Result<(), steer_sink_postgres::StoreError> {
+/// # async fn f() -> Result<(), Box<dyn std::error::Error>> {
 /// use steer_sink_postgres::PostgresStore;
-/// use steer_metrics::GroupBy;
+/// use steer_metrics::{GroupKey, StatsQuery, SummaryStore};
 /// let store = PostgresStore::connect("postgres://app@127.0.0.1/metrics").await?;
-/// let since = chrono::Utc::now() - chrono::Duration::hours(24);
-/// let all = store.summary(Some(since)).await?;
-/// let by_model = store.breakdown(Some(since), GroupBy::Model).await?;
-/// println!("{} calls, p95 {:?} ms, {} models", all.count, all.latency_ms.map(|d| d.p95), by_model.len());
+/// let q = StatsQuery::new().last(std::time::Duration::from_secs(86_400)).by(GroupKey::Model);
+/// let report = store.summary(&q).await?;
+/// let all = &report.total;
+/// println!("{} calls, p95 {:?} ms, {} models", all.count, all.latency_ms.map(|d| d.p95), report.groups.len());
 /// # Ok(()) }
 /// ```
 #[derive(Clone)]
@@ -144,55 +146,6 @@ impl PostgresStore {
             .map_err(|e| DbError::from_pg("running a summary query", &e))?)
     }
 
-    /// Summary of every record with `timestamp >= since` (all when `None`).
-    pub async fn summary(&self, since: Option<DateTime<Utc>>) -> Result<Summary, StoreError> {
-        let sql = format!(
-            "SELECT {SUMMARY_COLUMNS} FROM {} WHERE ($1::timestamptz IS NULL OR \"timestamp\" >= $1)",
-            self.settings.table.qualified()
-        );
-        let rows = self.query(&sql, since).await?;
-        rows.first()
-            .map_or_else(|| Ok(empty()), |r| summary_from_row(r, 0))
-    }
-
-    /// Summary of the last `hours` hours, measured by the database clock
-    /// (`now() - make_interval(hours => $1)`).
-    pub async fn summary_last_hours(&self, hours: i32) -> Result<Summary, StoreError> {
-        let sql = format!(
-            "SELECT {SUMMARY_COLUMNS} FROM {} WHERE \"timestamp\" >= now() - make_interval(hours => $1)",
-            self.settings.table.qualified()
-        );
-        let c = self.pool.get().await.map_err(DbError::from_pool)?;
-        let rows = c
-            .query(&sql, &[&hours])
-            .await
-            .map_err(|e| DbError::from_pg("running a summary query", &e))?;
-        rows.first()
-            .map_or_else(|| Ok(empty()), |r| summary_from_row(r, 0))
-    }
-
-    /// Summaries per model, provider or error class (`none` for successes)
-    /// of the records with `timestamp >= since` (all when `None`).
-    pub async fn breakdown(
-        &self,
-        since: Option<DateTime<Utc>>,
-        by: GroupBy,
-    ) -> Result<BTreeMap<String, Summary>, StoreError> {
-        let key = match by {
-            GroupBy::Model => "model",
-            GroupBy::Provider => "provider",
-            GroupBy::ErrorClass => "coalesce(error_class, 'none')",
-        };
-        let sql = format!(
-            "SELECT {key} AS k, {SUMMARY_COLUMNS} FROM {} WHERE ($1::timestamptz IS NULL OR \"timestamp\" >= $1) GROUP BY 1",
-            self.settings.table.qualified()
-        );
-        let rows = self.query(&sql, since).await?;
-        rows.iter()
-            .map(|r| Ok((col::<String>(r, 0)?, summary_from_row(r, 1)?)))
-            .collect()
-    }
-
     /// Number of stored records with `timestamp >= since` (all when `None`).
     pub async fn count(&self, since: Option<DateTime<Utc>>) -> Result<u64, StoreError> {
         let sql = format!(
@@ -233,10 +186,6 @@ impl PostgresStore {
             .map_err(|e| DbError::from_pg("reading records", &e))?;
         rows.iter().map(record_from_row).collect()
     }
-}
-
-fn empty() -> Summary {
-    Summary::from_records(std::iter::empty())
 }
 
 /// A column of a result row, as a [`StoreError`] instead of a panic when the

@@ -9,11 +9,12 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, DurationRound, Utc};
-use steer_metrics::summary::{breakdown, Distribution, Summary};
+use steer_metrics::query::summarize;
+use steer_metrics::summary::{Distribution, Summary};
 use steer_metrics::testkit::synthetic;
 use steer_metrics::{
-    AgentMetrics, ErrorClass, GroupBy, Method, MetricsCollector, MetricsSink, RetryPolicy, SinkErrorKind,
-    SinkOptions,
+    AgentMetrics, ErrorClass, GroupKey, Method, MetricsCollector, MetricsSink, RetryPolicy, SinkErrorKind,
+    SinkOptions, StatsQuery, SummaryStore,
 };
 use steer_sink_postgres::{PostgresSink, PostgresStore};
 use tokio::sync::RwLock;
@@ -660,10 +661,17 @@ async fn summaries_equal_the_in_memory_summary() {
     let store = sink.store();
     // Empty table: defined, zero.
     sink.migrate().await.unwrap();
-    let empty = store.summary(None).await.unwrap();
+    let total = |q: StatsQuery| {
+        let store = store.clone();
+        async move { SummaryStore::summary(&store, &q).await.unwrap() }
+    };
+    let empty = total(StatsQuery::new()).await.total;
     assert_eq!(empty.count, 0);
     assert!(empty.latency_ms.is_none());
-    assert!(store.breakdown(None, GroupBy::Model).await.unwrap().is_empty());
+    assert!(total(StatsQuery::new().by(GroupKey::Model))
+        .await
+        .groups
+        .is_empty());
 
     let mut records = synthetic(20_000, 12);
     for m in &mut records {
@@ -673,18 +681,21 @@ async fn summaries_equal_the_in_memory_summary() {
         sink.record_batch(chunk).await.unwrap();
     }
     same_summary(
-        &store.summary(None).await.unwrap(),
+        &total(StatsQuery::new()).await.total,
         &Summary::from_records(&records),
         "all",
     );
     same_summary(
-        &store.summary_last_hours(1).await.unwrap(),
+        &total(StatsQuery::new().last(Duration::from_secs(3600)))
+            .await
+            .total,
         &Summary::from_records(&records),
         "last hour",
     );
-    for by in [GroupBy::Model, GroupBy::Provider, GroupBy::ErrorClass] {
-        let db = store.breakdown(None, by).await.unwrap();
-        let mem = breakdown(&records, by);
+    for by in [GroupKey::Model, GroupKey::Provider, GroupKey::Error] {
+        let q = StatsQuery::new().by(by.clone());
+        let db = total(q.clone()).await.groups;
+        let mem = summarize(&records, &q).unwrap().groups;
         assert_eq!(
             db.keys().collect::<Vec<_>>(),
             mem.keys().collect::<Vec<_>>(),
@@ -698,23 +709,18 @@ async fn summaries_equal_the_in_memory_summary() {
     let since = records[12_345].timestamp;
     let inside: Vec<&AgentMetrics> = records.iter().filter(|m| m.timestamp >= since).collect();
     same_summary(
-        &store.summary(Some(since)).await.unwrap(),
+        &total(StatsQuery::new().since(since)).await.total,
         &Summary::from_records(inside.iter().copied()),
         "window",
     );
-    let db = store.breakdown(Some(since), GroupBy::Provider).await.unwrap();
-    let mem = breakdown(inside.iter().copied(), GroupBy::Provider);
+    let q = StatsQuery::new().since(since).by(GroupKey::Provider);
+    let db = total(q.clone()).await.groups;
+    let mem = summarize(inside.iter().copied(), &q).unwrap().groups;
     for (k, v) in &mem {
         same_summary(&db[k], v, &format!("window provider={k}"));
     }
-    assert!(
-        store
-            .summary(Some(Utc::now() + chrono::Duration::hours(1)))
-            .await
-            .unwrap()
-            .count
-            == 0
-    );
+    let future = StatsQuery::new().since(Utc::now() + chrono::Duration::hours(1));
+    assert_eq!(total(future).await.total.count, 0);
     admin(&url)
         .await
         .batch_execute(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
