@@ -385,7 +385,7 @@ async fn the_page_shows_the_store_filters_on_click_and_follows_new_calls() {
     let before = wd
         .wait_js(
             &sid,
-            "return window.steerDashboard.ready && location.hash.includes('provider') && window.steerDashboard.groups.length === 3 && document.querySelector('#kpis .kpi .v').textContent",
+            "return window.steerDashboard.ready && location.hash.includes('provider') && window.steerDashboard.groups.length === 4 && document.querySelector('#kpis .kpi .v').textContent",
             "the provider view",
             Duration::from_secs(10),
         )
