@@ -1,7 +1,7 @@
 //! # steer-proxy
 //!
-//! A gateway speaking the OpenAI, Anthropic, Gemini and (feature `bedrock`)
-//! AWS Bedrock Runtime wire APIs: point any
+//! A gateway speaking the OpenAI, Azure OpenAI, Anthropic, Gemini and
+//! (feature `bedrock`) AWS Bedrock Runtime wire APIs: point any
 //! application's base URL at it (`OPENAI_BASE_URL=http://127.0.0.1:4000/v1`)
 //! and every call is forwarded to the real provider and measured into one
 //! [`AgentMetrics`](steer_metrics::AgentMetrics) record, through the same
@@ -184,6 +184,16 @@ impl Proxy {
             .route("/v1/embeddings", post(routes::embeddings))
             .route("/v1/messages", post(routes::messages))
             .route("/v1beta/models/{target}", post(routes::gemini))
+            .route(
+                "/openai/deployments/{deployment}/chat/completions",
+                post(routes::deployment_chat),
+            )
+            .route(
+                "/openai/deployments/{deployment}/embeddings",
+                post(routes::deployment_embeddings),
+            )
+            .route("/openai/v1/chat/completions", post(routes::v1_chat))
+            .route("/openai/v1/embeddings", post(routes::v1_embeddings))
             .route("/metrics", get(routes::metrics))
             .route("/healthz", get(routes::healthz))
             .fallback(routes::not_found)

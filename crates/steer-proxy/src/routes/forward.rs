@@ -56,14 +56,22 @@ pub(super) fn refuse(s: &Shared, headers: &HeaderMap, dialect: Dialect) -> Optio
     None
 }
 
-/// Forward one call; `path_model` is the model and method of a path that
-/// names them (Gemini's native wire).
-pub(super) async fn forward_to(
-    s: Arc<Shared>,
-    endpoint: Endpoint,
-    req: Request,
-    path_model: Option<(String, bool)>,
-) -> Response {
+/// Where a call's model comes from, and where it goes.
+pub(super) enum Via {
+    /// The body's `model`, routed like the client's calls (`provider/`
+    /// prefix, price table, name rules).
+    Body,
+    /// A path naming the model and method (Gemini's native wire): the body
+    /// goes as it is.
+    Path { model: String, stream: bool },
+    /// Azure OpenAI's own paths: the deployment named in the path (else the
+    /// body's `model`, the v1 form), forwarded to the same path and query
+    /// below `AZURE_OPENAI_ENDPOINT`.
+    Azure { deployment: Option<String> },
+}
+
+/// Forward one call of `endpoint`, its model found as `via` says.
+pub(super) async fn forward_to(s: Arc<Shared>, endpoint: Endpoint, req: Request, via: Via) -> Response {
     let started = Instant::now();
     let dialect = endpoint.dialect();
     let bad = |msg: &str| error_response(dialect, StatusCode::BAD_REQUEST, "invalid_request_error", msg);
@@ -75,12 +83,14 @@ pub(super) async fn forward_to(
         Ok(b) => b,
         Err(r) => return r,
     };
-    let mut prepared = match path_model {
-        Some((model, stream)) => Prepared::from_path(model, stream),
-        None => match Prepared::parse(endpoint, &raw) {
-            Ok(p) => p,
-            Err(msg) => return bad(&msg),
-        },
+    let parsed = match &via {
+        Via::Path { model, stream } => Ok(Prepared::from_path(model.clone(), *stream)),
+        Via::Body => Prepared::parse(endpoint, &raw),
+        Via::Azure { deployment } => Prepared::parse_azure(endpoint, &raw, deployment.as_deref()),
+    };
+    let mut prepared = match parsed {
+        Ok(p) => p,
+        Err(msg) => return bad(&msg),
     };
     let (model, stream) = (prepared.model.clone(), prepared.stream);
 
@@ -99,10 +109,18 @@ pub(super) async fn forward_to(
             route.provider
         ));
     };
-    let target = match target(endpoint, upstream, &route.model, stream) {
+    let mut target = match target(endpoint, upstream, &route.model, stream) {
         Ok(t) => t,
         Err(msg) => return bad(&msg),
     };
+    if let Via::Azure { .. } = via {
+        // Azure's own path: the same path and query (`api-version`) upstream.
+        let path = parts
+            .uri
+            .path_and_query()
+            .map_or(parts.uri.path(), |p| p.as_str());
+        target.url = format!("{}{path}", upstream.base_url().trim_end_matches('/'));
+    }
     let body = match prepared.body(raw, &route.model) {
         Ok(b) => b,
         Err(msg) => return bad(&msg),

@@ -6,6 +6,7 @@
 //! | `POST /v1/embeddings` | OpenAI | `{base}/embeddings` |
 //! | `POST /v1/messages` | Anthropic | `{base}/messages` |
 //! | `POST /v1beta/models/{model}:generateContent` | Gemini | `{GEMINI_BASE_URL}/models/{model}:generateContent` |
+//! | `POST /openai/deployments/{deployment}/chat/completions`, `/embeddings`; `/openai/v1/...` | Azure OpenAI (see `azure`) | `{AZURE_OPENAI_ENDPOINT}` + the same path and query |
 //! | `POST /model/{modelId}/converse`, `/converse-stream`, `/invoke` | Bedrock Runtime (feature `bedrock`, see `bedrock`) | `{endpoint}/model/{modelId}/...`, re-signed |
 //! | `GET /metrics` | Prometheus (OpenMetrics text) | — |
 //! | `GET /healthz` | `ok` | — |
@@ -28,8 +29,10 @@
 //! * `request`: the headers and body that go upstream;
 //! * `target`: the upstream URL of an endpoint for a routed model;
 //! * `error`: the proxy's own errors in each endpoint's shape;
+//! * `azure`: Azure OpenAI's own paths (deployments, v1);
 //! * `bedrock`: Bedrock Runtime's own routes, signed with the proxy's AWS credentials.
 
+mod azure;
 #[cfg(feature = "bedrock")]
 mod bedrock;
 mod error;
@@ -45,10 +48,11 @@ use axum::response::{IntoResponse, Response};
 use steer::wire::Dialect;
 
 use crate::Shared;
+pub(crate) use azure::{deployment_chat, deployment_embeddings, v1_chat, v1_embeddings};
 #[cfg(feature = "bedrock")]
 pub(crate) use bedrock::bedrock;
 pub(crate) use error::error_response;
-use forward::forward_to;
+use forward::{forward_to, Via};
 
 /// The header carrying the id of the call's record.
 pub const REQUEST_ID_HEADER: &str = "x-steer-request-id";
@@ -81,15 +85,15 @@ impl Endpoint {
 }
 
 pub(crate) async fn chat_completions(State(s): State<Arc<Shared>>, req: Request) -> Response {
-    forward_to(s, Endpoint::ChatCompletions, req, None).await
+    forward_to(s, Endpoint::ChatCompletions, req, Via::Body).await
 }
 
 pub(crate) async fn embeddings(State(s): State<Arc<Shared>>, req: Request) -> Response {
-    forward_to(s, Endpoint::Embeddings, req, None).await
+    forward_to(s, Endpoint::Embeddings, req, Via::Body).await
 }
 
 pub(crate) async fn messages(State(s): State<Arc<Shared>>, req: Request) -> Response {
-    forward_to(s, Endpoint::Messages, req, None).await
+    forward_to(s, Endpoint::Messages, req, Via::Body).await
 }
 
 /// `POST /v1beta/models/{model}:generateContent` and
@@ -117,7 +121,7 @@ pub(crate) async fn gemini(
     } else {
         format!("gemini/{model}")
     };
-    forward_to(s, Endpoint::Gemini, req, Some((model, stream))).await
+    forward_to(s, Endpoint::Gemini, req, Via::Path { model, stream }).await
 }
 
 pub(crate) async fn healthz() -> &'static str {
@@ -140,7 +144,7 @@ pub(crate) async fn metrics(State(s): State<Arc<Shared>>) -> Response {
 
 pub(crate) async fn not_found(req: Request) -> Response {
     let msg = format!(
-        "steer proxy serves POST /v1/chat/completions, /v1/embeddings, /v1/messages, /v1beta/models/{{model}}:generateContent, /model/{{modelId}}/converse (Bedrock), GET /metrics and /healthz; not {} {}",
+        "steer proxy serves POST /v1/chat/completions, /v1/embeddings, /v1/messages, /v1beta/models/{{model}}:generateContent, /openai/deployments/{{deployment}}/chat/completions and /embeddings (Azure OpenAI), /model/{{modelId}}/converse (Bedrock), GET /metrics and /healthz; not {} {}",
         req.method(),
         req.uri().path()
     );

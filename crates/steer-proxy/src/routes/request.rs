@@ -127,13 +127,35 @@ impl Prepared {
 
     /// Read the request body of `endpoint`; `Err` is the 400's message.
     pub(super) fn parse(endpoint: Endpoint, raw: &[u8]) -> Result<Self, String> {
+        Self::parse_with(endpoint, raw, None)
+    }
+
+    /// Read the request body of an Azure OpenAI path: the model is
+    /// `azure/{deployment}`, the deployment named in the path (the body's
+    /// `model`, if any, goes as it is), else the body's `model` (the v1
+    /// form, whose `model` is the deployment).
+    pub(super) fn parse_azure(
+        endpoint: Endpoint,
+        raw: &[u8],
+        deployment: Option<&str>,
+    ) -> Result<Self, String> {
+        let mut p = Self::parse_with(endpoint, raw, deployment)?;
+        p.model = format!("azure/{}", p.model);
+        p.model_span = None;
+        Ok(p)
+    }
+
+    /// Read the body; the model is `path_model` when given, else the body's.
+    fn parse_with(endpoint: Endpoint, raw: &[u8], path_model: Option<&str>) -> Result<Self, String> {
         if raw.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
             return Err("the request body must be a JSON object".into());
         }
         let head: Head<'_> =
             serde_json::from_slice(raw).map_err(|e| format!("the request body is not valid JSON: {e}"))?;
-        let Some(model) = json_str(head.model) else {
-            return Err("the request body has no `model` string".into());
+        let model = match (path_model, json_str(head.model)) {
+            (Some(m), _) => Cow::Borrowed(m),
+            (None, Some(m)) => m,
+            (None, _) => return Err("the request body has no `model` string".into()),
         };
         let stream = endpoint != Endpoint::Embeddings && head.stream.is_some_and(|v| v.get() == "true");
         let include_usage = head
@@ -241,5 +263,31 @@ mod tests {
         let raw = Bytes::from_static(br#"{"model":"gpt-4o","messages":[]}"#);
         let mut p = Prepared::parse(Endpoint::ChatCompletions, &raw).unwrap();
         assert_eq!(p.body(raw.clone(), "gpt-4o").unwrap(), raw);
+    }
+
+    #[test]
+    fn azure_bodies_keep_their_model_and_route_by_deployment() {
+        // The deployment from the path; the body's model (or none) untouched.
+        let raw = Bytes::from_static(br#"{"model":"gpt-4o","stream":true,"user":"u1","messages":[]}"#);
+        let mut p = Prepared::parse_azure(Endpoint::ChatCompletions, &raw, Some("my-dep")).unwrap();
+        assert_eq!(
+            (p.model.as_str(), p.stream, p.strip_usage),
+            ("azure/my-dep", true, true)
+        );
+        assert_eq!(p.user.as_deref(), Some("u1"));
+        assert_eq!(
+            &p.body(raw, "my-dep").unwrap()[..],
+            br#"{"stream_options":{"include_usage":true},"model":"gpt-4o","stream":true,"user":"u1","messages":[]}"#
+        );
+        let raw = Bytes::from_static(br#"{"input":"x"}"#);
+        let mut p = Prepared::parse_azure(Endpoint::Embeddings, &raw, Some("emb")).unwrap();
+        assert_eq!(p.model, "azure/emb");
+        assert_eq!(p.body(raw.clone(), "emb").unwrap(), raw);
+        // The v1 form: the body's model is the deployment.
+        let raw = Bytes::from_static(br#"{"model":"my-dep","messages":[]}"#);
+        let mut p = Prepared::parse_azure(Endpoint::ChatCompletions, &raw, None).unwrap();
+        assert_eq!(p.model, "azure/my-dep");
+        assert_eq!(p.body(raw.clone(), "my-dep").unwrap(), raw);
+        assert!(Prepared::parse_azure(Endpoint::ChatCompletions, br#"{"messages":[]}"#, None).is_err());
     }
 }

@@ -51,12 +51,13 @@ pub fn events(sse: &[u8]) -> Vec<Bytes> {
 }
 
 /// An OpenAI stream as OpenAI sends it without `include_usage`: without
-/// the usage-only chunk.
+/// the usage-only chunk (Azure's `choices: []` chunk of prompt filter
+/// results, without usage, stays).
 pub fn without_usage_chunk(sse: &[u8]) -> Vec<u8> {
     let has = |e: &[u8], pat: &[u8]| e.windows(pat.len()).any(|w| w == pat);
     events(sse)
         .into_iter()
-        .filter(|e| !has(e, b"\"choices\":[]") || has(e, b"\"usage\":null"))
+        .filter(|e| !has(e, b"\"choices\":[]") || !has(e, b"\"usage\":{"))
         .flat_map(|e| e.to_vec())
         .collect()
 }
@@ -113,6 +114,8 @@ pub async fn fake_upstream() -> FakeUpstream {
         .route("/v1/models/{target}", post(handle))
         .route("/openai/deployments/{d}/chat/completions", post(handle))
         .route("/openai/deployments/{d}/embeddings", post(handle))
+        .route("/openai/v1/chat/completions", post(handle))
+        .route("/openai/v1/embeddings", post(handle))
         .with_state(state.clone());
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -208,6 +211,38 @@ pub fn openai_429_body() -> Vec<u8> {
         .into_bytes()
 }
 
+/// The fake's Azure OpenAI 401 body (Azure's documented error shape).
+pub fn azure_401_body() -> Vec<u8> {
+    json!({"error": {"code": "401", "message": "Access denied due to invalid subscription key or wrong API endpoint. Make sure to provide a valid key for an active subscription and use a correct regional API endpoint for your resource."}})
+        .to_string()
+        .into_bytes()
+}
+
+/// The events of a recorded stream whose events end with `\r\n\r\n`
+/// (Gemini's), each with its blank line; else as [`events`].
+pub fn crlf_events(sse: &[u8]) -> Vec<Bytes> {
+    const END: &[u8] = b"\r\n\r\n";
+    if !sse.windows(END.len()).any(|w| w == END) {
+        return events(sse);
+    }
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut i = 0;
+    while i + END.len() <= sse.len() {
+        if &sse[i..i + END.len()] == END {
+            out.push(Bytes::copy_from_slice(&sse[start..i + END.len()]));
+            start = i + END.len();
+            i = start;
+        } else {
+            i += 1;
+        }
+    }
+    if start < sse.len() {
+        out.push(Bytes::copy_from_slice(&sse[start..]));
+    }
+    out
+}
+
 /// The fake's Anthropic 401 body (Anthropic's documented error shape).
 pub fn anthropic_401_body() -> Vec<u8> {
     json!({"type": "error", "error": {"type": "authentication_error", "message": "invalid x-api-key"}})
@@ -235,7 +270,19 @@ async fn handle(State(state): State<Arc<Upstream>>, req: Request) -> Response {
             .unwrap_or(0),
     );
     let anthropic = path.ends_with("/messages");
+    let gemini = path.contains(":generateContent") || path.contains(":streamGenerateContent");
+    let azure = path.starts_with("/openai/");
     match header(&headers, "x-fake-scenario") {
+        Some("rate_limit") if gemini => {
+            return json_response(429, recording("gemini_error_429_resource_exhausted.json"), &[])
+        }
+        Some("auth") if gemini => {
+            return json_response(400, recording("gemini_error_400_api_key_invalid.json"), &[])
+        }
+        Some("auth") if azure => return json_response(401, azure_401_body(), &[]),
+        Some("content_filter") => {
+            return json_response(400, recording("azure_error_400_content_filter.json"), &[])
+        }
         Some("rate_limit") if anthropic => {
             return json_response(
                 429,
@@ -270,26 +317,45 @@ async fn handle(State(state): State<Arc<Upstream>>, req: Request) -> Response {
         return json_response(200, embeddings_body(n), &[]);
     }
     if path.ends_with(":generateContent") {
-        return json_response(200, recording("gemini_generate_thinking.json"), &[]);
+        let file = if tools {
+            "gemini_function_call.json"
+        } else {
+            "gemini_generate_thinking.json"
+        };
+        return json_response(200, recording(file), &[]);
     }
     if path.ends_with(":streamGenerateContent") {
-        return sse_response(
-            state,
-            events(&recording("gemini_stream_text_usage.sse")),
-            delay,
-            false,
-        );
+        let file = if tools {
+            "gemini_stream_function_call.sse"
+        } else {
+            "gemini_stream_text_usage.sse"
+        };
+        return sse_response(state, crlf_events(&recording(file)), delay, false);
     }
-    if path.starts_with("/openai/deployments/") {
-        return if stream {
-            sse_response(
+    if azure {
+        // Azure OpenAI: deployments and the v1 form.
+        let include_usage = body
+            .pointer("/stream_options/include_usage")
+            .and_then(Value::as_bool)
+            == Some(true);
+        return match (stream, tools) {
+            (true, true) => sse_response(
                 state,
-                events(&recording("azure_chat_stream_usage.sse")),
+                events(&recording("azure_chat_stream_tool_calls.sse")),
                 delay,
                 false,
-            )
-        } else {
-            json_response(200, recording("azure_chat_text.json"), &[])
+            ),
+            (true, false) => {
+                let sse = recording("azure_chat_stream_usage.sse");
+                let sse = if include_usage {
+                    sse
+                } else {
+                    without_usage_chunk(&sse)
+                };
+                sse_response(state, events(&sse), delay, false)
+            }
+            (false, true) => json_response(200, recording("azure_chat_tool_calls.json"), &[]),
+            (false, false) => json_response(200, recording("azure_chat_text.json"), &[]),
         };
     }
     if anthropic {
