@@ -184,6 +184,7 @@ impl Proxy {
             .route("/v1/embeddings", post(routes::embeddings))
             .route("/v1/messages", post(routes::messages))
             .route("/v1beta/models/{target}", post(routes::gemini))
+            .route("/v1/models/{target}", post(routes::gemini_v1))
             .route(
                 "/openai/deployments/{deployment}/chat/completions",
                 post(routes::deployment_chat),

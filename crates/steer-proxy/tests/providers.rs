@@ -32,7 +32,7 @@ const COMPATIBLE: [&str; 9] = [
 fn all_at(up: &FakeUpstream) -> steer_proxy::ProxyConfigBuilder {
     let mut b = config_for(up)
         .base_url("azure", up.root())
-        .base_url("gemini", up.url());
+        .base_url("gemini", format!("{}/v1beta", up.root()));
     for p in COMPATIBLE {
         b = b.base_url(p, up.url());
     }
@@ -195,20 +195,34 @@ async fn gemini_over_the_openai_wire_and_its_native_wire() {
     )
     .await;
     assert_eq!(resp.status(), 404);
+    // `/v1/models/...` (the google-genai SDK's default version) goes to v1.
+    let v1 = format!("{}/v1/models/gemini-2.5-flash:generateContent", proxy.url());
+    let resp = post(
+        &v1,
+        json!({"contents": []}),
+        &[("x-goog-api-key", "AIza-client-key-123456")],
+    )
+    .await;
+    assert_eq!(
+        resp.bytes().await.unwrap().as_ref(),
+        recording("gemini_generate_thinking.json")
+    );
 
     let got = up.received();
-    assert_eq!(got.len(), 3);
-    assert_eq!(got[0].path, "/v1/openai/chat/completions");
+    assert_eq!(got.len(), 4);
+    assert_eq!(got[0].path, "/v1beta/openai/chat/completions");
     assert_eq!(got[0].headers["authorization"], "Bearer AIza-client-key-123456");
-    assert_eq!(got[1].path, "/v1/models/gemini-2.5-flash:generateContent");
+    assert_eq!(got[1].path, "/v1beta/models/gemini-2.5-flash:generateContent");
     assert_eq!(got[1].headers["x-goog-api-key"], "AIza-client-key-123456");
     assert_eq!(got[1].body, json!({"contents": [{"parts": [{"text": "hi"}]}]}));
     assert_eq!(
         (got[2].path.as_str(), got[2].query.as_str()),
-        ("/v1/models/gemini-2.5-flash:streamGenerateContent", "alt=sse")
+        ("/v1beta/models/gemini-2.5-flash:streamGenerateContent", "alt=sse")
     );
+    assert_eq!(got[3].path, "/v1/models/gemini-2.5-flash:generateContent");
 
-    let records = proxy.wait_records(3).await;
+    let records = proxy.wait_records(4).await;
+    assert_eq!(records.len(), 4);
     assert!(records
         .iter()
         .all(|m| m.provider == "gemini" && m.model == "gemini-2.5-flash" && m.error_class.is_none()));

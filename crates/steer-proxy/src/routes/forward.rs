@@ -18,7 +18,7 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use super::error::{error_response, read_body, too_large};
 use super::request::{is_hop_by_hop, upstream_headers, Prepared};
-use super::target::{query_pairs, target};
+use super::target::{query_pairs, target, with_version};
 use super::{Endpoint, REQUEST_ID_HEADER};
 use crate::attribution;
 use crate::auth;
@@ -61,9 +61,13 @@ pub(super) enum Via {
     /// The body's `model`, routed like the client's calls (`provider/`
     /// prefix, price table, name rules).
     Body,
-    /// A path naming the model and method (Gemini's native wire): the body
-    /// goes as it is.
-    Path { model: String, stream: bool },
+    /// A path naming the model and method (Gemini's native wire), and the
+    /// API version (`v1beta`, `v1`): the body goes as it is.
+    Path {
+        model: String,
+        stream: bool,
+        version: &'static str,
+    },
     /// Azure OpenAI's own paths: the deployment named in the path (else the
     /// body's `model`, the v1 form), forwarded to the same path and query
     /// below `AZURE_OPENAI_ENDPOINT`.
@@ -84,7 +88,7 @@ pub(super) async fn forward_to(s: Arc<Shared>, endpoint: Endpoint, req: Request,
         Err(r) => return r,
     };
     let parsed = match &via {
-        Via::Path { model, stream } => Ok(Prepared::from_path(model.clone(), *stream)),
+        Via::Path { model, stream, .. } => Ok(Prepared::from_path(model.clone(), *stream)),
         Via::Body => Prepared::parse(endpoint, &raw),
         Via::Azure { deployment } => Prepared::parse_azure(endpoint, &raw, deployment.as_deref()),
     };
@@ -113,13 +117,17 @@ pub(super) async fn forward_to(s: Arc<Shared>, endpoint: Endpoint, req: Request,
         Ok(t) => t,
         Err(msg) => return bad(&msg),
     };
-    if let Via::Azure { .. } = via {
-        // Azure's own path: the same path and query (`api-version`) upstream.
-        let path = parts
-            .uri
-            .path_and_query()
-            .map_or(parts.uri.path(), |p| p.as_str());
-        target.url = format!("{}{path}", upstream.base_url().trim_end_matches('/'));
+    match via {
+        Via::Azure { .. } => {
+            // Azure's own path: the same path and query (`api-version`) upstream.
+            let path = parts
+                .uri
+                .path_and_query()
+                .map_or(parts.uri.path(), |p| p.as_str());
+            target.url = format!("{}{path}", upstream.base_url().trim_end_matches('/'));
+        }
+        Via::Path { version, .. } => target.url = with_version(target.url, upstream.base_url(), version),
+        Via::Body => {}
     }
     let body = match prepared.body(raw, &route.model) {
         Ok(b) => b,

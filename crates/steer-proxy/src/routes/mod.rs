@@ -5,7 +5,7 @@
 //! | `POST /v1/chat/completions` | OpenAI | `{base}/chat/completions` |
 //! | `POST /v1/embeddings` | OpenAI | `{base}/embeddings` |
 //! | `POST /v1/messages` | Anthropic | `{base}/messages` |
-//! | `POST /v1beta/models/{model}:generateContent` | Gemini | `{GEMINI_BASE_URL}/models/{model}:generateContent` |
+//! | `POST /v1beta/models/{model}:generateContent` (and `/v1/models/...`) | Gemini | `{GEMINI_BASE_URL}/models/{model}:generateContent` (its version segment the path's) |
 //! | `POST /openai/deployments/{deployment}/chat/completions`, `/embeddings`; `/openai/v1/...` | Azure OpenAI (see `azure`) | `{AZURE_OPENAI_ENDPOINT}` + the same path and query |
 //! | `POST /model/{modelId}/converse`, `/converse-stream`, `/invoke` | Bedrock Runtime (feature `bedrock`, see `bedrock`) | `{endpoint}/model/{modelId}/...`, re-signed |
 //! | `GET /metrics` | Prometheus (OpenMetrics text) | — |
@@ -103,6 +103,20 @@ pub(crate) async fn gemini(
     Path(target): Path<String>,
     req: Request,
 ) -> Response {
+    gemini_native(s, target, "v1beta", req).await
+}
+
+/// The same on `/v1/models/...`: the API version the `google-genai` SDKs
+/// name by default.
+pub(crate) async fn gemini_v1(
+    State(s): State<Arc<Shared>>,
+    Path(target): Path<String>,
+    req: Request,
+) -> Response {
+    gemini_native(s, target, "v1", req).await
+}
+
+async fn gemini_native(s: Arc<Shared>, target: String, version: &'static str, req: Request) -> Response {
     let (model, stream) = match target.rsplit_once(':') {
         Some((m, "generateContent")) if !m.is_empty() => (m, false),
         Some((m, "streamGenerateContent")) if !m.is_empty() => (m, true),
@@ -111,7 +125,7 @@ pub(crate) async fn gemini(
                 Dialect::Gemini,
                 StatusCode::NOT_FOUND,
                 "NOT_FOUND",
-                "steer proxy serves /v1beta/models/{model}:generateContent and :streamGenerateContent",
+                "steer proxy serves /v1beta/models/{model}:generateContent and :streamGenerateContent (and the same below /v1/)",
             )
         }
     };
@@ -121,7 +135,12 @@ pub(crate) async fn gemini(
     } else {
         format!("gemini/{model}")
     };
-    forward_to(s, Endpoint::Gemini, req, Via::Path { model, stream }).await
+    let via = Via::Path {
+        model,
+        stream,
+        version,
+    };
+    forward_to(s, Endpoint::Gemini, req, via).await
 }
 
 pub(crate) async fn healthz() -> &'static str {

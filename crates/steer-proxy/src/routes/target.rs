@@ -81,6 +81,23 @@ pub(super) fn target(endpoint: Endpoint, up: &Upstream, model: &str, stream: boo
     })
 }
 
+/// A Gemini URL below `base` with the API version the client's path named:
+/// a base ending in a version segment (`/v1beta`, Gemini's default, or
+/// `/v1`) has it replaced; any other base is used as it is.
+pub(super) fn with_version(url: String, base: &str, version: &str) -> String {
+    let base = base.trim_end_matches('/');
+    let Some((root, last)) = base.rsplit_once('/') else {
+        return url;
+    };
+    if !matches!(last, "v1" | "v1beta") || last == version {
+        return url;
+    }
+    match url.strip_prefix(base) {
+        Some(rest) => format!("{root}/{version}{rest}"),
+        None => url,
+    }
+}
+
 /// The decoded pairs of a request's query string.
 pub(super) fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
     let Some(q) = query.filter(|q| !q.is_empty()) else {
@@ -93,4 +110,23 @@ pub(super) fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gemini_urls_take_the_path_s_api_version() {
+        let base = "https://generativelanguage.googleapis.com/v1beta";
+        let url = format!("{base}/models/gemini-2.5-flash:generateContent");
+        assert_eq!(
+            with_version(url.clone(), base, "v1"),
+            "https://generativelanguage.googleapis.com/v1/models/gemini-2.5-flash:generateContent"
+        );
+        assert_eq!(with_version(url.clone(), base, "v1beta"), url);
+        let other = "http://gateway.local/gemini";
+        let url = format!("{other}/models/m:generateContent");
+        assert_eq!(with_version(url.clone(), other, "v1"), url);
+    }
 }
