@@ -1,6 +1,10 @@
 //! The official `openai` and `anthropic` Python SDKs as clients of the
 //! proxy (tests/py/sdk_client.py), in front of the fake upstream replaying
-//! recorded provider answers, and the AWS SDK for Python (`boto3`,
+//! recorded provider answers; the `openai` SDK's `AzureOpenAI` client on the
+//! Azure OpenAI paths (tests/py/azure_client.py) and the Google Gen AI SDK
+//! (`google-genai`, tests/py/genai_client.py) on Gemini's native routes, in
+//! front of the same fake replaying recorded Azure and Gemini answers; and
+//! the AWS SDK for Python (`boto3`,
 //! tests/py/bedrock_client.py) on the Bedrock routes in front of the fake
 //! Bedrock endpoint: the SDKs see exactly what the upstream sent, and the
 //! store holds exactly one correct record per call, with its tags.
@@ -23,6 +27,63 @@ use steer_metrics::{AgentMetrics, ErrorClass, Method};
 
 const OPENAI_KEY: &str = "sk-test-openai-client-key-0123456789";
 const ANTHROPIC_KEY: &str = "sk-ant-test-client-key-0123456789";
+
+/// Run a script of tests/py with `python` and these arguments; its output,
+/// one JSON object per case, by case name.
+async fn run_script(
+    python: PathBuf,
+    script: &str,
+    args: Vec<String>,
+    unset: &[&'static str],
+) -> BTreeMap<String, Value> {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/py")
+        .join(script);
+    let unset = unset.to_vec();
+    let out = tokio::task::spawn_blocking(move || {
+        let mut cmd = std::process::Command::new(&python);
+        cmd.arg(&script).args(&args);
+        for v in unset {
+            cmd.env_remove(v);
+        }
+        cmd.output().unwrap()
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "the script failed:\n{stderr}");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            (v["case"].as_str().unwrap().to_string(), v)
+        })
+        .collect()
+}
+
+/// Records by their `case` tag: exactly one each, all with `suite`.
+fn records_by_case<'a>(
+    records: &'a [AgentMetrics],
+    suite: &str,
+    keys: &[&str],
+) -> BTreeMap<String, &'a AgentMetrics> {
+    let mut by_case = BTreeMap::new();
+    for m in records {
+        let case = m.tags.get("case").cloned().unwrap();
+        assert_eq!(m.tags.get("suite").map(String::as_str), Some(suite), "{case}");
+        assert_eq!(m.retries, 0);
+        assert!(m.latency_ms > 0.0);
+        let json = serde_json::to_string(m).unwrap();
+        for k in keys {
+            assert!(!json.contains(k), "{json}");
+        }
+        assert!(
+            by_case.insert(case.clone(), m).is_none(),
+            "two records for {case}"
+        );
+    }
+    by_case
+}
 
 fn unhex(s: &str) -> Vec<u8> {
     (0..s.len())
@@ -482,5 +543,255 @@ async fn official_aws_sdk_for_python_through_the_bedrock_routes() {
         by_case["stream_throttled"].error_class,
         Some(ErrorClass::RateLimit)
     );
+    proxy.stop().await;
+}
+
+/// The official `openai` SDK's `AzureOpenAI` client (tests/py/azure_client.py)
+/// with `azure_endpoint` = the proxy, in front of the fake Azure resource
+/// replaying recorded Azure answers: the SDK gets exactly the recorded
+/// bytes, the resource gets the SDK's path, `api-version` and `api-key`,
+/// and there is one correct record per call (deployment, response model,
+/// tokens, cost, tags).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn official_azure_openai_client_through_the_azure_routes() {
+    const AZURE_KEY: &str = "azure-test-client-key-0123456789";
+    let Some(python) = pysdk_python() else { return };
+    let up = fake_upstream().await;
+    let proxy = start_proxy(config_for(&up).base_url("azure", up.root())).await;
+    let unset = &[
+        "AZURE_OPENAI_ENDPOINT",
+        "AZURE_OPENAI_API_KEY",
+        "OPENAI_API_VERSION",
+        "AZURE_OPENAI_AD_TOKEN",
+        "OPENAI_BASE_URL",
+    ];
+    let sdk = run_script(python, "azure_client.py", vec![proxy.url()], unset).await;
+    let get = |case: &str| {
+        sdk.get(case)
+            .unwrap_or_else(|| panic!("no output for {case}: {sdk:?}"))
+    };
+    let raw = |case: &str| unhex(get(case)["body_hex"].as_str().unwrap());
+
+    // --- What the SDK saw: exactly what the resource sent. ---
+    assert_eq!(raw("az_chat_raw"), recording("azure_chat_text.json"));
+    assert_eq!(
+        raw("az_stream_raw"),
+        without_usage_chunk(&recording("azure_chat_stream_usage.sse"))
+    );
+    assert_eq!(raw("az_embeddings_raw"), embeddings_body(2));
+    assert_eq!(raw("az_429"), openai_429_body());
+    assert_eq!(raw("az_401"), azure_401_body());
+    assert_eq!(
+        raw("az_filtered"),
+        recording("azure_error_400_content_filter.json")
+    );
+    assert!(get("az_chat_raw")["headers"]["x-steer-request-id"].is_string());
+    let c = get("az_chat");
+    assert_eq!(c["model"], "gpt-4o-mini-2024-07-18");
+    assert_eq!(
+        (c["prompt_tokens"].as_u64(), c["completion_tokens"].as_u64()),
+        (Some(149), Some(39))
+    );
+    assert_eq!(c["finish_reason"], "stop");
+    let two = serde_json::json!(["secret_retrieval_tool", "secret_retrieval_tool"]);
+    assert_eq!(get("az_tools")["tool_names"], two);
+    assert_eq!(get("az_tools")["finish_reason"], "tool_calls");
+    assert_eq!(get("az_stream")["text"], "Hello World");
+    assert_eq!(
+        get("az_stream")["usage_chunks"],
+        0,
+        "the usage chunk not asked for is left out"
+    );
+    assert_eq!(get("az_stream_usage")["usage"], serde_json::json!([15, 5]));
+    assert_eq!(get("az_stream_tools")["tool_names"], two);
+    assert_eq!(get("az_embeddings")["vectors"], 2);
+    assert_eq!(
+        (get("az_429")["error"].as_str(), get("az_429")["status"].as_u64()),
+        (Some("RateLimitError"), Some(429))
+    );
+    assert_eq!(get("az_429")["retry_after"], "20");
+    assert_eq!(get("az_401")["error"], "AuthenticationError");
+    assert_eq!(get("az_filtered")["error"], "BadRequestError");
+    assert_eq!(get("az_filtered")["code"], "content_filter");
+
+    // --- The resource got the SDK's own request. ---
+    let got = up.received();
+    assert_eq!(got.len(), 10);
+    for r in &got {
+        assert!(r.path.starts_with("/openai/deployments/my-"), "{}", r.path);
+        assert_eq!(r.query, "api-version=2024-10-21");
+        assert_eq!(r.headers["api-key"], AZURE_KEY);
+        assert!(r.headers.get("x-steer-tag-case").is_none());
+    }
+    assert_eq!(got[0].path, "/openai/deployments/my-gpt4o/chat/completions");
+    assert_eq!(got[0].body["model"], "my-gpt4o");
+
+    // --- One correct record per call. ---
+    let records = proxy.wait_records(10).await;
+    assert_eq!(records.len(), 10, "{records:#?}");
+    let by_case = records_by_case(&records, "azure", &[AZURE_KEY]);
+    let rec = |case: &str| {
+        *by_case
+            .get(case)
+            .unwrap_or_else(|| panic!("no record for {case}"))
+    };
+    for m in &records {
+        assert_eq!(m.provider, "azure");
+    }
+    let m = rec("az_chat");
+    assert_eq!((m.model.as_str(), m.method), ("my-gpt4o", Method::Generate));
+    assert_eq!(m.response_model.as_deref(), Some("gpt-4o-mini-2024-07-18"));
+    assert_eq!((m.input_tokens, m.output_tokens), (149, 39));
+    assert!(
+        m.cost_usd.is_some_and(|c| c > 0.0),
+        "priced by the answer's model"
+    );
+    assert_eq!(m.tags.get("user").map(String::as_str), Some("alice"));
+    assert_eq!(
+        get("az_chat_raw")["headers"]["x-steer-request-id"].as_str(),
+        Some(m.request_id.to_string().as_str())
+    );
+    let m = rec("az_tools");
+    assert_eq!(m.finish_reason.as_deref(), Some("tool_calls"));
+    assert_eq!((m.input_tokens, m.output_tokens), (75, 54));
+    assert!(m.tools_used.contains(&"secret_retrieval_tool".to_string()));
+    for case in ["az_stream", "az_stream_raw", "az_stream_usage"] {
+        let m = rec(case);
+        assert_eq!(
+            (m.model.as_str(), m.method),
+            ("my-gpt4o", Method::Stream),
+            "{case}"
+        );
+        assert_eq!(m.response_model.as_deref(), Some("gpt-4"), "{case}");
+        assert_eq!(
+            (m.input_tokens, m.output_tokens),
+            (15, 5),
+            "{case}: usage asked upstream"
+        );
+        assert!(m.ttft_ms.is_some_and(|t| t <= m.latency_ms), "{case}");
+        assert!(m.error_class.is_none() && m.cost_usd.is_some(), "{case}");
+    }
+    assert_eq!(rec("az_stream").tags.get("user").map(String::as_str), Some("bob"));
+    let m = rec("az_stream_tools");
+    assert_eq!(m.finish_reason.as_deref(), Some("tool_calls"));
+    assert!(m.tools_used.contains(&"secret_retrieval_tool".to_string()));
+    let m = rec("az_embeddings");
+    assert_eq!((m.model.as_str(), m.method), ("my-emb", Method::Embeddings));
+    assert_eq!(m.input_tokens, 8);
+    assert_eq!(rec("az_429").error_class, Some(ErrorClass::RateLimit));
+    assert_eq!(rec("az_401").error_class, Some(ErrorClass::Authentication));
+    assert_eq!(rec("az_filtered").error_class, Some(ErrorClass::ContentFilter));
+    proxy.stop().await;
+}
+
+/// The official Google Gen AI SDK (`google-genai`, tests/py/genai_client.py)
+/// with `http_options.base_url` = the proxy, on Gemini's native routes in
+/// front of the fake Gemini endpoint replaying recorded Gemini answers:
+/// the SDK parses exactly the recorded answers, the endpoint gets the SDK's
+/// key, and there is one correct record per call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn official_google_genai_sdk_through_the_gemini_routes() {
+    const GEMINI_KEY: &str = "AIza-test-client-key-0123456789";
+    let Some(python) = pysdk_python() else { return };
+    let up = fake_upstream().await;
+    let proxy = start_proxy(config_for(&up).base_url("gemini", format!("{}/v1beta", up.root()))).await;
+    let unset = &[
+        "GOOGLE_API_KEY",
+        "GEMINI_API_KEY",
+        "GOOGLE_GENAI_API_VERSION",
+        "GOOGLE_GENAI_USE_VERTEXAI",
+        "GOOGLE_CLOUD_PROJECT",
+        "GOOGLE_CLOUD_LOCATION",
+        "GOOGLE_GEMINI_BASE_URL",
+    ];
+    let sdk = run_script(python, "genai_client.py", vec![proxy.url()], unset).await;
+    let get = |case: &str| {
+        sdk.get(case)
+            .unwrap_or_else(|| panic!("no output for {case}: {sdk:?}"))
+    };
+    let json = |name: &str| serde_json::from_slice::<Value>(&recording(name)).unwrap();
+
+    // --- What the SDK parsed: the recorded answers. ---
+    let g = get("gm_generate");
+    let want = json("gemini_generate_thinking.json");
+    assert_eq!(g["model_version"], want["modelVersion"]);
+    assert_eq!(g["finish_reason"], "STOP");
+    assert_eq!(
+        g["usage"],
+        serde_json::json!({"prompt": 9, "candidates": 28, "thoughts": 244, "total": 281})
+    );
+    assert_eq!(g["json"], want, "the SDK's object is the recorded answer");
+    assert!(g["headers"]["x-steer-request-id"].is_string());
+    let s = get("gm_stream");
+    assert_eq!(s["model_version"], "gemini-2.5-flash");
+    assert_eq!(s["finish_reason"], "STOP");
+    assert_eq!(s["chunks"], 3);
+    assert_eq!(
+        (
+            s["usage"]["prompt"].as_u64(),
+            s["usage"]["candidates"].as_u64(),
+            s["usage"]["thoughts"].as_u64()
+        ),
+        (Some(18), Some(80), Some(35))
+    );
+    assert_eq!(get("gm_tools")["tool_names"], serde_json::json!(["weather"]));
+    assert_eq!(
+        get("gm_stream_tools")["tool_names"],
+        serde_json::json!(["get_country"])
+    );
+    let e = get("gm_429");
+    assert_eq!(
+        (e["error"].as_str(), e["code"].as_u64(), e["status"].as_str()),
+        (Some("ClientError"), Some(429), Some("RESOURCE_EXHAUSTED"))
+    );
+    let e = get("gm_400");
+    assert_eq!(
+        (e["error"].as_str(), e["code"].as_u64(), e["status"].as_str()),
+        (Some("ClientError"), Some(400), Some("INVALID_ARGUMENT"))
+    );
+
+    // --- The endpoint got the SDK's request and key. ---
+    let got = up.received();
+    assert_eq!(got.len(), 6);
+    for r in &got {
+        assert!(r.path.contains("/models/gemini-2.5-flash:"), "{}", r.path);
+        assert_eq!(r.headers["x-goog-api-key"], GEMINI_KEY);
+        assert!(r.body["contents"].is_array());
+    }
+    assert_eq!(got[1].query, "alt=sse");
+
+    // --- One correct record per call. ---
+    let records = proxy.wait_records(6).await;
+    assert_eq!(records.len(), 6, "{records:#?}");
+    let by_case = records_by_case(&records, "genai", &[GEMINI_KEY]);
+    let rec = |case: &str| {
+        *by_case
+            .get(case)
+            .unwrap_or_else(|| panic!("no record for {case}"))
+    };
+    for m in &records {
+        assert_eq!(
+            (m.provider.as_str(), m.model.as_str()),
+            ("gemini", "gemini-2.5-flash")
+        );
+    }
+    let m = rec("gm_generate");
+    assert_eq!(m.method, Method::Generate);
+    assert_eq!(m.response_model.as_deref(), Some("gemini-3-pro-preview"));
+    assert_eq!((m.input_tokens, m.reasoning_tokens), (9, Some(244)));
+    assert!(m.cost_usd.is_some_and(|c| c > 0.0));
+    assert_eq!(
+        get("gm_generate")["headers"]["x-steer-request-id"].as_str(),
+        Some(m.request_id.to_string().as_str())
+    );
+    let m = rec("gm_stream");
+    assert_eq!(m.method, Method::Stream);
+    assert_eq!((m.input_tokens, m.reasoning_tokens), (18, Some(35)));
+    assert!(m.ttft_ms.is_some_and(|t| t <= m.latency_ms));
+    assert_eq!(m.finish_reason.as_deref(), Some("STOP"));
+    assert_eq!(rec("gm_tools").tools_used, vec!["weather".to_string()]);
+    assert_eq!(rec("gm_stream_tools").tools_used, vec!["get_country".to_string()]);
+    assert_eq!(rec("gm_429").error_class, Some(ErrorClass::RateLimit));
+    assert_eq!(rec("gm_400").error_class, Some(ErrorClass::Authentication));
     proxy.stop().await;
 }

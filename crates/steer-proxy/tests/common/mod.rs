@@ -496,7 +496,7 @@ pub fn pysdk_python() -> Option<PathBuf> {
         _ => {
             if std::env::var_os("STEER_REQUIRE_SERVICES").is_some() || std::env::var_os("CI").is_some() {
                 panic!(
-                    "STEER_TEST_PYSDK_PYTHON is not set: run scripts/test.sh (scripts/services/pysdk.sh makes the venv with the openai and anthropic SDKs)"
+                    "STEER_TEST_PYSDK_PYTHON is not set: run scripts/test.sh (scripts/services/pysdk.sh makes the venv with the openai, anthropic, google-genai and boto3 SDKs)"
                 );
             }
             eprintln!("skipping: STEER_TEST_PYSDK_PYTHON not set (scripts/test.sh sets it)");
