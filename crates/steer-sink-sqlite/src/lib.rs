@@ -217,6 +217,7 @@ fn open_writer(path: &Path, table: &Table, config: &Config) -> Result<Connection
     conn.execute_batch(&format!("PRAGMA synchronous = {}", config.synchronous.pragma()))
         .ctx("setting synchronous")?;
     schema::migrate(&mut conn, table, path)?;
+    rollup::reconcile(&conn, table.name()).ctx("checking the hourly rollup against the rows")?;
     Ok(conn)
 }
 

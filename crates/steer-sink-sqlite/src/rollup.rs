@@ -29,13 +29,16 @@
 //! `<table>_hourly_stale` through triggers; queries scan the rows for a
 //! window touching a stale hour, and the sink rebuilds up to
 //! [`REPAIR_HOURS_PER_BATCH`] stale hours per batch it writes. Rows
-//! inserted by something other than the sink are not seen by the rollup.
+//! inserted by something other than the sink (a bulk import) reach no
+//! trigger: a query whose complete hours hold another number of rows than
+//! the rollup counts scans the rows instead, and the sink, when it opens
+//! the store, marks the hours that disagree stale ([`reconcile`]).
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 
 use rusqlite::types::ValueRef;
-use rusqlite::{params, Transaction};
+use rusqlite::{params, Connection, Transaction};
 use steer_metrics::query::{NONE_GROUP, NO_ERROR};
 use steer_metrics::summary::{Sample, Totals};
 
@@ -304,6 +307,41 @@ impl Partials {
         }
         Ok(())
     }
+}
+
+/// Mark stale every hour whose rows and rollup disagree: rows written by
+/// something other than the sink (a bulk `INSERT`, an import) reach no
+/// trigger. The writes that follow rebuild them. Cheap when they agree
+/// (two counts); a per-hour comparison otherwise.
+pub(crate) fn reconcile(conn: &Connection, t: &str) -> rusqlite::Result<()> {
+    let (h, s) = (hourly(t), stale(t));
+    let rows: i64 = conn.query_row(&format!("SELECT count(*) FROM \"{t}\""), [], |r| r.get(0))?;
+    let rolled: i64 = conn.query_row(&format!("SELECT coalesce(sum(calls), 0) FROM \"{h}\""), [], |r| {
+        r.get(0)
+    })?;
+    if rows == rolled {
+        return Ok(());
+    }
+    let marked = conn.execute(
+        &format!(
+            "INSERT OR IGNORE INTO \"{s}\" (hour) \
+             SELECT r.hour FROM (SELECT {ts_hour} AS hour, count(*) AS n FROM \"{t}\" GROUP BY 1) AS r \
+             LEFT JOIN (SELECT hour, sum(calls) AS c FROM \"{h}\" GROUP BY hour) AS x ON x.hour = r.hour \
+             WHERE x.c IS NULL OR x.c != r.n \
+             UNION SELECT x.hour FROM (SELECT DISTINCT hour FROM \"{h}\") AS x \
+             WHERE NOT EXISTS (SELECT 1 FROM \"{t}\" WHERE ts >= x.hour * {HOUR_US} AND ts < (x.hour + 1) * {HOUR_US})",
+            ts_hour = hour_sql("ts"),
+        ),
+        [],
+    )?;
+    tracing::warn!(
+        table = t,
+        rows,
+        rollup = rolled,
+        hours = marked,
+        "sqlite store: rows written outside steer's sink; their hours are rebuilt from the rows"
+    );
+    Ok(())
 }
 
 /// Rebuild up to `max_hours` stale hours of table `t` from its rows;

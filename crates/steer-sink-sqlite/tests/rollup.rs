@@ -290,11 +290,12 @@ async fn rollup_answers_equal_scan_answers() {
     write(&path, &recs[..500], 100).await;
     assert_eq!(rollup_rows(&path).1, 6000);
     rollup_equals_scan(&path);
-    // The answers did come from the rollup: tampering with it shows.
+    // The answers did come from the rollup: tampering with it shows (a sum;
+    // a changed call count would no longer match the rows and be scanned).
     Connection::open(&path)
         .unwrap()
         .execute(
-            "UPDATE llm_metrics_hourly SET calls = calls + 1 WHERE hour = ?1",
+            "UPDATE llm_metrics_hourly SET input_tokens = input_tokens + 1 WHERE hour = ?1",
             [t0() / HOUR + 4],
         )
         .unwrap();
@@ -308,7 +309,7 @@ async fn rollup_answers_equal_scan_answers() {
             .rollup(false)
             .query_summary(&q)
             .unwrap();
-        fast.total.count - scan.total.count
+        fast.total.input_tokens - scan.total.input_tokens
     };
     assert!(tampered(StatsQuery::new()) > 0);
     assert!(
@@ -463,6 +464,62 @@ async fn rows_deleted_outside_the_sink_are_scanned_then_rebuilt() {
         .unwrap();
     assert_eq!(stale, 0);
     assert_eq!(rollup_rows(&path).1, 4100 - deleted as i64);
+    rollup_equals_scan(&path);
+}
+
+#[tokio::test]
+async fn rows_inserted_outside_the_sink_are_counted_then_rebuilt() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db(&dir, "import.db");
+    let recs = records(3000, 30, 8);
+    write(&path, &recs, 500).await;
+    // A bulk import in SQL: copies of a third of the rows, new request ids,
+    // other numbers. No trigger sees an INSERT, so the rollup misses them.
+    let conn = Connection::open(&path).unwrap();
+    let cols: Vec<String> = {
+        let mut st = conn
+            .prepare(
+                "SELECT name FROM pragma_table_info('llm_metrics') WHERE name NOT IN ('id', 'request_id')",
+            )
+            .unwrap();
+        st.query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    let list = cols.join(", ");
+    let copied = conn
+        .execute(
+            &format!(
+                "INSERT INTO llm_metrics (request_id, {list}) SELECT 'import-' || id, {} FROM llm_metrics WHERE id % 3 = 0",
+                cols.iter()
+                    .map(|c| if c == "latency_ms" { "latency_ms * 7".to_string() } else { c.clone() })
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            [],
+        )
+        .unwrap();
+    assert!(copied > 500);
+    drop(conn);
+    // Readers see every row (the rollup disagrees with the rows: scanned).
+    let fast = SqliteStore::open_read_only(&path).unwrap();
+    let scan = SqliteStore::open_read_only(&path).unwrap().rollup(false);
+    let q = StatsQuery::new().by(GroupKey::Model);
+    let a = fast.query_summary(&q).unwrap();
+    assert_eq!(a.total.count, 3000 + copied as u64);
+    assert_reports("imported", &a, &scan.query_summary(&q).unwrap());
+    drop((fast, scan));
+    // The sink opening the store marks those hours; its writes rebuild them.
+    for _ in 0..3 {
+        write(&path, &records(10, 30, 9), 10).await;
+    }
+    let stale: i64 = Connection::open(&path)
+        .unwrap()
+        .query_row("SELECT count(*) FROM llm_metrics_hourly_stale", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(stale, 0);
+    assert_eq!(rollup_rows(&path).1, 3030 + copied as i64);
     rollup_equals_scan(&path);
 }
 
