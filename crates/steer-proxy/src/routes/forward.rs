@@ -27,7 +27,7 @@ use crate::relay::{Call, Observer, Relay};
 use crate::Shared;
 
 /// The message of a 401 for a missing or wrong proxy key.
-pub(super) const WRONG_PROXY_KEY: &str = "missing or wrong proxy key: present STEER_PROXY_KEY as `Authorization: Bearer KEY`, `x-api-key: KEY` or `x-goog-api-key: KEY`";
+pub(super) const WRONG_PROXY_KEY: &str = "missing or wrong proxy key: present STEER_PROXY_KEY as `Authorization: Bearer KEY`, `x-api-key: KEY`, `api-key: KEY` or `x-goog-api-key: KEY`";
 
 /// The refusal of a body announced larger than the cap, or (when the
 /// proxy holds the provider keys) of a client without the proxy key: such
