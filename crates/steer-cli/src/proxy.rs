@@ -136,6 +136,8 @@ pub async fn run(args: ProxyArgs, ctx: &Context) -> Result<ExitCode, CliError> {
     outln!("steer proxy listening on http://{addr} ({keys})");
     outln!("  OpenAI:    OPENAI_BASE_URL=http://{addr}/v1");
     outln!("  Anthropic: ANTHROPIC_BASE_URL=http://{addr}");
+    outln!("  Azure:     AzureOpenAI(azure_endpoint=\"http://{addr}\") (upstream: AZURE_OPENAI_ENDPOINT)");
+    outln!("  Gemini:    google-genai http_options base_url=http://{addr}");
     if cfg!(feature = "bedrock") {
         let access = match proxy.config().bedrock().access() {
             steer_proxy::BedrockAccess::Key(_) => "clients present STEER_PROXY_KEY as x-steer-proxy-key",
