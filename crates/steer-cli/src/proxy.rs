@@ -4,8 +4,9 @@
 //!
 //! SIGINT/SIGTERM: stop accepting, let the calls in flight finish, deliver
 //! what was recorded (up to `--flush-timeout`), print the delivery report;
-//! exit 0 when everything was delivered, 6 otherwise. A second signal exits
-//! at once.
+//! exit 130 (SIGINT) or 143 (SIGTERM), with a warning when some records
+//! were not delivered (6 if the server stopped without a signal). A second
+//! signal exits at once.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -50,9 +51,18 @@ pub struct ProxyArgs {
     /// Largest request body accepted (413 beyond).
     #[arg(long, default_value_t = steer_proxy::config::DEFAULT_MAX_BODY_BYTES, value_name = "BYTES")]
     max_body_bytes: usize,
-    /// Upstream calls in flight at once; more wait for a slot.
+    /// Upstream calls in flight at once; more wait for a slot (up to
+    /// --queue-timeout, then 503 with Retry-After).
     #[arg(long, default_value_t = steer_proxy::config::DEFAULT_MAX_CONCURRENT)]
     max_concurrent: usize,
+    /// Longest wait for a slot when --max-concurrent calls are in flight
+    /// (503 with Retry-After beyond; nothing sent, no record).
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    queue_timeout: Duration,
+    /// Time for a client to send its request head (the connection is closed
+    /// beyond), and again its body (408 beyond).
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    client_timeout: Duration,
     /// Time to connect to an upstream.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     connect_timeout: Duration,
@@ -73,6 +83,8 @@ fn config(args: &ProxyArgs, ctx: &Context) -> Result<ProxyConfig, CliError> {
         .prices(ctx.prices.clone())
         .max_body_bytes(args.max_body_bytes)
         .max_concurrent(args.max_concurrent)
+        .queue_timeout(args.queue_timeout)
+        .client_timeout(args.client_timeout)
         .connect_timeout(args.connect_timeout)
         .response_timeout(args.upstream_timeout)
         .idle_timeout(args.idle_timeout);
@@ -181,10 +193,17 @@ pub async fn run(args: ProxyArgs, ctx: &Context) -> Result<ExitCode, CliError> {
         db.display(),
         db.display()
     );
-    Ok(if all_delivered(&report) {
+    let delivered = all_delivered(&report);
+    if !delivered {
+        eoutln!("warning: some records were not delivered (see the delivery report above)");
+    }
+    // Stopped by a signal, as the other long-running commands: 130 / 143.
+    if let Some(sig) = stop.signal() {
+        return Ok(ExitCode::from(sig.exit_code()));
+    }
+    Ok(if delivered {
         ExitCode::SUCCESS
     } else {
-        eoutln!("warning: some records were not delivered (see the delivery report above)");
         ExitCode::from(exit::UNDELIVERED)
     })
 }

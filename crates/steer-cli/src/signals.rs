@@ -1,4 +1,4 @@
-//! SIGINT / SIGTERM for long-running commands (`demo`, `bench`,
+//! SIGINT / SIGTERM for long-running commands (`demo`, `bench`, `proxy`,
 //! `generate`): the first signal asks the command to stop issuing calls,
 //! deliver what was recorded (within its `--flush-timeout`), print its
 //! report and exit 130 (SIGINT) or 143 (SIGTERM); a second signal exits at

@@ -1,6 +1,7 @@
 //! `steer proxy` end to end: the binary in front of a local fake OpenAI
-//! (replaying a recorded answer), a call through it, `/metrics`, SIGTERM,
-//! the delivery report, exit 0, and the row in the SQLite store.
+//! (replaying a recorded answer), a call through it, `/metrics`, SIGTERM
+//! with a call in flight (it finishes), the delivery report, exit 143, and
+//! the rows in the SQLite store.
 #![allow(clippy::unwrap_used)]
 
 use std::io::{BufRead, BufReader};
@@ -8,7 +9,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use wiremock::matchers::{method, path};
+use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 fn recording(name: &str) -> Vec<u8> {
@@ -23,6 +24,17 @@ fn recording(name: &str) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn proxy_serves_records_and_reports_on_sigterm() {
     let upstream = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .and(header("x-slow", "1"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_raw(recording("openai_chat_basic.json"), "application/json")
+                .set_delay(Duration::from_millis(1500)),
+        )
+        .with_priority(1)
+        .mount(&upstream)
+        .await;
     Mock::given(method("POST"))
         .and(path("/v1/chat/completions"))
         .respond_with(
@@ -91,7 +103,23 @@ async fn proxy_serves_records_and_reports_on_sigterm() {
     let health = client.get(format!("http://{addr}/healthz")).send().await.unwrap();
     assert_eq!(health.status(), 200);
 
-    // SIGTERM: graceful stop, delivery report, exit 0.
+    // SIGTERM with a call in flight: it finishes, then the delivery
+    // report, exit 143 (128 + SIGTERM).
+    let in_flight = {
+        let client = client.clone();
+        let url = format!("http://{addr}/v1/chat/completions");
+        tokio::spawn(async move {
+            client
+                .post(url)
+                .header("x-slow", "1")
+                .json(&serde_json::json!({"model": "gpt-4o", "messages": []}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let killed = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -103,21 +131,22 @@ async fn proxy_serves_records_and_reports_on_sigterm() {
     let mut rest = String::new();
     std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "stdout: {rest}\nstderr: {stderr}");
+    assert_eq!(in_flight.await.unwrap(), 200);
+    assert_eq!(out.status.code(), Some(143), "stdout: {rest}\nstderr: {stderr}");
     assert!(rest.contains("delivery:"), "{rest}");
     assert!(!rest.contains("sk-cli-test-key") && !stderr.contains("sk-cli-test-key"));
 
     let conn = rusqlite::Connection::open(&db).unwrap();
     let (n, model, input, output, tags, retries): (i64, String, i64, i64, String, i64) = conn
         .query_row(
-            "SELECT count(*), max(model), max(input_tokens), max(output_tokens), max(tags), max(retries) FROM llm_metrics",
+            "SELECT count(*), max(model), max(input_tokens), max(output_tokens), max(CASE WHEN tags != '{}' THEN tags END), max(retries) FROM llm_metrics",
             [],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
         )
         .unwrap();
     assert_eq!(
         (n, model.as_str(), input, output, retries),
-        (1, "gpt-4o", 14, 30, 0)
+        (2, "gpt-4o", 14, 30, 0)
     );
     assert!(tags.contains(r#""team":"cli""#), "{tags}");
 }

@@ -174,6 +174,8 @@ pub struct ProxyConfig {
     pub(crate) response_timeout: Duration,
     pub(crate) idle_timeout: Duration,
     pub(crate) max_concurrent: usize,
+    pub(crate) queue_timeout: Duration,
+    pub(crate) client_timeout: Duration,
     pub(crate) prices: PriceTable,
     pub(crate) max_tags: usize,
     pub(crate) bedrock: BedrockConfig,
@@ -241,6 +243,8 @@ pub struct ProxyConfigBuilder {
     response_timeout: Duration,
     idle_timeout: Duration,
     max_concurrent: usize,
+    queue_timeout: Duration,
+    client_timeout: Duration,
     prices: Option<PriceTable>,
     max_tags: usize,
     bedrock: BedrockConfig,
@@ -261,6 +265,8 @@ impl Default for ProxyConfigBuilder {
             response_timeout: Duration::from_secs(600),
             idle_timeout: Duration::from_secs(300),
             max_concurrent: DEFAULT_MAX_CONCURRENT,
+            queue_timeout: Duration::from_secs(30),
+            client_timeout: Duration::from_secs(60),
             prices: None,
             max_tags: 32,
             bedrock: BedrockConfig::default(),
@@ -345,9 +351,22 @@ impl ProxyConfigBuilder {
         self.idle_timeout = t;
         self
     }
-    /// Upstream calls in flight at once (default 4096); more wait for a slot.
+    /// Upstream calls in flight at once (default 4096); more wait for a
+    /// slot, up to [`queue_timeout`](Self::queue_timeout).
     pub fn max_concurrent(mut self, n: usize) -> Self {
         self.max_concurrent = n;
+        self
+    }
+    /// Longest wait for a slot when `max_concurrent` calls are in flight
+    /// (default 30 s; beyond: 503 with `Retry-After`, nothing sent, no record).
+    pub fn queue_timeout(mut self, t: Duration) -> Self {
+        self.queue_timeout = t;
+        self
+    }
+    /// Time for a client to send its request head, and again its whole
+    /// body (default 60 s; beyond: the connection is closed, or 408).
+    pub fn client_timeout(mut self, t: Duration) -> Self {
+        self.client_timeout = t;
         self
     }
     /// The price table for costs (default: the built-in table).
@@ -480,6 +499,9 @@ impl ProxyConfigBuilder {
         if self.max_concurrent == 0 {
             return Err(ConfigError::ZeroLimit("max_concurrent"));
         }
+        if self.client_timeout.is_zero() {
+            return Err(ConfigError::ZeroLimit("client_timeout"));
+        }
         Ok(ProxyConfig {
             upstreams,
             auth,
@@ -488,6 +510,8 @@ impl ProxyConfigBuilder {
             response_timeout: self.response_timeout,
             idle_timeout: self.idle_timeout,
             max_concurrent: self.max_concurrent,
+            queue_timeout: self.queue_timeout,
+            client_timeout: self.client_timeout,
             prices: self.prices.unwrap_or_else(PriceTable::builtin),
             max_tags: self.max_tags,
             bedrock,

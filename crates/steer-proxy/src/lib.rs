@@ -37,6 +37,7 @@ mod aws;
 pub mod config;
 pub mod relay;
 pub mod routes;
+mod serve;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -127,6 +128,10 @@ impl Proxy {
             .use_rustls_tls()
             .connect_timeout(config.connect_timeout)
             .tcp_nodelay(true)
+            // A redirect goes back to the client as it is: following it
+            // would send the request (and its key) wherever the upstream says.
+            .redirect(reqwest::redirect::Policy::none())
+            .referer(false)
             .pool_idle_timeout(std::time::Duration::from_secs(90))
             .build()
             .map_err(|e| ProxyError::Client(e.to_string()))?;
@@ -198,27 +203,23 @@ impl Proxy {
             .route("/metrics", get(routes::metrics))
             .route("/healthz", get(routes::healthz))
             .fallback(routes::not_found)
+            .method_not_allowed_fallback(routes::method_not_allowed)
             .with_state(Arc::new(self.shared.clone()))
     }
 
     /// Serve on `listener` until `shutdown` completes; then stop accepting,
     /// let the calls in flight finish (streams included) and return. The
     /// collector is not shut down: do that after (its report says what was
-    /// delivered).
+    /// delivered). A client has the configured
+    /// [`client_timeout`](ProxyConfigBuilder::client_timeout) to send its
+    /// request head, else its connection is closed.
     pub async fn serve(
         self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ProxyError> {
-        use axum::serve::ListenerExt;
-        let listener = listener.tap_io(|tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-            }
-        });
-        axum::serve(listener, self.router())
-            .with_graceful_shutdown(shutdown)
-            .await?;
+        let head_timeout = self.shared.config.client_timeout;
+        serve::serve(listener, self.router(), shutdown, head_timeout).await?;
         Ok(())
     }
 }

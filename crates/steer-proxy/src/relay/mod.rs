@@ -223,7 +223,8 @@ impl Stream for Relay {
                     } else {
                         (ErrorClass::Network, "the upstream response was cut short")
                     };
-                    tracing::debug!(error = %e, "upstream body failed");
+                    // Without the URL: a Gemini URL may carry the client's `key`.
+                    tracing::debug!(error = %e.without_url(), "upstream body failed");
                     this.error = Some(this.fail(class, what));
                 }
                 Poll::Ready(None) => {

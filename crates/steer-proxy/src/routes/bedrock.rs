@@ -30,8 +30,8 @@ use steer::wire::Completion;
 use steer::Usage;
 use steer_metrics::{AgentMetrics, Method};
 
-use super::error::read_body;
-use super::forward::{respond, send};
+use super::error::{read_body, BodyError};
+use super::forward::{acquire, respond, send};
 use super::request::upstream_headers;
 use crate::attribution;
 use crate::auth;
@@ -145,13 +145,17 @@ pub(crate) async fn bedrock(State(s): State<Arc<Shared>>, req: Request) -> Respo
         }
         _ => {}
     }
-    let limit = s.config.max_body_bytes;
-    let too_large = || {
-        bedrock_error(
-            StatusCode::PAYLOAD_TOO_LARGE,
+    if !super::target::path_id_ok(&model, true) {
+        return bedrock_error(
+            StatusCode::BAD_REQUEST,
             "ValidationException",
-            &format!("request body larger than {limit} bytes"),
-        )
+            super::target::BAD_PATH_ID,
+        );
+    }
+    let (limit, client_timeout) = (s.config.max_body_bytes, s.config.client_timeout);
+    let refuse = |e: BodyError| {
+        let (status, msg) = e.status_message(limit, client_timeout);
+        bedrock_error(status, "ValidationException", &msg)
     };
     if parts
         .headers
@@ -160,19 +164,17 @@ pub(crate) async fn bedrock(State(s): State<Arc<Shared>>, req: Request) -> Respo
         .and_then(|v| v.parse::<u64>().ok())
         .is_some_and(|n| n > limit as u64)
     {
-        return too_large();
+        return refuse(BodyError::TooLarge);
     }
-    let raw = match read_body(body, limit, steer::wire::Dialect::Anthropic).await {
+    let raw = match read_body(&parts.headers, body, limit, client_timeout).await {
         Ok(b) => b,
-        Err(r) if r.status() == StatusCode::PAYLOAD_TOO_LARGE => return too_large(),
-        Err(_) => {
-            return bedrock_error(
-                StatusCode::BAD_REQUEST,
-                "ValidationException",
-                "cannot read the request body",
-            )
-        }
+        Err(e) => return refuse(e),
     };
+    if op != Operation::Invoke {
+        if let Err(msg) = super::request::Prepared::check_object(&raw) {
+            return bedrock_error(StatusCode::BAD_REQUEST, "ValidationException", &msg);
+        }
+    }
     let aws = match s.aws.get_or_try_init(|| Aws::load(&s.config.bedrock)).await {
         Ok(a) => a,
         Err(e) => {
@@ -205,6 +207,19 @@ pub(crate) async fn bedrock(State(s): State<Arc<Shared>>, req: Request) -> Respo
         );
     }
     tracing::trace!(model = %model, encoded, "forwarding a Bedrock call");
+    let permit = match acquire(&s).await {
+        Ok(p) => p,
+        Err(waited) => {
+            let mut r = bedrock_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "ServiceUnavailableException",
+                &format!("steer proxy: --max-concurrent upstream calls are in flight and none ended within {} s; retry later", waited.as_secs_f64()),
+            );
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, axum::http::HeaderValue::from_static("1"));
+            return r;
+        }
+    };
     let mut call = Call::new(
         s.collector.clone(),
         s.prices.clone(),
@@ -212,7 +227,6 @@ pub(crate) async fn bedrock(State(s): State<Arc<Shared>>, req: Request) -> Respo
         started,
         &s.in_flight,
     );
-    let permit = s.limit.clone().acquire_owned().await.ok();
     let request = s.http.post(url).headers(headers).body(raw);
     let shape = |status, msg: &str| {
         let exception = if status == StatusCode::GATEWAY_TIMEOUT {

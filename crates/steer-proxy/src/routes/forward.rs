@@ -18,7 +18,7 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use super::error::{error_response, read_body, too_large};
 use super::request::{is_hop_by_hop, upstream_headers, Prepared};
-use super::target::{query_pairs, target, with_version};
+use super::target::{path_id_ok, query_pairs, target, with_version, BAD_PATH_ID, MAX_MODEL_LEN};
 use super::{Endpoint, REQUEST_ID_HEADER};
 use crate::attribution;
 use crate::auth;
@@ -56,6 +56,28 @@ pub(super) fn refuse(s: &Shared, headers: &HeaderMap, dialect: Dialect) -> Optio
     None
 }
 
+/// A slot for one upstream call, waiting at most the queue timeout
+/// (`Err`: the time waited).
+pub(super) async fn acquire(s: &Shared) -> Result<Option<OwnedSemaphorePermit>, std::time::Duration> {
+    let wait = s.config.queue_timeout;
+    match tokio::time::timeout(wait, s.limit.clone().acquire_owned()).await {
+        Ok(p) => Ok(p.ok()),
+        Err(_) => Err(wait),
+    }
+}
+
+/// The 503 of a call that found no slot: `Retry-After` says when to retry.
+pub(super) fn busy(dialect: Dialect, waited: std::time::Duration) -> Response {
+    let msg = format!(
+        "steer proxy: --max-concurrent upstream calls are in flight and none ended within {} s; retry later",
+        waited.as_secs_f64()
+    );
+    let mut r = error_response(dialect, StatusCode::SERVICE_UNAVAILABLE, "overloaded_error", &msg);
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    r
+}
+
 /// Where a call's model comes from, and where it goes.
 pub(super) enum Via {
     /// The body's `model`, routed like the client's calls (`provider/`
@@ -83,12 +105,23 @@ pub(super) async fn forward_to(s: Arc<Shared>, endpoint: Endpoint, req: Request,
     if let Some(r) = refuse(&s, &parts.headers, dialect) {
         return r;
     }
-    let raw = match read_body(body, s.config.max_body_bytes, dialect).await {
+    let (limit, client_timeout) = (s.config.max_body_bytes, s.config.client_timeout);
+    let raw = match read_body(&parts.headers, body, limit, client_timeout).await {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(e) => return e.response(dialect, limit, client_timeout),
     };
+    if std::str::from_utf8(&raw).is_err() {
+        return bad("the request body is not valid UTF-8 (JSON must be)");
+    }
+    if let Via::Azure { deployment: Some(d) } = &via {
+        if !path_id_ok(d, false) {
+            return bad(BAD_PATH_ID);
+        }
+    }
     let parsed = match &via {
-        Via::Path { model, stream, .. } => Ok(Prepared::from_path(model.clone(), *stream)),
+        Via::Path { model, stream, .. } => {
+            Prepared::check_object(&raw).map(|()| Prepared::from_path(model.clone(), *stream))
+        }
         Via::Body => Prepared::parse(endpoint, &raw),
         Via::Azure { deployment } => Prepared::parse_azure(endpoint, &raw, deployment.as_deref()),
     };
@@ -97,6 +130,9 @@ pub(super) async fn forward_to(s: Arc<Shared>, endpoint: Endpoint, req: Request,
         Err(msg) => return bad(&msg),
     };
     let (model, stream) = (prepared.model.clone(), prepared.stream);
+    if model.len() > MAX_MODEL_LEN {
+        return bad(&format!("the model name is longer than {MAX_MODEL_LEN} bytes"));
+    }
 
     let route =
         match steer::routing::route_with(&model, &s.config.prices, |p| s.config.upstreams.contains_key(p)) {
@@ -113,6 +149,10 @@ pub(super) async fn forward_to(s: Arc<Shared>, endpoint: Endpoint, req: Request,
             route.provider
         ));
     };
+    if upstream.dialect() == Dialect::AzureOpenAi && !path_id_ok(&route.model, false) {
+        // The deployment goes into the upstream URL's path.
+        return bad(BAD_PATH_ID);
+    }
     let mut target = match target(endpoint, upstream, &route.model, stream) {
         Ok(t) => t,
         Err(msg) => return bad(&msg),
@@ -143,6 +183,11 @@ pub(super) async fn forward_to(s: Arc<Shared>, endpoint: Endpoint, req: Request,
     record.tags = attribution::tags(&parts.headers, prepared.user.as_deref(), s.config.max_tags);
     record.trace_id = attribution::trace_id(&parts.headers);
 
+    // Wait for a slot; none within the queue timeout: 503, nothing sent.
+    let permit = match acquire(&s).await {
+        Ok(p) => p,
+        Err(wait) => return busy(dialect, wait),
+    };
     let mut headers = upstream_headers(&parts.headers);
     let mut call = Call::new(
         s.collector.clone(),
@@ -155,7 +200,7 @@ pub(super) async fn forward_to(s: Arc<Shared>, endpoint: Endpoint, req: Request,
     match &s.config.auth {
         AuthMode::Passthrough => {
             for h in auth::KEY_HEADERS {
-                if let Some(v) = parts.headers.get(h).and_then(|v| v.to_str().ok()) {
+                for v in parts.headers.get_all(h).iter().filter_map(|v| v.to_str().ok()) {
                     call.mask_key(v.trim_start_matches("Bearer ").trim_start_matches("bearer "));
                 }
             }
@@ -194,8 +239,6 @@ pub(super) async fn forward_to(s: Arc<Shared>, endpoint: Endpoint, req: Request,
         }
     }
 
-    // Wait for a slot (a client going away meanwhile records `cancelled`).
-    let permit = s.limit.clone().acquire_owned().await.ok();
     let request = s.http.post(url).headers(headers).body(body);
     let shape = |status, msg: &str| error_response(dialect, status, "api_error", msg);
     let resp = match send(&s, request, &mut call, shape, upstream.name()).await {

@@ -129,6 +129,15 @@ async fn gemini_native(s: Arc<Shared>, target: String, version: &'static str, re
             )
         }
     };
+    let bare = model.split_once('/').map_or(model, |(_, m)| m);
+    if !target::path_id_ok(bare, false) {
+        return error_response(
+            Dialect::Gemini,
+            StatusCode::BAD_REQUEST,
+            "INVALID_ARGUMENT",
+            target::BAD_PATH_ID,
+        );
+    }
     // The model as routed: a bare Gemini name, or `provider/model`.
     let model = if model.contains('/') {
         model.to_string()
@@ -159,6 +168,29 @@ pub(crate) async fn metrics(State(s): State<Arc<Shared>>) -> Response {
             .into_response(),
         None => (StatusCode::NOT_FOUND, "no metrics endpoint configured\n").into_response(),
     }
+}
+
+/// A known path with another method than it serves: 405, in the OpenAI error shape.
+pub(crate) async fn method_not_allowed(req: Request) -> Response {
+    let msg = format!(
+        "{} is not served on {}: the wire endpoints take POST, /metrics and /healthz GET",
+        req.method(),
+        req.uri().path()
+    );
+    let mut r = error_response(
+        Dialect::OpenAi,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "invalid_request_error",
+        &msg,
+    );
+    let allow = if matches!(req.uri().path(), "/metrics" | "/healthz") {
+        "GET, HEAD"
+    } else {
+        "POST"
+    };
+    r.headers_mut()
+        .insert(header::ALLOW, axum::http::HeaderValue::from_static(allow));
+    r
 }
 
 pub(crate) async fn not_found(req: Request) -> Response {

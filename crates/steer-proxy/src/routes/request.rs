@@ -34,7 +34,8 @@ pub(crate) fn is_hop_by_hop(name: &HeaderName) -> bool {
 }
 
 /// Headers to send upstream: all but hop-by-hop ones, `Host`,
-/// `Content-Length`, `x-steer-*`; `Accept-Encoding: identity`.
+/// `Content-Length`, `x-steer-*`, `Expect` (the proxy answered it) and
+/// `Content-Encoding` (the body goes decoded); `Accept-Encoding: identity`.
 pub(crate) fn upstream_headers(incoming: &HeaderMap) -> HeaderMap {
     let mut out = HeaderMap::with_capacity(incoming.len());
     for (name, value) in incoming {
@@ -43,6 +44,8 @@ pub(crate) fn upstream_headers(incoming: &HeaderMap) -> HeaderMap {
             || n == "host"
             || n == "content-length"
             || n == "accept-encoding"
+            || n == "content-encoding"
+            || n == "expect"
             || n.starts_with("x-steer-")
         {
             continue;
@@ -123,6 +126,17 @@ impl Prepared {
             edits: Vec::new(),
             model_span: None,
         }
+    }
+
+    /// Check that a body that goes as it is (Gemini's native wire) is a
+    /// JSON object; `Err` is the 400's message.
+    pub(super) fn check_object(raw: &[u8]) -> Result<(), String> {
+        if raw.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err("the request body must be a JSON object".into());
+        }
+        serde_json::from_slice::<serde::de::IgnoredAny>(raw)
+            .map(|_| ())
+            .map_err(|e| format!("the request body is not valid JSON: {e}"))
     }
 
     /// Read the request body of `endpoint`; `Err` is the 400's message.

@@ -81,6 +81,28 @@ pub(super) fn target(endpoint: Endpoint, up: &Upstream, model: &str, stream: boo
     })
 }
 
+/// The longest model name, deployment or model id accepted (a Bedrock
+/// ARN is at most 2048 bytes).
+pub(super) const MAX_MODEL_LEN: usize = 2048;
+
+/// The 400 of a model, deployment or model id that could leave its path segment.
+pub(super) const BAD_PATH_ID: &str = "the model, deployment or model id in the path is empty, longer than 2048 bytes, a `.` or `..` segment, or contains `/`, `\\`, `%`, `?`, `#` or a control character";
+
+/// Whether a name that goes into an upstream URL path (a Gemini model, an
+/// Azure deployment, a Bedrock model id; decoded) stays where it is put:
+/// not empty, no dot segment, no separator, escape or control character
+/// (`/` allowed between non-empty segments when `slash_ok`, for ARNs).
+pub(super) fn path_id_ok(id: &str, slash_ok: bool) -> bool {
+    !id.is_empty()
+        && id.len() <= MAX_MODEL_LEN
+        && !id
+            .chars()
+            .any(|c| c.is_control() || matches!(c, '\\' | '%' | '?' | '#') || (c == '/' && !slash_ok))
+        && !id
+            .split('/')
+            .any(|seg| seg.is_empty() || seg == "." || seg == "..")
+}
+
 /// A Gemini URL below `base` with the API version the client's path named:
 /// a base ending in a version segment (`/v1beta`, Gemini's default, or
 /// `/v1`) has it replaced; any other base is used as it is.
@@ -115,6 +137,26 @@ pub(super) fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn path_ids_stay_in_their_segment() {
+        for ok in ["gpt-4o", "my-dep_1.2", "anthropic.claude-v2:1"] {
+            assert!(path_id_ok(ok, false), "{ok}");
+        }
+        assert!(path_id_ok(
+            "arn:aws:bedrock:us-east-1:1:inference-profile/us.nova",
+            true
+        ));
+        for bad in [
+            "", ".", "..", "a/b", "../x", "a\\b", "a%2Fb", "a?b", "a#b", "a\nb", "a\u{0}",
+        ] {
+            assert!(!path_id_ok(bad, false), "{bad:?}");
+        }
+        for bad in ["..", "a/../b", "a/./b", "/a", "a/", "a//b"] {
+            assert!(!path_id_ok(bad, true), "{bad:?}");
+        }
+        assert!(!path_id_ok(&"a".repeat(MAX_MODEL_LEN + 1), true));
+    }
 
     #[test]
     fn gemini_urls_take_the_path_s_api_version() {
