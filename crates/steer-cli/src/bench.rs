@@ -12,8 +12,8 @@ use clap::{Args, ValueEnum};
 use serde::Serialize;
 use steer_metrics::{DeliveryReport, MetricsCollector, SinkOptions, SinkReport, SinkStats};
 
-use crate::error::{exit, CliError};
-use crate::output::all_delivered;
+use crate::error::CliError;
+use crate::output::run_exit;
 use crate::signals::Stop;
 use crate::{Context, Format};
 use steer_sinks::SinkSpec;
@@ -254,9 +254,6 @@ pub async fn run(args: BenchArgs, ctx: &Context) -> Result<ExitCode, CliError> {
             eoutln!("last error of the sink: {}", steer_metrics::redact::redact(e));
         }
     }
-    if let Some(sig) = stop.signal() {
-        return Ok(ExitCode::from(sig.exit_code()));
-    }
     let flushed = DeliveryReport {
         sinks: vec![SinkReport {
             stats: out.stats.clone(),
@@ -264,11 +261,7 @@ pub async fn run(args: BenchArgs, ctx: &Context) -> Result<ExitCode, CliError> {
             error: out.error.clone(),
         }],
     };
-    if all_delivered(&flushed) {
-        Ok(ExitCode::SUCCESS)
-    } else {
-        Ok(ExitCode::from(exit::UNDELIVERED))
-    }
+    Ok(run_exit(&flushed, &stop))
 }
 
 /// Feed items at `rate` per second (0 = unpaced), yielding now and then;

@@ -11,8 +11,8 @@ use steer::{SimConfig, SteerClient};
 use steer_metrics::summary::breakdown;
 use steer_metrics::{AgentMetrics, GroupBy, MetricsCollector, SinkOptions, Summary};
 
-use crate::error::{exit, CliError};
-use crate::output::{all_delivered, delivery, table, SummaryReport};
+use crate::error::CliError;
+use crate::output::{delivery, run_exit, table, SummaryReport};
 use crate::signals::Stop;
 use crate::{Context, Format, SinkArgs};
 
@@ -290,16 +290,5 @@ pub async fn run(args: DemoArgs, ctx: &Context) -> Result<ExitCode, CliError> {
             );
         }
     }
-    let delivered = all_delivered(&report);
-    if !delivered {
-        eoutln!("warning: some records were not delivered (see the delivery report above)");
-    }
-    if let Some(sig) = stop.signal() {
-        return Ok(ExitCode::from(sig.exit_code()));
-    }
-    Ok(if delivered {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(exit::UNDELIVERED)
-    })
+    Ok(run_exit(&report, &stop))
 }

@@ -8,8 +8,8 @@ use futures::StreamExt;
 use steer::{Request, RetryConfig, SteerClient};
 use steer_metrics::{AgentMetrics, MetricsCollector};
 
-use crate::error::{exit, CliError};
-use crate::output::{all_delivered, delivery};
+use crate::error::CliError;
+use crate::output::{delivery, run_exit};
 use crate::signals::Stop;
 use crate::{Context, SinkArgs};
 
@@ -107,15 +107,9 @@ pub async fn run(args: GenerateArgs, ctx: &Context) -> Result<ExitCode, CliError
     } {
         print_record(m);
     }
-    if let Some(sig) = stop.signal() {
-        return Ok(ExitCode::from(sig.exit_code()));
-    }
     match outcome {
-        Ok(_) if all_delivered(&report) => Ok(ExitCode::SUCCESS),
-        Ok(_) => {
-            eoutln!("warning: the call's metrics did not reach every sink (see the delivery report above)");
-            Ok(ExitCode::from(exit::UNDELIVERED))
-        }
+        Ok(_) => Ok(run_exit(&report, &stop)),
+        Err(_) if stop.signal().is_some() => Ok(run_exit(&report, &stop)),
         Err((e, _)) => Err(e),
     }
 }

@@ -121,6 +121,24 @@ pub fn all_delivered(report: &DeliveryReport) -> bool {
     })
 }
 
+/// The exit code of a run that ends with `report`: 130 / 143 when a
+/// signal stopped it, 0 when every sink got everything, otherwise 6 with a
+/// warning pointing at the delivery report (one rule for every command).
+pub fn run_exit(report: &DeliveryReport, stop: &crate::signals::Stop) -> std::process::ExitCode {
+    let delivered = all_delivered(report);
+    if !delivered {
+        eoutln!("warning: some records were not delivered (see the delivery report above)");
+    }
+    if let Some(sig) = stop.signal() {
+        return std::process::ExitCode::from(sig.exit_code());
+    }
+    if delivered {
+        std::process::ExitCode::SUCCESS
+    } else {
+        std::process::ExitCode::from(crate::error::exit::UNDELIVERED)
+    }
+}
+
 /// Describe delivery per sink: one line each, problems first-class, with
 /// the reason (the sink's last error, redacted) when something went wrong.
 pub fn delivery(report: &DeliveryReport) -> String {

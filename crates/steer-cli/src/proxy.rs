@@ -17,8 +17,8 @@ use steer_metrics::{MetricsCollector, SinkOptions};
 use steer_proxy::{Proxy, ProxyConfig};
 use steer_sink_prometheus::PrometheusSink;
 
-use crate::error::{exit, CliError};
-use crate::output::{all_delivered, delivery};
+use crate::error::CliError;
+use crate::output::{delivery, run_exit};
 use crate::signals::Stop;
 use crate::{Context, SinkArgs};
 
@@ -193,17 +193,5 @@ pub async fn run(args: ProxyArgs, ctx: &Context) -> Result<ExitCode, CliError> {
         db.display(),
         db.display()
     );
-    let delivered = all_delivered(&report);
-    if !delivered {
-        eoutln!("warning: some records were not delivered (see the delivery report above)");
-    }
-    // Stopped by a signal, as the other long-running commands: 130 / 143.
-    if let Some(sig) = stop.signal() {
-        return Ok(ExitCode::from(sig.exit_code()));
-    }
-    Ok(if delivered {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(exit::UNDELIVERED)
-    })
+    Ok(run_exit(&report, &stop))
 }
