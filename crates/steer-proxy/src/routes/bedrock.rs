@@ -210,14 +210,10 @@ pub(crate) async fn bedrock(State(s): State<Arc<Shared>>, req: Request) -> Respo
     let permit = match acquire(&s).await {
         Ok(p) => p,
         Err(waited) => {
-            let mut r = bedrock_error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "ServiceUnavailableException",
-                &format!("steer proxy: --max-concurrent upstream calls are in flight and none ended within {} s; retry later", waited.as_secs_f64()),
-            );
-            r.headers_mut()
-                .insert(header::RETRY_AFTER, axum::http::HeaderValue::from_static("1"));
-            return r;
+            return super::forward::busy(
+                |status, msg| bedrock_error(status, "ServiceUnavailableException", msg),
+                waited,
+            )
         }
     };
     let mut call = Call::new(

@@ -67,12 +67,16 @@ pub(super) async fn acquire(s: &Shared) -> Result<Option<OwnedSemaphorePermit>, 
 }
 
 /// The 503 of a call that found no slot: `Retry-After` says when to retry.
-pub(super) fn busy(dialect: Dialect, waited: std::time::Duration) -> Response {
+/// `shape` builds the 503 in the wire's own error shape from its status and message.
+pub(super) fn busy(
+    shape: impl FnOnce(StatusCode, &str) -> Response,
+    waited: std::time::Duration,
+) -> Response {
     let msg = format!(
         "steer proxy: --max-concurrent upstream calls are in flight and none ended within {} s; retry later",
         waited.as_secs_f64()
     );
-    let mut r = error_response(dialect, StatusCode::SERVICE_UNAVAILABLE, "overloaded_error", &msg);
+    let mut r = shape(StatusCode::SERVICE_UNAVAILABLE, &msg);
     r.headers_mut()
         .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     r
@@ -186,7 +190,12 @@ pub(super) async fn forward_to(s: Arc<Shared>, endpoint: Endpoint, req: Request,
     // Wait for a slot; none within the queue timeout: 503, nothing sent.
     let permit = match acquire(&s).await {
         Ok(p) => p,
-        Err(wait) => return busy(dialect, wait),
+        Err(wait) => {
+            return busy(
+                |status, msg| error_response(dialect, status, "overloaded_error", msg),
+                wait,
+            )
+        }
     };
     let mut headers = upstream_headers(&parts.headers);
     let mut call = Call::new(
