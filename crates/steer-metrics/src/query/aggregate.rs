@@ -124,10 +124,8 @@ impl Aggregator {
         Ok(())
     }
 
-    /// Add one record. `key` is its group key (ignored without a
-    /// breakdown), `ts_us` its start in Unix microseconds.
-    pub fn push(&mut self, key: &str, ts_us: i64, s: Sample) -> Result<(), QueryError> {
-        self.count_rows(1)?;
+    /// The builder of group `key` (in the step of `ts_us` for a time series).
+    fn builder(&mut self, key: &str, ts_us: i64) -> Result<&mut SummaryBuilder, QueryError> {
         let g = self.group(key);
         let builders = match self.step_us {
             None => &mut self.groups,
@@ -139,7 +137,14 @@ impl Aggregator {
         if g >= builders.len() {
             builders.resize_with(g + 1, SummaryBuilder::default);
         }
-        builders[g].push(s);
+        Ok(&mut builders[g])
+    }
+
+    /// Add one record. `key` is its group key (ignored without a
+    /// breakdown), `ts_us` its start in Unix microseconds.
+    pub fn push(&mut self, key: &str, ts_us: i64, s: Sample) -> Result<(), QueryError> {
+        self.count_rows(1)?;
+        self.builder(key, ts_us)?.push(s);
         Ok(())
     }
 
@@ -156,18 +161,7 @@ impl Aggregator {
         ttft_ms: impl IntoIterator<Item = f64>,
     ) -> Result<(), QueryError> {
         self.count_rows(totals.count)?;
-        let g = self.group(key);
-        let builders = match self.step_us {
-            None => &mut self.groups,
-            Some(step) => {
-                let slot = self.slot(ts_us.div_euclid(step))?;
-                &mut self.slots[slot].1
-            }
-        };
-        if g >= builders.len() {
-            builders.resize_with(g + 1, SummaryBuilder::default);
-        }
-        builders[g].add(totals, latency_ms, ttft_ms);
+        self.builder(key, ts_us)?.add(totals, latency_ms, ttft_ms);
         Ok(())
     }
 
