@@ -71,10 +71,7 @@ pub(crate) fn select_sql(table: &str, q: &StatsQuery) -> (String, Vec<Value>) {
             .map_or_else(|| "''".to_string(), |k| key_sql(k, &mut params));
     let where_sql = conditions(q, &mut params);
     (
-        format!(
-            "SELECT ts, {key}, latency_ms, ttft_ms, error_class IS NOT NULL, input_tokens, output_tokens, \
-             cached_tokens, cost_usd, retries, reasoning_tokens, cache_write_tokens FROM \"{table}\"{where_sql}"
-        ),
+        format!("SELECT ts, {key}, {SAMPLE_COLUMNS} FROM \"{table}\"{where_sql}"),
         params,
     )
 }
@@ -100,6 +97,27 @@ fn conditions(q: &StatsQuery, params: &mut Vec<Value>) -> String {
         String::new()
     } else {
         format!(" WHERE {}", conds.join(" AND "))
+    }
+}
+
+/// The row columns a [`Sample`] is read from, in [`sample_at`]'s order.
+pub(crate) const SAMPLE_COLUMNS: &str = "latency_ms, ttft_ms, error_class IS NOT NULL, input_tokens, \
+     output_tokens, cached_tokens, cost_usd, retries, reasoning_tokens, cache_write_tokens";
+
+/// The [`Sample`] of a row selected with [`SAMPLE_COLUMNS`] from column `first`.
+pub(crate) fn sample_at(row: &rusqlite::Row<'_>, first: usize) -> Sample {
+    let get = |i: usize| row.get_ref(first + i).unwrap_or(ValueRef::Null);
+    Sample {
+        latency_ms: float(get(0)).unwrap_or(f64::NAN),
+        ttft_ms: float(get(1)),
+        error: int(get(2)) != 0,
+        input_tokens: int(get(3)),
+        output_tokens: int(get(4)),
+        cached_tokens: int(get(5)),
+        cost_usd: float(get(6)),
+        retries: int(get(7)),
+        reasoning_tokens: int(get(8)),
+        cache_write_tokens: int(get(9)),
     }
 }
 
@@ -161,19 +179,7 @@ fn read_rows(
             ValueRef::Text(t) => std::str::from_utf8(t).unwrap_or(NONE_GROUP),
             _ => NONE_GROUP,
         };
-        let sample = Sample {
-            latency_ms: float(get(2)).unwrap_or(f64::NAN),
-            ttft_ms: float(get(3)),
-            error: int(get(4)) != 0,
-            input_tokens: int(get(5)),
-            output_tokens: int(get(6)),
-            cached_tokens: int(get(7)),
-            cost_usd: float(get(8)),
-            retries: int(get(9)),
-            reasoning_tokens: int(get(10)),
-            cache_write_tokens: int(get(11)),
-        };
-        agg.push(key, ts, sample)?;
+        agg.push(key, ts, sample_at(row, 2))?;
     }
     Ok(())
 }

@@ -42,7 +42,7 @@ use rusqlite::{params, Connection, Transaction};
 use steer_metrics::query::{NONE_GROUP, NO_ERROR};
 use steer_metrics::summary::{Sample, Totals};
 
-use crate::query::{float, int};
+use crate::query::{float, sample_at, SAMPLE_COLUMNS};
 
 /// One hour in microseconds: the rollup's bucket.
 pub(crate) const HOUR_US: i64 = 3_600_000_000;
@@ -359,8 +359,7 @@ pub(crate) fn repair(tx: &Transaction<'_>, t: &str, max_hours: usize) -> rusqlit
     }
     let mut select = tx.prepare_cached(&format!(
         "SELECT ts, model, provider, COALESCE(error_class, '{NO_ERROR}'), COALESCE(finish_reason, '{NONE_GROUP}'), \
-         latency_ms, ttft_ms, error_class IS NOT NULL, input_tokens, output_tokens, cached_tokens, cost_usd, \
-         retries, reasoning_tokens, cache_write_tokens FROM \"{t}\" WHERE ts >= ?1 AND ts < ?2 ORDER BY id"
+         {SAMPLE_COLUMNS} FROM \"{t}\" WHERE ts >= ?1 AND ts < ?2 ORDER BY id"
     ))?;
     for &hour in &hours {
         tx.execute(&format!("DELETE FROM \"{h}\" WHERE hour = ?1"), [hour])?;
@@ -376,19 +375,7 @@ pub(crate) fn repair(tx: &Transaction<'_>, t: &str, max_hours: usize) -> rusqlit
             let ValueRef::Integer(ts) = get(0) else {
                 continue;
             };
-            let sample = Sample {
-                latency_ms: float(get(5)).unwrap_or(f64::NAN),
-                ttft_ms: float(get(6)),
-                error: int(get(7)) != 0,
-                input_tokens: int(get(8)),
-                output_tokens: int(get(9)),
-                cached_tokens: int(get(10)),
-                cost_usd: float(get(11)),
-                retries: int(get(12)),
-                reasoning_tokens: int(get(13)),
-                cache_write_tokens: int(get(14)),
-            };
-            partials.push(ts, [text(1), text(2), text(3), text(4)], &sample);
+            partials.push(ts, [text(1), text(2), text(3), text(4)], &sample_at(r, 5));
         }
         partials.write(tx, t)?;
         tx.execute(&format!("DELETE FROM \"{s}\" WHERE hour = ?1"), [hour])?;
