@@ -106,7 +106,7 @@ function endLabels(fmt) {
           ctx.textBaseline = "middle";
           for (const l of labels) {
             ctx.fillStyle = l.color;
-            ctx.fillText(l.text, Math.min(l.x + 4 * devicePixelRatio, u.bbox.left + u.bbox.width + 4 * devicePixelRatio), l.y);
+            ctx.fillText(l.text, Math.min(l.x + 8 * devicePixelRatio, u.bbox.left + u.bbox.width + 8 * devicePixelRatio), l.y);
           }
           ctx.restore();
         },
