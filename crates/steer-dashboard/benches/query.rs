@@ -19,7 +19,8 @@
 //! * `dashboard/*`: `SqliteSummaryStore::cached(true)` (what `steer
 //!   dashboard` uses): the rollup, and for a sub-hour step (which the
 //!   rollup cannot answer) an indexed range scan of the rows.
-//! * `summary/30d_by_tag` (a JSON tag: the rows are read).
+//! * `oneshot/*_by_tag`, `tag/*`: by or filtered to a tag (the tag
+//!   rollup); `scan/summary_30d_by_tag`: the same with every row read.
 #![allow(missing_docs, clippy::unwrap_used)]
 
 use std::path::PathBuf;
@@ -34,12 +35,12 @@ fn store(rows: usize) -> PathBuf {
     let path = std::env::temp_dir().join(format!("steer-bench-query-{rows}.db"));
     if let Ok(s) = SqliteStore::open_read_only(&path) {
         if s.count().unwrap_or(0) == rows as u64 {
-            if !s.has_rollup() {
+            if s.schema_version() < steer_sink_sqlite::SCHEMA_VERSION {
                 drop(s);
                 let t = std::time::Instant::now();
                 let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
                 rt.block_on(SqliteSink::open(&path).unwrap().close()).unwrap();
-                eprintln!("migrated {rows} rows to the hourly rollup in {:?}", t.elapsed());
+                eprintln!("migrated {rows} rows to the hourly rollups in {:?}", t.elapsed());
             }
             return path;
         }
@@ -143,9 +144,35 @@ fn bench(c: &mut Criterion) {
     g.bench_function("dashboard/timeseries_24h_by_model_15m", |b| {
         b.iter(|| rt.block_on(dashboard.timeseries(&day_15m)).unwrap())
     });
-    g.bench_function("summary/30d_by_tag", |b| {
-        let q = month.clone().by(GroupKey::Tag("feature".into()));
-        b.iter(|| store.query_summary(&q).unwrap())
+    let by_feature = month.clone().by(GroupKey::Tag("feature".into()));
+    g.bench_function("oneshot/summary_30d_by_tag", |b| {
+        b.iter(|| {
+            SqliteStore::open_read_only(&path)
+                .unwrap()
+                .query_summary(&by_feature)
+                .unwrap()
+        })
+    });
+    let by_feature_6h = by_feature.clone().step(Duration::from_secs(6 * 3600));
+    g.bench_function("oneshot/timeseries_30d_by_tag_6h", |b| {
+        b.iter(|| {
+            SqliteStore::open_read_only(&path)
+                .unwrap()
+                .query_timeseries(&by_feature_6h)
+                .unwrap()
+        })
+    });
+    // "What did the support-bot feature cost per day this week."
+    let week_feature = StatsQuery::new()
+        .since(now - chrono::Duration::days(7))
+        .until(now)
+        .filter("tag:feature=support-bot".parse().unwrap())
+        .step(Duration::from_secs(86_400));
+    g.bench_function("tag/timeseries_7d_one_feature_1d", |b| {
+        b.iter(|| store.query_timeseries(&week_feature).unwrap())
+    });
+    g.bench_function("scan/summary_30d_by_tag", |b| {
+        b.iter(|| scan.query_summary(&by_feature).unwrap())
     });
     g.finish();
 }

@@ -248,6 +248,32 @@ impl Totals {
         self.retries = self.retries.saturating_add(s.retries);
     }
 
+    /// The totals of these records without `some` of them (the totals of
+    /// a subset): counts and token sums subtracted (saturating at 0), the
+    /// cost sum subtracted (exact up to float rounding; exactly 0 when no
+    /// record left has a known cost).
+    pub fn minus(&self, some: &Totals) -> Totals {
+        let count = self.count.saturating_sub(some.count);
+        let cost_unknown = self.cost_unknown.saturating_sub(some.cost_unknown);
+        Totals {
+            count,
+            errors: self.errors.saturating_sub(some.errors),
+            input_tokens: self.input_tokens.saturating_sub(some.input_tokens),
+            output_tokens: self.output_tokens.saturating_sub(some.output_tokens),
+            cached_tokens: self.cached_tokens.saturating_sub(some.cached_tokens),
+            reasoning_tokens: self.reasoning_tokens.saturating_sub(some.reasoning_tokens),
+            cache_write_tokens: self.cache_write_tokens.saturating_sub(some.cache_write_tokens),
+            cost_usd: if count > cost_unknown {
+                self.cost_usd - some.cost_usd
+            } else {
+                0.0
+            },
+            cost_unknown,
+            unpriced: self.unpriced.saturating_sub(some.unpriced),
+            retries: self.retries.saturating_sub(some.retries),
+        }
+    }
+
     /// Add the totals of other records.
     pub fn merge(&mut self, o: &Totals) {
         self.count += o.count;

@@ -58,6 +58,8 @@ pub(crate) struct Row {
     agent_loop_iters: i64,
     agent_runtime: Option<String>,
     tags: String,
+    /// The tags themselves, for the tag rollup.
+    tag_pairs: Vec<(String, String)>,
     sample_weight: Option<f64>,
     trace_id: Option<String>,
     finish_reason: Option<String>,
@@ -99,6 +101,7 @@ pub(crate) fn encode(m: &AgentMetrics) -> Result<Row, serde_json::Error> {
         agent_loop_iters: i64::from(m.agent_loop_iters),
         agent_runtime: m.agent_runtime.clone(),
         tags: serde_json::to_string(&m.tags)?,
+        tag_pairs: m.tags.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
         sample_weight: finite(m.sample_weight),
         trace_id: m.trace_id.clone(),
         finish_reason: m.finish_reason.clone(),
@@ -157,6 +160,11 @@ impl Row {
             self.error_class.unwrap_or(NO_ERROR),
             self.finish_reason.as_deref().unwrap_or(NONE_GROUP),
         ]
+    }
+
+    /// The tags (key, value) the tag rollup keeps.
+    pub(crate) fn tag_pairs(&self) -> impl Iterator<Item = [&str; 2]> {
+        self.tag_pairs.iter().map(|(k, v)| [k.as_str(), v.as_str()])
     }
 
     /// The summary inputs of this row as a scan reads them back from the

@@ -53,8 +53,10 @@
 //! transaction, so summaries and whole-hour time series over months of
 //! calls read it instead of every row. `<table>_hourly_stale` and two
 //! triggers track hours whose rows were deleted or updated outside the
-//! sink (those are scanned until rebuilt). Reading needs v2 at least; a v2
-//! file opened read-only is scanned.
+//! sink (those are scanned until rebuilt). Schema v4 adds the tag rollup
+//! `<table>_hourly_tags` (the same per hour, tag key and tag value), so
+//! queries by `tag:KEY` do the same. Reading needs v2 at least; a v2 file
+//! opened read-only is scanned (a v3 file, by tag).
 #![warn(missing_docs)]
 
 mod encode;
@@ -327,7 +329,8 @@ impl Inner {
             rejected: Vec::new(),
         };
         // The inserted rows, for the hourly rollup (same transaction).
-        let mut partials = rollup::Partials::default();
+        let mut partials = rollup::Partials::new(&rollup::MAIN);
+        let mut tag_partials = rollup::Partials::new(&rollup::TAGS);
         {
             let mut stmt = tx.prepare_cached(&self.insert_sql).map_err(BatchFailure::Sql)?;
             for (i, row) in rows {
@@ -335,7 +338,11 @@ impl Inner {
                     Ok(0) => written.duplicates += 1,
                     Ok(_) => {
                         written.inserted += 1;
-                        partials.push(row.ts(), row.rollup_key(), &row.sample());
+                        let sample = row.sample();
+                        partials.push(row.ts(), row.rollup_key(), &sample);
+                        for pair in row.tag_pairs() {
+                            tag_partials.push(row.ts(), pair, &sample);
+                        }
                     }
                     Err(e) if is_row_error(&e) => {
                         // SQLite undid this statement only, unless the error
@@ -351,6 +358,9 @@ impl Inner {
             }
         }
         partials
+            .write(&tx, self.table.name())
+            .map_err(BatchFailure::Sql)?;
+        tag_partials
             .write(&tx, self.table.name())
             .map_err(BatchFailure::Sql)?;
         rollup::repair(&tx, self.table.name(), rollup::REPAIR_HOURS_PER_BATCH).map_err(BatchFailure::Sql)?;

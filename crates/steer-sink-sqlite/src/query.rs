@@ -353,7 +353,7 @@ impl SqliteStore {
         let mut agg = make();
         if let Some(plan) = self
             .has_rollup()
-            .then(|| rollup::plan(q, agg.step_us()))
+            .then(|| rollup::plan(q, agg.step_us(), self.has_tag_rollup()))
             .flatten()
         {
             let conn = self.conn();

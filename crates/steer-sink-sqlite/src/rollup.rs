@@ -15,7 +15,14 @@
 //!   identical to a scan; only float sums (cost, means) may differ in the
 //!   last bits, by summation order.
 //!
-//! The sink maintains it in the transaction that inserts the rows: the
+//! `<table>_hourly_tags` (schema v4) holds the same per Unix hour, tag key
+//! and tag value, one row per tag of a call, so queries by `tag:KEY` (or
+//! filtered to a tag value) read it too. A call without the key is in no
+//! row of that key; its hour's `(none)` group is what the hour holds in
+//! `<table>_hourly` minus what it holds for the key (sums subtracted, the
+//! values removed from the hour's multiset).
+//!
+//! The sink maintains both in the transaction that inserts the rows: the
 //! batch's inserted rows are grouped by hour and key, and each group is
 //! added to the key's open part with one upsert (sums added, values
 //! appended). An open part that reaches [`PART_CALLS`] calls is sealed and
@@ -38,7 +45,7 @@ use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 
 use rusqlite::types::ValueRef;
-use rusqlite::{params, Connection, Transaction};
+use rusqlite::{Connection, Transaction};
 use steer_metrics::query::{NONE_GROUP, NO_ERROR};
 use steer_metrics::summary::{Sample, Totals};
 
@@ -56,6 +63,11 @@ pub(crate) const REPAIR_HOURS_PER_BATCH: usize = 24;
 /// The rollup table of `t`.
 pub(crate) fn hourly(t: &str) -> String {
     format!("{t}_hourly")
+}
+
+/// The tag rollup table of `t` (schema v4).
+pub(crate) fn hourly_tags(t: &str) -> String {
+    format!("{t}_hourly_tags")
 }
 
 /// The stale-hours table of `t`.
@@ -78,6 +90,46 @@ fn hour_sql(expr: &str) -> String {
 /// [`read_totals`] and [`values`] read them.
 pub(crate) const TOTALS_COLUMNS: &str = "calls, errors, input_tokens, output_tokens, cached_tokens, \
      reasoning_tokens, cache_write_tokens, retries, cost_usd, cost_unknown, unpriced, latency_ms, ttft_ms";
+
+/// The DDL of the summed columns and value BLOBs both rollup tables share
+/// ([`TOTALS_COLUMNS`]).
+const TOTALS_DDL: &str = "
+    calls              INTEGER NOT NULL,
+    errors             INTEGER NOT NULL,
+    input_tokens       INTEGER NOT NULL,   -- sums, saturating at 2^63 - 1
+    output_tokens      INTEGER NOT NULL,
+    cached_tokens      INTEGER NOT NULL,
+    reasoning_tokens   INTEGER NOT NULL,
+    cache_write_tokens INTEGER NOT NULL,
+    retries            INTEGER NOT NULL,
+    cost_usd           REAL    NOT NULL,   -- sum of known costs
+    cost_unknown       INTEGER NOT NULL,
+    unpriced           INTEGER NOT NULL,   -- successes with unknown cost
+    latency_ms         BLOB    NOT NULL,   -- finite latencies, f64 little-endian
+    ttft_ms            BLOB    NOT NULL    -- finite TTFTs, f64 little-endian";
+
+/// One rollup table: the key columns its rows are grouped by (after the
+/// hour), and the table's name from the calls table's.
+#[derive(Debug)]
+pub(crate) struct Dims<const N: usize> {
+    columns: [&'static str; N],
+    table: fn(&str) -> String,
+}
+
+/// `<table>_hourly`: per hour, model, provider, error class and finish
+/// reason (schema v3).
+pub(crate) const MAIN: Dims<4> = Dims {
+    columns: ["model", "provider", "error_class", "finish_reason"],
+    table: hourly,
+};
+
+/// `<table>_hourly_tags`: per hour, tag key and tag value, one row per tag
+/// of a call (schema v4). A call without a tag key is in no row of that
+/// key: queries get it as the difference from [`MAIN`]'s hour.
+pub(crate) const TAGS: Dims<2> = Dims {
+    columns: ["tag_key", "tag_value"],
+    table: hourly_tags,
+};
 
 /// A `u64` sum as an SQLite integer, saturating at `i64::MAX`.
 fn stored(v: u64) -> i64 {
@@ -129,8 +181,8 @@ fn put(blob: &mut Vec<u8>, v: Option<f64>) {
     }
 }
 
-/// Version 3: the rollup, its stale-hours table and triggers, filled from
-/// the rows already stored.
+/// Version 3: the rollup, its stale-hours table and triggers; every hour
+/// with rows is marked stale, for [`v4`] to fill.
 pub(crate) fn v3(tx: &Transaction<'_>, t: &crate::schema::Table) -> rusqlite::Result<()> {
     let t = t.name();
     let (h, s) = (hourly(t), stale(t));
@@ -145,19 +197,7 @@ CREATE TABLE "{h}" (
     error_class        TEXT    NOT NULL,   -- '{NO_ERROR}' for successes
     finish_reason      TEXT    NOT NULL,   -- '{NONE_GROUP}' when absent
     part               INTEGER NOT NULL,   -- 0: open; 1, 2, ...: sealed at {PART_CALLS} calls
-    calls              INTEGER NOT NULL,
-    errors             INTEGER NOT NULL,
-    input_tokens       INTEGER NOT NULL,   -- sums, saturating at 2^63 - 1
-    output_tokens      INTEGER NOT NULL,
-    cached_tokens      INTEGER NOT NULL,
-    reasoning_tokens   INTEGER NOT NULL,
-    cache_write_tokens INTEGER NOT NULL,
-    retries            INTEGER NOT NULL,
-    cost_usd           REAL    NOT NULL,   -- sum of known costs
-    cost_unknown       INTEGER NOT NULL,
-    unpriced           INTEGER NOT NULL,   -- successes with unknown cost
-    latency_ms         BLOB    NOT NULL,   -- finite latencies, f64 little-endian
-    ttft_ms            BLOB    NOT NULL    -- finite TTFTs, f64 little-endian
+{TOTALS_DDL}
 );
 CREATE UNIQUE INDEX "{h}_key" ON "{h}" (hour, model, provider, error_class, finish_reason, part);
 CREATE TABLE "{s}" (hour INTEGER PRIMARY KEY);
@@ -171,50 +211,81 @@ END;
 INSERT OR IGNORE INTO "{s}" (hour) SELECT DISTINCT {ts_hour} FROM "{t}";
 "#,
         ts_hour = hour_sql("ts"),
+    ))
+}
+
+/// Version 4: the tag rollup; both rollups are (re)built from the rows of
+/// every hour.
+pub(crate) fn v4(tx: &Transaction<'_>, t: &crate::schema::Table) -> rusqlite::Result<()> {
+    let t = t.name();
+    let (g, s) = (hourly_tags(t), stale(t));
+    tx.execute_batch(&format!(
+        r#"
+CREATE TABLE "{g}" (
+    hour               INTEGER NOT NULL,   -- unix hours (UTC): ts div 3600 s
+    tag_key            TEXT    NOT NULL,
+    tag_value          TEXT    NOT NULL,
+    part               INTEGER NOT NULL,   -- 0: open; 1, 2, ...: sealed at {PART_CALLS} calls
+{TOTALS_DDL}
+);
+CREATE UNIQUE INDEX "{g}_key" ON "{g}" (tag_key, hour, tag_value, part);
+INSERT OR IGNORE INTO "{s}" (hour) SELECT DISTINCT {ts_hour} FROM "{t}";
+"#,
+        ts_hour = hour_sql("ts"),
     ))?;
     let rebuilt = repair(tx, t, usize::MAX)?;
     if rebuilt > 0 {
         tracing::info!(
             table = t,
             hours = rebuilt,
-            "sqlite store: filled the hourly rollup"
+            "sqlite store: filled the hourly rollups"
         );
     }
     Ok(())
 }
 
-/// One group of a batch: an hour and the four keys.
+/// One group of a batch: an hour and the keys.
 #[derive(Debug)]
-struct Part {
+struct Part<const N: usize> {
     hour: i64,
-    key: [String; 4],
+    key: [String; N],
     totals: Totals,
     latency: Vec<u8>,
     ttft: Vec<u8>,
 }
 
-/// Rows grouped by hour and key, to be added to the rollup.
-#[derive(Debug, Default)]
-pub(crate) struct Partials {
-    parts: Vec<Part>,
+/// Rows grouped by hour and key, to be added to the rollup table `dims`.
+#[derive(Debug)]
+pub(crate) struct Partials<const N: usize> {
+    dims: &'static Dims<N>,
+    parts: Vec<Part<N>>,
     /// Hash of (hour, keys) -> indexes into `parts` with that hash, so a
     /// row finds its group without allocating its keys.
     index: HashMap<u64, Vec<usize>>,
 }
 
-fn hash_key(hour: i64, key: [&str; 4]) -> u64 {
+fn hash_key<const N: usize>(hour: i64, key: [&str; N]) -> u64 {
     let mut h = std::hash::DefaultHasher::new();
     hour.hash(&mut h);
     key.hash(&mut h);
     h.finish()
 }
 
-impl Partials {
-    /// Add a row: its start time, its keys ([`crate::encode::Row::rollup_key`])
-    /// and its summary inputs.
-    pub(crate) fn push(&mut self, ts_us: i64, key: [&str; 4], s: &Sample) {
+impl<const N: usize> Partials<N> {
+    /// Nothing yet, for the table `dims`.
+    pub(crate) fn new(dims: &'static Dims<N>) -> Self {
+        Partials {
+            dims,
+            parts: Vec::new(),
+            index: HashMap::new(),
+        }
+    }
+
+    /// Add a row: its start time, its keys (for [`MAIN`]:
+    /// [`crate::encode::Row::rollup_key`]) and its summary inputs.
+    pub(crate) fn push(&mut self, ts_us: i64, key: [&str; N], s: &Sample) {
         let hour = hour_of(ts_us);
-        let same = |p: &Part| p.hour == hour && p.key.iter().zip(key).all(|(a, b)| a == b);
+        let same = |p: &Part<N>| p.hour == hour && p.key.iter().zip(key).all(|(a, b)| a == b);
         let slot = self.index.entry(hash_key(hour, key)).or_default();
         let i = match slot.iter().copied().find(|&i| same(&self.parts[i])) {
             Some(i) => i,
@@ -243,7 +314,18 @@ impl Partials {
         if self.parts.is_empty() {
             return Ok(());
         }
-        let h = hourly(t);
+        let h = (self.dims.table)(t);
+        let keys = self.dims.columns.join(", ");
+        // `?2 .. ?N+1`: the key values; the sums follow.
+        let key_params: Vec<String> = (2..N + 2).map(|i| format!("?{i}")).collect();
+        let total_params: Vec<String> = (N + 2..N + 15).map(|i| format!("?{i}")).collect();
+        let same_key: String = self
+            .dims
+            .columns
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!(" AND {c} = ?{}", i + 2))
+            .collect();
         // Sums saturate at i64::MAX; the BLOBs are appended to (`||` keeps
         // the bytes, the cast keeps the type).
         let add = |c: &str| format!("{c} = MIN({c} + excluded.{c}, {})", i64::MAX);
@@ -262,50 +344,70 @@ impl Partials {
         .map(add)
         .join(", ");
         let mut upsert = tx.prepare_cached(&format!(
-            "INSERT INTO \"{h}\" (hour, model, provider, error_class, finish_reason, part, {TOTALS_COLUMNS}) \
-             VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18) \
-             ON CONFLICT (hour, model, provider, error_class, finish_reason, part) DO UPDATE SET {sums}, \
+            "INSERT INTO \"{h}\" (hour, {keys}, part, {TOTALS_COLUMNS}) \
+             VALUES (?1, {}, 0, {}) \
+             ON CONFLICT (hour, {keys}, part) DO UPDATE SET {sums}, \
              cost_usd = cost_usd + excluded.cost_usd, \
              latency_ms = CAST(latency_ms || excluded.latency_ms AS BLOB), \
              ttft_ms = CAST(ttft_ms || excluded.ttft_ms AS BLOB) \
-             RETURNING calls"
+             RETURNING calls",
+            key_params.join(", "),
+            total_params.join(", "),
         ))?;
         let mut seal = tx.prepare_cached(&format!(
-            "UPDATE \"{h}\" SET part = (SELECT max(part) + 1 FROM \"{h}\" WHERE hour = ?1 AND model = ?2 \
-             AND provider = ?3 AND error_class = ?4 AND finish_reason = ?5) \
-             WHERE hour = ?1 AND model = ?2 AND provider = ?3 AND error_class = ?4 AND finish_reason = ?5 AND part = 0"
+            "UPDATE \"{h}\" SET part = (SELECT max(part) + 1 FROM \"{h}\" WHERE hour = ?1{same_key}) \
+             WHERE hour = ?1{same_key} AND part = 0"
         ))?;
         for p in self.parts {
-            let [model, provider, error, finish] = &p.key;
             let t = p.totals;
-            let calls: i64 = upsert.query_row(
-                params![
-                    p.hour,
-                    model,
-                    provider,
-                    error,
-                    finish,
-                    stored(t.count),
-                    stored(t.errors),
-                    stored(t.input_tokens),
-                    stored(t.output_tokens),
-                    stored(t.cached_tokens),
-                    stored(t.reasoning_tokens),
-                    stored(t.cache_write_tokens),
-                    stored(t.retries),
-                    t.cost_usd,
-                    stored(t.cost_unknown),
-                    stored(t.unpriced),
-                    p.latency,
-                    p.ttft,
-                ],
-                |r| r.get(0),
-            )?;
+            let mut values: Vec<rusqlite::types::Value> = Vec::with_capacity(N + 14);
+            values.push(p.hour.into());
+            values.extend(p.key.iter().map(|k| k.clone().into()));
+            let key_values = values.clone();
+            values.extend(
+                [
+                    t.count,
+                    t.errors,
+                    t.input_tokens,
+                    t.output_tokens,
+                    t.cached_tokens,
+                    t.reasoning_tokens,
+                    t.cache_write_tokens,
+                    t.retries,
+                ]
+                .map(|v| stored(v).into()),
+            );
+            values.push(t.cost_usd.into());
+            values.push(stored(t.cost_unknown).into());
+            values.push(stored(t.unpriced).into());
+            values.push(p.latency.into());
+            values.push(p.ttft.into());
+            let calls: i64 = upsert.query_row(rusqlite::params_from_iter(values), |r| r.get(0))?;
             if u64::try_from(calls).unwrap_or(u64::MAX) >= PART_CALLS {
-                seal.execute(params![p.hour, model, provider, error, finish])?;
+                seal.execute(rusqlite::params_from_iter(key_values))?;
             }
         }
         Ok(())
+    }
+}
+
+/// The tags of a stored `tags` column as a query's `tag:KEY` reads them
+/// (`json_extract`): string values as they are, numbers as their text;
+/// other values, and text that is not a JSON object, count as absent.
+fn tag_pairs(v: ValueRef<'_>) -> Vec<(String, String)> {
+    let ValueRef::Text(t) = v else {
+        return Vec::new();
+    };
+    match serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(t) {
+        Ok(map) => map
+            .into_iter()
+            .filter_map(|(k, v)| match v {
+                serde_json::Value::String(s) => Some((k, s)),
+                serde_json::Value::Number(n) => Some((k, n.to_string())),
+                _ => None,
+            })
+            .collect(),
+        Err(_) => Vec::new(),
     }
 }
 
@@ -347,7 +449,7 @@ pub(crate) fn reconcile(conn: &Connection, t: &str) -> rusqlite::Result<()> {
 /// Rebuild up to `max_hours` stale hours of table `t` from its rows;
 /// returns how many were rebuilt.
 pub(crate) fn repair(tx: &Transaction<'_>, t: &str, max_hours: usize) -> rusqlite::Result<usize> {
-    let (h, s) = (hourly(t), stale(t));
+    let (h, g, s) = (hourly(t), hourly_tags(t), stale(t));
     let hours: Vec<i64> = {
         let mut stmt = tx.prepare_cached(&format!("SELECT hour FROM \"{s}\" ORDER BY hour LIMIT ?1"))?;
         let limit = i64::try_from(max_hours).unwrap_or(i64::MAX);
@@ -359,11 +461,12 @@ pub(crate) fn repair(tx: &Transaction<'_>, t: &str, max_hours: usize) -> rusqlit
     }
     let mut select = tx.prepare_cached(&format!(
         "SELECT ts, model, provider, COALESCE(error_class, '{NO_ERROR}'), COALESCE(finish_reason, '{NONE_GROUP}'), \
-         {SAMPLE_COLUMNS} FROM \"{t}\" WHERE ts >= ?1 AND ts < ?2 ORDER BY id"
+         tags, {SAMPLE_COLUMNS} FROM \"{t}\" WHERE ts >= ?1 AND ts < ?2 ORDER BY id"
     ))?;
     for &hour in &hours {
         tx.execute(&format!("DELETE FROM \"{h}\" WHERE hour = ?1"), [hour])?;
-        let mut partials = Partials::default();
+        tx.execute(&format!("DELETE FROM \"{g}\" WHERE hour = ?1"), [hour])?;
+        let (mut main, mut tags) = (Partials::new(&MAIN), Partials::new(&TAGS));
         let start = hour.saturating_mul(HOUR_US);
         let mut rows = select.query([start, start.saturating_add(HOUR_US)])?;
         while let Some(r) = rows.next()? {
@@ -375,9 +478,14 @@ pub(crate) fn repair(tx: &Transaction<'_>, t: &str, max_hours: usize) -> rusqlit
             let ValueRef::Integer(ts) = get(0) else {
                 continue;
             };
-            partials.push(ts, [text(1), text(2), text(3), text(4)], &sample_at(r, 5));
+            let sample = sample_at(r, 6);
+            main.push(ts, [text(1), text(2), text(3), text(4)], &sample);
+            for (k, v) in tag_pairs(get(5)) {
+                tags.push(ts, [&k, &v], &sample);
+            }
         }
-        partials.write(tx, t)?;
+        main.write(tx, t)?;
+        tags.write(tx, t)?;
         tx.execute(&format!("DELETE FROM \"{s}\" WHERE hour = ?1"), [hour])?;
     }
     tracing::debug!(

@@ -20,11 +20,12 @@ use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior};
 use crate::error::{SqliteError, SqliteResultExt};
 
 /// The schema version this crate writes (and migrates older files to).
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// The oldest schema version this crate reads without migrating: v2 has
-/// every column a query reads; v3 adds the hourly rollup, which queries
-/// use when it is there and do without (scanning the rows) when not.
+/// every column a query reads; v3 adds the hourly rollup and v4 the tag
+/// rollup, which queries use when they are there and do without (scanning
+/// the rows) when not.
 pub(crate) const MIN_READ_VERSION: i64 = 2;
 
 /// `PRAGMA application_id` of a steer store: "STER" in ASCII.
@@ -167,7 +168,7 @@ ALTER TABLE "{t}" ADD COLUMN cache_write_1h_tokens INTEGER;
 type Migration = fn(&Transaction<'_>, &Table) -> rusqlite::Result<()>;
 
 /// `MIGRATIONS[i]` brings a table from version `i` to `i + 1`.
-const MIGRATIONS: [Migration; SCHEMA_VERSION as usize] = [v1, v2, crate::rollup::v3];
+const MIGRATIONS: [Migration; SCHEMA_VERSION as usize] = [v1, v2, crate::rollup::v3, crate::rollup::v4];
 
 /// What a file says about itself.
 struct Header {

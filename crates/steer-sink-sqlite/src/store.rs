@@ -36,8 +36,9 @@ pub struct SqliteStore {
     path: PathBuf,
     table: Table,
     conn: Mutex<Connection>,
-    /// Whether the file has the hourly rollup (schema v3).
-    file_rollup: bool,
+    /// The file's schema version: the hourly rollup from v3, the tag
+    /// rollup from v4.
+    file_version: i64,
     /// Whether queries use it (see [`SqliteStore::rollup`]).
     use_rollup: bool,
 }
@@ -136,7 +137,7 @@ impl SqliteStore {
             path: path.to_path_buf(),
             table,
             conn: Mutex::new(conn),
-            file_rollup: version >= 3,
+            file_version: version,
             use_rollup: true,
         })
     }
@@ -154,7 +155,19 @@ impl SqliteStore {
     /// Whether queries use the hourly rollup: the file has one (schema v3)
     /// and it was not turned off with [`rollup`](Self::rollup).
     pub fn has_rollup(&self) -> bool {
-        self.file_rollup && self.use_rollup
+        self.file_version >= 3 && self.use_rollup
+    }
+
+    /// The file's schema version (`PRAGMA user_version`) when opened: 3
+    /// and up have the hourly rollup, 4 and up the tag rollup.
+    pub fn schema_version(&self) -> i64 {
+        self.file_version
+    }
+
+    /// Whether queries by tag use the tag rollup: as
+    /// [`has_rollup`](Self::has_rollup), for a file at schema v4.
+    pub(crate) fn has_tag_rollup(&self) -> bool {
+        self.file_version >= 4 && self.use_rollup
     }
 
     /// Answer queries from the hourly rollup where it can (the default when

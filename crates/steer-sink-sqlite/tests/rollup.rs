@@ -57,8 +57,22 @@ fn records(n: usize, hours: i64, seed: u64) -> Vec<AgentMetrics> {
             5 => m.ttft_ms = Some(f64::NAN),
             _ => {}
         }
-        m.tags
-            .insert("team".into(), ["a", "b", "c"][(next() % 3) as usize].into());
+        // Most calls have a team, some none (the `(none)` group), a few
+        // the value "(none)" itself (grouped with them, as SQL does).
+        match next() % 10 {
+            0 => {}
+            1 if next() % 4 == 0 => {
+                m.tags.insert("team".into(), "(none)".into());
+            }
+            _ => {
+                m.tags
+                    .insert("team".into(), ["a", "b", "c"][(next() % 3) as usize].into());
+            }
+        }
+        if next() % 3 == 0 {
+            m.tags
+                .insert("app".into(), ["x", "y"][(next() % 2) as usize].into());
+        }
     }
     out
 }
@@ -196,6 +210,7 @@ fn keys() -> Vec<Option<GroupKey>> {
         Some(GroupKey::Error),
         Some(GroupKey::FinishReason),
         Some(GroupKey::Tag("team".into())),
+        Some(GroupKey::Tag("app".into())),
     ]
 }
 
@@ -208,6 +223,9 @@ fn filters() -> Vec<Vec<&'static str>> {
         vec!["error=timeout"],
         vec!["model=no-such-model"],
         vec!["tag:team=b"],
+        vec!["tag:team=(none)"],
+        vec!["tag:team=b", "tag:team=c"],
+        vec!["tag:app=x"],
     ]
 }
 
@@ -309,7 +327,7 @@ async fn rollup_answers_equal_scan_answers() {
             .rollup(false)
             .query_summary(&q)
             .unwrap();
-        fast.total.input_tokens - scan.total.input_tokens
+        i128::from(fast.total.input_tokens) - i128::from(scan.total.input_tokens)
     };
     assert!(tampered(StatsQuery::new()) > 0);
     assert!(
@@ -321,6 +339,39 @@ async fn rollup_answers_equal_scan_answers() {
     );
     // A window with the hour only partly inside reads its rows instead.
     assert_eq!(tampered(StatsQuery::new().since(at(t0() + 4 * HOUR + 1))), 0);
+    // By tag, from the tag rollup: its rows for the key, and the hour's
+    // calls without it as the difference from the hourly rollup.
+    Connection::open(&path)
+        .unwrap()
+        .execute(
+            "UPDATE llm_metrics_hourly_tags SET input_tokens = input_tokens + 1 \
+             WHERE hour = ?1 AND tag_key = 'team' AND tag_value = 'b'",
+            [t0() / HOUR + 4],
+        )
+        .unwrap();
+    assert!(tampered(StatsQuery::new().by(GroupKey::Tag("team".into()))) > 0);
+    assert!(tampered(StatsQuery::new().filter("tag:team=b".parse().unwrap())) > 0);
+    // The `(none)` group is the hour (tampered above, once per rollup row
+    // of the hour) minus its tagged calls (tampered once per part of `b`).
+    let count = |sql: &str| -> i128 {
+        let n: i64 = Connection::open(&path)
+            .unwrap()
+            .query_row(sql, [t0() / HOUR + 4], |r| r.get(0))
+            .unwrap();
+        i128::from(n)
+    };
+    let main_rows = count("SELECT count(*) FROM llm_metrics_hourly WHERE hour = ?1");
+    let b_rows = count(
+        "SELECT count(*) FROM llm_metrics_hourly_tags WHERE hour = ?1 AND tag_key = 'team' AND tag_value = 'b'",
+    );
+    assert_eq!(
+        tampered(StatsQuery::new().filter("tag:team=(none)".parse().unwrap())),
+        main_rows - b_rows
+    );
+    assert_eq!(
+        tampered(StatsQuery::new().filter("tag:app=x".parse().unwrap())),
+        0
+    );
 }
 
 #[tokio::test]
@@ -347,9 +398,64 @@ fn downgrade_to_v2(path: &Path) {
         .unwrap()
         .execute_batch(
             "DROP TRIGGER llm_metrics_hourly_on_delete; DROP TRIGGER llm_metrics_hourly_on_update; \
-             DROP TABLE llm_metrics_hourly; DROP TABLE llm_metrics_hourly_stale; PRAGMA user_version = 2;",
+             DROP TABLE llm_metrics_hourly; DROP TABLE llm_metrics_hourly_stale; \
+             DROP TABLE llm_metrics_hourly_tags; PRAGMA user_version = 2;",
         )
         .unwrap();
+}
+
+/// Strip the tag rollup from a store: the file steer wrote at schema v3.
+fn downgrade_to_v3(path: &Path) {
+    Connection::open(path)
+        .unwrap()
+        .execute_batch("DROP TABLE llm_metrics_hourly_tags; PRAGMA user_version = 3;")
+        .unwrap();
+}
+
+fn tag_rollup_calls(path: &Path) -> i64 {
+    Connection::open(path)
+        .unwrap()
+        .query_row(
+            "SELECT COALESCE(sum(calls), 0) FROM llm_metrics_hourly_tags WHERE tag_key = 'team'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_v3_store_is_scanned_by_tag_read_only_and_filled_on_migration() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db(&dir, "v3.db");
+    let recs = records(5000, 50, 7);
+    write(&path, &recs[..4000], 1000).await;
+    let by_team = StatsQuery::new().by(GroupKey::Tag("team".into()));
+    let before = SqliteStore::open_read_only(&path)
+        .unwrap()
+        .query_summary(&by_team)
+        .unwrap();
+    let with_team = i64::try_from(
+        recs[..4000]
+            .iter()
+            .filter(|m| m.tags.contains_key("team"))
+            .count(),
+    )
+    .unwrap();
+    assert_eq!(tag_rollup_calls(&path), with_team);
+    downgrade_to_v3(&path);
+
+    // Read-only: still v3; by tag the rows are scanned, with the same answer.
+    let v3 = SqliteStore::open_read_only(&path).unwrap();
+    assert!(v3.has_rollup());
+    assert_reports("v3 read-only", &v3.query_summary(&by_team).unwrap(), &before);
+    drop(v3);
+
+    // Opening for writing adds the tag rollup, filled from the rows.
+    write(&path, &recs[4000..], 300).await;
+    let with_team = i64::try_from(recs.iter().filter(|m| m.tags.contains_key("team")).count()).unwrap();
+    assert_eq!(tag_rollup_calls(&path), with_team);
+    assert_eq!(rollup_rows(&path).1, 5000);
+    rollup_equals_scan(&path);
 }
 
 #[tokio::test]

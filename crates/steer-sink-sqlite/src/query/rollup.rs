@@ -3,7 +3,9 @@
 //! its edges from the rows, merged into one [`Aggregator`].
 //!
 //! The rollup answers when every key the query groups or filters by is one
-//! it keeps (not a tag), and, for a time series, when the step is a whole
+//! it keeps, or when they are all the same tag key (the tag rollup; the
+//! key's `(none)` group of an hour is the hour's calls minus those with the
+//! key), and, for a time series, when the step is a whole
 //! number of hours (steps are aligned to multiples of themselves since the
 //! epoch, so each hour then falls in exactly one step). Otherwise, and when
 //! a stale hour (rows deleted or changed outside the sink, not yet
@@ -13,6 +15,7 @@ use chrono::DateTime;
 use rusqlite::types::{Value, ValueRef};
 use rusqlite::Connection;
 use steer_metrics::query::{Aggregator, GroupKey, QueryError, StatsQuery, NONE_GROUP};
+use steer_metrics::summary::Totals;
 
 use super::{read_rows, select_sql, store_err};
 use crate::error::SqliteError;
@@ -30,23 +33,43 @@ fn column(key: &GroupKey) -> Option<&'static str> {
     }
 }
 
+/// Which rollup table answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Source {
+    /// `<table>_hourly`: keys are model, provider, error, finish reason.
+    Main,
+    /// `<table>_hourly_tags` for this tag key: every key is `tag:KEY`.
+    Tag(String),
+}
+
 /// How a query splits between the rollup and the rows.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Plan {
+    source: Source,
     /// Unix hours `[from, to)` read from the rollup (`None`: unbounded).
     hours: (Option<i64>, Option<i64>),
     /// Microsecond ranges `[a, b)` read from the rows.
     edges: Vec<(i64, i64)>,
 }
 
+/// The rollup table that can answer for these keys, if one can (`tags`:
+/// the file has the tag rollup).
+fn source<'a>(mut keys: impl Iterator<Item = &'a GroupKey> + Clone, tags: bool) -> Option<Source> {
+    if keys.clone().all(|k| column(k).is_some()) {
+        return Some(Source::Main);
+    }
+    let Some(GroupKey::Tag(first)) = keys.next() else {
+        return None;
+    };
+    let same = keys.all(|k| matches!(k, GroupKey::Tag(t) if t == first));
+    (tags && same).then(|| Source::Tag(first.clone()))
+}
+
 /// The plan for `q` (a time series when `step_us` is set), `None` when the
-/// rollup cannot answer it.
-pub(crate) fn plan(q: &StatsQuery, step_us: Option<i64>) -> Option<Plan> {
-    let keys_ok =
-        q.by.iter()
-            .chain(q.filters.iter().map(|f| &f.key))
-            .all(|k| column(k).is_some());
-    if !keys_ok || step_us.is_some_and(|s| s % HOUR_US != 0) {
+/// rollup cannot answer it (`tags`: the file has the tag rollup).
+pub(crate) fn plan(q: &StatsQuery, step_us: Option<i64>, tags: bool) -> Option<Plan> {
+    let source = source(q.by.iter().chain(q.filters.iter().map(|f| &f.key)), tags)?;
+    if step_us.is_some_and(|s| s % HOUR_US != 0) {
         return None;
     }
     let since = q.since.map(|t| t.timestamp_micros());
@@ -71,6 +94,7 @@ pub(crate) fn plan(q: &StatsQuery, step_us: Option<i64>) -> Option<Plan> {
         }
     }
     Some(Plan {
+        source,
         hours: (from, to),
         edges,
     })
@@ -181,7 +205,62 @@ pub(crate) fn run(
         });
         return Ok(false);
     }
-    let (mut conds, mut params) = (conds, params);
+    let added = match &plan.source {
+        Source::Main => add_main(&tx, table, q, conds, params, agg),
+        Source::Tag(key) => add_tag(&tx, table, q, key, conds, params, agg),
+    };
+    match added {
+        Ok(()) => {}
+        Err(AddError::Sql(e)) => return Err(interrupted(e)),
+        Err(AddError::Query(e)) => return Err(e),
+    }
+    for &(a, b) in &plan.edges {
+        let mut sub = q.clone();
+        sub.since = DateTime::from_timestamp_micros(a);
+        sub.until = DateTime::from_timestamp_micros(b);
+        let (sql, params) = select_sql(table, &sub);
+        read_rows(&tx, &sql, params, agg, q.limits.timeout)?;
+    }
+    tx.commit().map_err(sqlite("ending the read transaction"))?;
+    Ok(true)
+}
+
+/// A rollup row's error: SQLite's, or the aggregator's (row limit).
+enum AddError {
+    Sql(rusqlite::Error),
+    Query(QueryError),
+}
+
+impl From<rusqlite::Error> for AddError {
+    fn from(e: rusqlite::Error) -> Self {
+        AddError::Sql(e)
+    }
+}
+
+impl From<QueryError> for AddError {
+    fn from(e: QueryError) -> Self {
+        AddError::Query(e)
+    }
+}
+
+/// The text of a key column (`(none)` when not text).
+fn text<'a>(v: rusqlite::Result<ValueRef<'a>>) -> &'a str {
+    match v {
+        Ok(ValueRef::Text(t)) => std::str::from_utf8(t).unwrap_or(NONE_GROUP),
+        _ => NONE_GROUP,
+    }
+}
+
+/// Add `<table>_hourly`'s rows for the hours `conds` select and `q`'s
+/// filters, grouped by `q`'s key.
+fn add_main(
+    tx: &rusqlite::Transaction<'_>,
+    table: &str,
+    q: &StatsQuery,
+    mut conds: Vec<String>,
+    mut params: Vec<Value>,
+    agg: &mut Aggregator,
+) -> Result<(), AddError> {
     for f in &q.filters {
         // `plan` checked every key.
         let col = column(&f.key).unwrap_or("NULL");
@@ -194,37 +273,176 @@ pub(crate) fn run(
         rollup::hourly(table),
         where_sql(&conds)
     );
+    let mut stmt = tx.prepare_cached(&sql)?;
+    let mut rows = stmt.query(rusqlite::params_from_iter(params))?;
+    while let Some(r) = rows.next()? {
+        let hour: i64 = r.get(0)?;
+        let totals = rollup::read_totals(r, 2);
+        let blob = |i: usize| r.get_ref(i).unwrap_or(ValueRef::Null);
+        agg.push_totals(
+            text(r.get_ref(1)),
+            hour.saturating_mul(HOUR_US),
+            &totals,
+            rollup::values(blob(13)),
+            rollup::values(blob(14)),
+        )?;
+    }
+    Ok(())
+}
+
+/// One hour's totals and values, read from rollup rows.
+#[derive(Default)]
+struct HourValues {
+    totals: Totals,
+    latency: Vec<f64>,
+    ttft: Vec<f64>,
+}
+
+impl HourValues {
+    fn add(&mut self, r: &rusqlite::Row<'_>, first: usize) {
+        self.totals.merge(&rollup::read_totals(r, first));
+        let blob = |i: usize| r.get_ref(first + i).unwrap_or(ValueRef::Null);
+        self.latency.extend(rollup::values(blob(11)));
+        self.ttft.extend(rollup::values(blob(12)));
+    }
+}
+
+/// The values of `all` not in `some` (multisets: each value of `some`
+/// removes one equal value of `all`; bit-exact, as both were stored from
+/// the same calls).
+fn without(mut all: Vec<f64>, mut some: Vec<f64>) -> Vec<f64> {
+    all.sort_unstable_by(f64::total_cmp);
+    some.sort_unstable_by(f64::total_cmp);
+    let mut out = Vec::with_capacity(all.len().saturating_sub(some.len()));
+    let mut j = 0;
+    for v in all {
+        while j < some.len() && some[j].total_cmp(&v).is_lt() {
+            j += 1;
+        }
+        if j < some.len() && some[j].total_cmp(&v).is_eq() {
+            j += 1;
+        } else {
+            out.push(v);
+        }
+    }
+    out
+}
+
+/// Add `<table>_hourly_tags`'s rows of tag `key` for the hours `conds`
+/// select and `q`'s filters (all on `key`), grouped by value when `q` is by
+/// `tag:key`; and, per hour, the calls without the key (the `(none)`
+/// group) when a filter does not exclude it.
+fn add_tag(
+    tx: &rusqlite::Transaction<'_>,
+    table: &str,
+    q: &StatsQuery,
+    key: &str,
+    mut conds: Vec<String>,
+    mut params: Vec<Value>,
+    agg: &mut Aggregator,
+) -> Result<(), AddError> {
+    let (main, tags) = (rollup::hourly(table), rollup::hourly_tags(table));
+    let by = q.by.is_some();
+    let keep = |value: &str| q.filters.iter().all(|f| f.value == value);
+    // Calls per hour, all and with the key: the hours with calls without it.
+    let counts = |sql: &str, params: &[Value]| -> rusqlite::Result<std::collections::HashMap<i64, u64>> {
+        let mut stmt = tx.prepare_cached(sql)?;
+        let rows = stmt.query_map(rusqlite::params_from_iter(params), |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                u64::try_from(r.get::<_, i64>(1)?).unwrap_or(0),
+            ))
+        })?;
+        rows.collect()
+    };
+    let all = counts(
+        &format!(
+            "SELECT hour, sum(calls) FROM \"{main}\"{} GROUP BY hour",
+            where_sql(&conds)
+        ),
+        &params,
+    )?;
+    let hour_conds = conds.clone();
+    let hour_params = params.clone();
+    params.push(Value::Text(key.to_string()));
+    conds.push(format!("tag_key = ?{}", params.len()));
+    let tagged = counts(
+        &format!(
+            "SELECT hour, sum(calls) FROM \"{tags}\"{} GROUP BY hour",
+            where_sql(&conds)
+        ),
+        &params,
+    )?;
+    // The tagged rows, each to its value's group.
     {
-        let mut stmt = tx.prepare_cached(&sql).map_err(interrupted)?;
-        let mut rows = stmt
-            .query(rusqlite::params_from_iter(params))
-            .map_err(interrupted)?;
-        while let Some(r) = rows.next().map_err(interrupted)? {
-            let hour: i64 = r.get(0).map_err(interrupted)?;
-            let key = match r.get_ref(1) {
-                Ok(ValueRef::Text(t)) => std::str::from_utf8(t).unwrap_or(NONE_GROUP),
-                _ => NONE_GROUP,
-            };
-            let totals = rollup::read_totals(r, 2);
+        let sql = format!(
+            "SELECT hour, tag_value, {TOTALS_COLUMNS} FROM \"{tags}\"{}",
+            where_sql(&conds)
+        );
+        let mut stmt = tx.prepare_cached(&sql)?;
+        let mut rows = stmt.query(rusqlite::params_from_iter(params.iter()))?;
+        while let Some(r) = rows.next()? {
+            let value = text(r.get_ref(1));
+            if !keep(value) {
+                continue;
+            }
+            let hour: i64 = r.get(0)?;
             let blob = |i: usize| r.get_ref(i).unwrap_or(ValueRef::Null);
             agg.push_totals(
-                key,
+                if by { value } else { "" },
                 hour.saturating_mul(HOUR_US),
-                &totals,
+                &rollup::read_totals(r, 2),
                 rollup::values(blob(13)),
                 rollup::values(blob(14)),
             )?;
         }
     }
-    for &(a, b) in &plan.edges {
-        let mut sub = q.clone();
-        sub.since = DateTime::from_timestamp_micros(a);
-        sub.until = DateTime::from_timestamp_micros(b);
-        let (sql, params) = select_sql(table, &sub);
-        read_rows(&tx, &sql, params, agg, q.limits.timeout)?;
+    if !keep(NONE_GROUP) {
+        return Ok(());
     }
-    tx.commit().map_err(sqlite("ending the read transaction"))?;
-    Ok(true)
+    // The calls without the key: the hour's calls minus its tagged ones.
+    let mut short: Vec<i64> = all
+        .iter()
+        .filter(|(h, n)| tagged.get(h).copied().unwrap_or(0) < **n)
+        .map(|(h, _)| *h)
+        .collect();
+    short.sort_unstable();
+    if short.is_empty() {
+        return Ok(());
+    }
+    let hour_rows =
+        |table: &str, extra: &str, extra_params: &[Value], hour: i64| -> Result<HourValues, AddError> {
+            let mut params = hour_params.clone();
+            params.extend_from_slice(extra_params);
+            params.push(Value::Integer(hour));
+            let mut conds = hour_conds.clone();
+            if !extra.is_empty() {
+                conds.push(extra.to_string());
+            }
+            conds.push(format!("hour = ?{}", params.len()));
+            let sql = format!("SELECT {TOTALS_COLUMNS} FROM \"{table}\"{}", where_sql(&conds));
+            let mut stmt = tx.prepare_cached(&sql)?;
+            let mut rows = stmt.query(rusqlite::params_from_iter(params))?;
+            let mut out = HourValues::default();
+            while let Some(r) = rows.next()? {
+                out.add(r, 0);
+            }
+            Ok(out)
+        };
+    let key_param = [Value::Text(key.to_string())];
+    let key_cond = format!("tag_key = ?{}", hour_params.len() + 1);
+    for hour in short {
+        let all = hour_rows(&main, "", &[], hour)?;
+        let with = hour_rows(&tags, &key_cond, &key_param, hour)?;
+        agg.push_totals(
+            if by { NONE_GROUP } else { "" },
+            hour.saturating_mul(HOUR_US),
+            &all.totals.minus(&with.totals),
+            without(all.latency, with.latency),
+            without(all.ttft, with.ttft),
+        )?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -240,16 +458,16 @@ mod tests {
     fn complete_hours_from_the_rollup_and_edges_from_the_rows() {
         let h = HOUR_US;
         let q = StatsQuery::new().since(at(10 * h + 5)).until(at(20 * h + 7));
-        let p = plan(&q, None).unwrap();
+        let p = plan(&q, None, true).unwrap();
         assert_eq!(p.hours, (Some(11), Some(20)));
         assert_eq!(p.edges, [(10 * h + 5, 11 * h), (20 * h, 20 * h + 7)]);
         // Aligned: no edges.
         let q = StatsQuery::new().since(at(10 * h)).until(at(20 * h));
-        assert_eq!(plan(&q, Some(6 * h)).unwrap().edges, []);
+        assert_eq!(plan(&q, Some(6 * h), true).unwrap().edges, []);
         // Unbounded.
-        assert_eq!(plan(&StatsQuery::new(), None).unwrap().hours, (None, None));
+        assert_eq!(plan(&StatsQuery::new(), None, true).unwrap().hours, (None, None));
         let q = StatsQuery::new().since(at(-h - 1));
-        assert_eq!(plan(&q, None).unwrap().hours, (Some(-1), None));
+        assert_eq!(plan(&q, None, true).unwrap().hours, (Some(-1), None));
     }
 
     #[test]
@@ -257,13 +475,31 @@ mod tests {
         let h = HOUR_US;
         // Less than one complete hour.
         let q = StatsQuery::new().since(at(10 * h + 5)).until(at(11 * h + 7));
-        assert!(plan(&q, None).is_none());
-        // A tag, as key or filter.
-        assert!(plan(&StatsQuery::new().by("tag:team".parse().unwrap()), None).is_none());
-        assert!(plan(&StatsQuery::new().filter("tag:a=b".parse().unwrap()), None).is_none());
+        assert!(plan(&q, None, true).is_none());
+        // A tag, as key or filter, without the tag rollup (a v3 file).
+        let by_tag = StatsQuery::new().by("tag:team".parse().unwrap());
+        assert!(plan(&by_tag, None, false).is_none());
+        assert!(plan(&StatsQuery::new().filter("tag:a=b".parse().unwrap()), None, false).is_none());
+        // With it: one tag key, not two, nor a tag with another key.
+        assert_eq!(
+            plan(&by_tag.clone().filter("tag:team=x".parse().unwrap()), None, true)
+                .unwrap()
+                .source,
+            Source::Tag("team".into())
+        );
+        assert!(plan(&by_tag.clone().filter("tag:app=x".parse().unwrap()), None, true).is_none());
+        assert!(plan(&by_tag.clone().filter("model=x".parse().unwrap()), None, true).is_none());
         // A step that is not whole hours.
-        assert!(plan(&StatsQuery::new(), Some(h / 2)).is_none());
-        assert!(plan(&StatsQuery::new(), Some(h * 3 / 2)).is_none());
-        assert!(plan(&StatsQuery::new(), Some(3 * h)).is_some());
+        assert!(plan(&StatsQuery::new(), Some(h / 2), true).is_none());
+        assert!(plan(&StatsQuery::new(), Some(h * 3 / 2), true).is_none());
+        assert!(plan(&StatsQuery::new(), Some(3 * h), true).is_some());
+    }
+
+    #[test]
+    fn values_removed_as_a_multiset() {
+        let got = without(vec![3.0, 1.0, 2.0, 1.0, f64::MAX], vec![1.0, f64::MAX, 7.0]);
+        assert_eq!(got, [1.0, 2.0, 3.0]);
+        assert_eq!(without(vec![0.5], vec![]), [0.5]);
+        assert!(without(vec![], vec![1.0]).is_empty());
     }
 }
