@@ -8,6 +8,12 @@
 //!     before answering (before the first event of a stream), like a
 //!     provider; model `gpt-4o-mini` answers at once (throughput runs).
 //!
+//! bench_proxy passthrough --listen 127.0.0.1:P --upstream http://127.0.0.1:U
+//!     The floor any proxy on this stack pays: the same server (axum on
+//!     hyper) and client (reqwest) as `steer proxy`, forwarding method,
+//!     path, body and content type to the upstream and streaming the
+//!     answer back, and nothing else (no parsing, no routing, no record).
+//!
 //! bench_proxy load --url URL --model M [--stream] --concurrency C --seconds S [--warmup S]
 //!     C connections, each sending calls back to back for S seconds
 //!     (after a warm-up); prints one JSON line: calls, errors, calls/s,
@@ -90,6 +96,42 @@ async fn upstream(listen: &str) {
     );
     let listener = tokio::net::TcpListener::bind(listen).await.unwrap();
     eprintln!("fake upstream on http://{}", listener.local_addr().unwrap());
+    axum::serve(listener, app).await.unwrap();
+}
+
+async fn passthrough(listen: &str, upstream: String) {
+    let client = reqwest::Client::new();
+    let app = Router::new().fallback(move |req: Request| {
+        let (client, upstream) = (client.clone(), upstream.clone());
+        async move {
+            let (parts, body) = req.into_parts();
+            let body = axum::body::to_bytes(body, 32 << 20).await.unwrap_or_default();
+            let mut out = client
+                .request(parts.method, format!("{upstream}{}", parts.uri.path()))
+                .body(body);
+            for name in ["content-type", "authorization"] {
+                if let Some(v) = parts.headers.get(name) {
+                    out = out.header(name, v);
+                }
+            }
+            match out.send().await {
+                Ok(resp) => {
+                    let mut b = Response::builder().status(resp.status());
+                    if let Some(v) = resp.headers().get("content-type") {
+                        b = b.header("content-type", v);
+                    }
+                    b.body(Body::from_stream(resp.bytes_stream())).unwrap()
+                }
+                Err(_) => Response::builder().status(502).body(Body::empty()).unwrap(),
+            }
+        }
+    });
+    let listener = tokio::net::TcpListener::bind(listen).await.unwrap();
+    eprintln!("pass-through proxy on http://{}", listener.local_addr().unwrap());
+    // As `steer proxy` does: no Nagle delay on small writes (stream events).
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, app).await.unwrap();
 }
 
@@ -235,7 +277,14 @@ async fn main() {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
         Some("upstream") => upstream(&arg(&args, "--listen").unwrap_or_else(|| "127.0.0.1:0".into())).await,
+        Some("passthrough") => {
+            passthrough(
+                &arg(&args, "--listen").unwrap_or_else(|| "127.0.0.1:0".into()),
+                arg(&args, "--upstream").expect("--upstream"),
+            )
+            .await
+        }
         Some("load") => load(&args).await,
-        _ => eprintln!("usage: bench_proxy upstream --listen ADDR | load --url URL [--model M] [--stream] [--concurrency C] [--seconds S] [--warmup S] [--label L]"),
+        _ => eprintln!("usage: bench_proxy upstream --listen ADDR | passthrough --listen ADDR --upstream URL | load --url URL [--model M] [--stream] [--concurrency C] [--seconds S] [--warmup S] [--label L]"),
     }
 }

@@ -1,5 +1,5 @@
 //! AWS Bedrock Runtime through the proxy (`/model/{modelId}/converse`,
-//! `/converse-stream`, `/invoke`), in front of the fake Bedrock endpoint of
+//! `/converse-stream`, `/invoke`, `/invoke-with-response-stream`), in front of the fake Bedrock endpoint of
 //! the client's tests (`crates/steer/tests/bedrock/fake.rs`: Converse JSON,
 //! ConverseStream event-stream frames, `x-amzn-ErrorType` errors).
 //!
@@ -348,6 +348,97 @@ async fn converse_stream_frames_are_relayed_as_they_come() {
     proxy.stop().await;
 }
 
+/// An `InvokeModelWithResponseStream` chunk: the model's own event, base64.
+fn chunk(inner: &Value) -> Vec<u8> {
+    event(
+        "chunk",
+        &json!({ "bytes": aws_smithy_types::base64::encode(inner.to_string()) }),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invoke_with_response_stream_is_relayed_and_measured_as_anthropic_events() {
+    let frames = vec![
+        (
+            Duration::ZERO,
+            chunk(
+                &json!({"type": "message_start", "message": {"id": "msg_1", "type": "message", "role": "assistant",
+                "model": "claude-sonnet-4-5-20250929", "content": [], "stop_reason": null,
+                "usage": {"input_tokens": 20, "cache_read_input_tokens": 100, "cache_creation_input_tokens": 0, "output_tokens": 1}}}),
+            ),
+        ),
+        (
+            Duration::ZERO,
+            chunk(
+                &json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+            ),
+        ),
+        (
+            Duration::from_millis(150),
+            chunk(
+                &json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Hello"}}),
+            ),
+        ),
+        (
+            Duration::from_millis(150),
+            chunk(&json!({"type": "content_block_stop", "index": 0})),
+        ),
+        (
+            Duration::ZERO,
+            chunk(
+                &json!({"type": "message_delta", "delta": {"stop_reason": "max_tokens"}, "usage": {"output_tokens": 9}}),
+            ),
+        ),
+        (
+            Duration::ZERO,
+            chunk(
+                &json!({"type": "message_stop", "amazon-bedrock-invocationMetrics":
+                {"inputTokenCount": 20, "outputTokenCount": 9, "invocationLatency": 400, "firstByteLatency": 150}}),
+            ),
+        ),
+    ];
+    let all: Vec<u8> = frames.iter().flat_map(|(_, b)| b.clone()).collect();
+    let f = Fake::start(vec![Reply::Stream { frames }]).await;
+    let proxy = start_proxy(config(&f).bedrock_key(PROXY_KEY)).await;
+    let body = json!({"anthropic_version": "bedrock-2023-05-31", "max_tokens": 9,
+        "messages": [{"role": "user", "content": "hi"}]});
+    let resp = client_request(&proxy, "invoke-with-response-stream", &body, Some(PROXY_KEY))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let got = resp.bytes().await.unwrap();
+    assert_eq!(got.as_ref(), all.as_slice(), "frames byte for byte");
+    let up = &f.requests()[0];
+    assert_eq!(
+        up.path,
+        format!("/model/{MODEL_PATH}/invoke-with-response-stream")
+    );
+    assert_eq!(serde_json::from_slice::<Value>(&up.body).unwrap(), body);
+    assert_signed_by_proxy(up);
+    assert_signature_verifies(&f, up);
+
+    let records = proxy.wait_records(1).await;
+    let m = the_only(&records);
+    assert_eq!(
+        (m.provider.as_str(), m.model.as_str(), m.method),
+        ("bedrock", MODEL, Method::Stream)
+    );
+    // Anthropic's usage (the cache read included), not only Bedrock's counts.
+    assert_eq!((m.input_tokens, m.cached_tokens, m.output_tokens), (120, 100, 9));
+    assert_eq!(m.finish_reason.as_deref(), Some("max_tokens"));
+    assert_eq!(m.tags.get("team").map(String::as_str), Some("search"));
+    let ttft = m.ttft_ms.unwrap();
+    assert!(
+        (140.0..m.latency_ms - 140.0).contains(&ttft),
+        "ttft {ttft} ms (the first text), latency {} ms",
+        m.latency_ms
+    );
+    assert!(m.cost_usd.is_some_and(|c| c > 0.0));
+    assert!(m.error_class.is_none());
+    proxy.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn throttling_passes_through_as_rate_limit() {
     let throttled = exception("throttlingException", "Too many tokens, please wait.");
@@ -485,11 +576,11 @@ async fn bedrock_routes_need_the_proxy_key_or_an_explicit_opening() {
     );
     keyed.stop().await;
 
-    // Unknown operations are a 404 in Bedrock's shape.
+    // Unknown operations (this one needs HTTP/2) are a 404 in Bedrock's shape.
     let open = start_proxy(config(&f).bedrock_open(true)).await;
     let resp = reqwest::Client::new()
         .post(format!(
-            "{}/model/{MODEL_PATH}/invoke-with-response-stream",
+            "{}/model/{MODEL_PATH}/invoke-with-bidirectional-stream",
             open.url()
         ))
         .send()

@@ -1,6 +1,7 @@
 //! AWS Bedrock Runtime, natively: `POST /model/{modelId}/converse`,
-//! `/converse-stream` and `/invoke` — the Bedrock Runtime REST paths, so
-//! the AWS SDKs work with the proxy as their endpoint URL.
+//! `/converse-stream`, `/invoke` and `/invoke-with-response-stream` — the
+//! Bedrock Runtime REST paths, so the AWS SDKs (and Anthropic's Bedrock
+//! client) work with the proxy as their endpoint URL.
 //!
 //! * **Access.** The proxy signs with its own AWS credentials, so these
 //!   routes need the proxy key (`x-steer-proxy-key: KEY`, or
@@ -16,7 +17,10 @@
 //!   AWS event-stream frames (TTFT at the first frame carrying output),
 //!   `invoke` from the `X-Amzn-Bedrock-Input-Token-Count` /
 //!   `-Output-Token-Count` headers (method `embeddings` for a model id
-//!   naming `embed`), errors by their `x-amzn-ErrorType`. The record's
+//!   naming `embed`), `invoke-with-response-stream` from its chunks (an
+//!   Anthropic model's as Anthropic stream events, others by the
+//!   invocation metrics of the last chunk), errors by their
+//!   `x-amzn-ErrorType`. The record's
 //!   model is the decoded model id, priced like the client's `bedrock/` calls.
 
 use std::sync::Arc;
@@ -46,6 +50,7 @@ enum Operation {
     Converse,
     ConverseStream,
     Invoke,
+    InvokeStream,
 }
 
 /// An error the way Bedrock answers one: the exception in
@@ -92,6 +97,7 @@ fn parse_path(path: &str) -> Option<(&str, String, Operation)> {
         "converse" => Operation::Converse,
         "converse-stream" => Operation::ConverseStream,
         "invoke" => Operation::Invoke,
+        "invoke-with-response-stream" => Operation::InvokeStream,
         _ => return None,
     };
     let model = percent_decode(encoded).filter(|m| !m.is_empty())?;
@@ -133,7 +139,7 @@ pub(crate) async fn bedrock(State(s): State<Arc<Shared>>, req: Request) -> Respo
         return bedrock_error(
             StatusCode::NOT_FOUND,
             "UnknownOperationException",
-            "steer proxy serves POST /model/{modelId}/converse, /converse-stream and /invoke",
+            "steer proxy serves POST /model/{modelId}/converse, /converse-stream, /invoke and /invoke-with-response-stream",
         );
     };
     match &s.config.bedrock.access {
@@ -170,7 +176,7 @@ pub(crate) async fn bedrock(State(s): State<Arc<Shared>>, req: Request) -> Respo
         Ok(b) => b,
         Err(e) => return refuse(e),
     };
-    if op != Operation::Invoke {
+    if !matches!(op, Operation::Invoke | Operation::InvokeStream) {
         if let Err(msg) = super::request::Prepared::check_object(&raw) {
             return bedrock_error(StatusCode::BAD_REQUEST, "ValidationException", &msg);
         }
@@ -189,7 +195,7 @@ pub(crate) async fn bedrock(State(s): State<Arc<Shared>>, req: Request) -> Respo
 
     let mut record = AgentMetrics::new("bedrock", model.clone());
     record.method = match op {
-        Operation::ConverseStream => Method::Stream,
+        Operation::ConverseStream | Operation::InvokeStream => Method::Stream,
         Operation::Invoke if model.contains("embed") => Method::Embeddings,
         _ => Method::Generate,
     };
@@ -258,6 +264,10 @@ pub(crate) async fn bedrock(State(s): State<Arc<Shared>>, req: Request) -> Respo
                 decoder: Some(Box::new(steer::wire::bedrock::EventStreamDecoder::new(&model))),
                 error: None,
             },
+            Operation::InvokeStream => Observer::EventStream {
+                decoder: Some(Box::new(steer::wire::bedrock::EventStreamDecoder::invoke(&model))),
+                error: None,
+            },
             Operation::Invoke => {
                 let h = resp.headers();
                 let mut c = Completion::default();
@@ -295,7 +305,11 @@ mod tests {
             model,
             "arn:aws:bedrock:us-east-1:1:inference-profile/us.amazon.nova-pro-v1:0"
         );
-        assert!(parse_path("/model/m/invoke-with-response-stream").is_none());
+        assert_eq!(
+            parse_path("/model/m/invoke-with-response-stream").unwrap().2,
+            Operation::InvokeStream
+        );
+        assert!(parse_path("/model/m/invoke-with-stream").is_none());
         assert!(parse_path("/model/%zz/converse").is_none());
         assert!(parse_path("/model//converse").is_none());
     }

@@ -7,7 +7,7 @@
 //! | `POST /v1/messages` | Anthropic | `{base}/messages` |
 //! | `POST /v1beta/models/{model}:generateContent` (and `/v1/models/...`) | Gemini | `{GEMINI_BASE_URL}/models/{model}:generateContent` (its version segment the path's) |
 //! | `POST /openai/deployments/{deployment}/chat/completions`, `/embeddings`; `/openai/v1/...` | Azure OpenAI (see `azure`) | `{AZURE_OPENAI_ENDPOINT}` + the same path and query |
-//! | `POST /model/{modelId}/converse`, `/converse-stream`, `/invoke` | Bedrock Runtime (feature `bedrock`, see `bedrock`) | `{endpoint}/model/{modelId}/...`, re-signed |
+//! | `POST /model/{modelId}/converse`, `/converse-stream`, `/invoke`, `/invoke-with-response-stream` | Bedrock Runtime (feature `bedrock`, see `bedrock`) | `{endpoint}/model/{modelId}/...`, re-signed |
 //! | `GET /metrics` | Prometheus (OpenMetrics text) | — |
 //! | `GET /healthz` | `ok` | — |
 //!

@@ -108,21 +108,126 @@ pub fn parse_error(status: u16, error_type: Option<&str>, body: &[u8]) -> WireEr
     }
 }
 
-/// Decodes a `ConverseStream` body (AWS event-stream frames) as it arrives.
+/// Decodes a `ConverseStream` body (AWS event-stream frames) as it
+/// arrives, or, made with [`invoke`](Self::invoke), an
+/// `InvokeModelWithResponseStream` body: the same frames, whose `chunk`
+/// events carry the model's own JSON events base64-encoded
+/// (`{"bytes": "..."}`).
 #[derive(Debug)]
 pub struct EventStreamDecoder {
     frames: MessageFrameDecoder,
     buf: BytesMut,
     acc: Accumulator,
+    /// `Some` for an `InvokeModelWithResponseStream` body.
+    invoke: Option<Box<Invoke>>,
+}
+
+/// The state of an `InvokeModelWithResponseStream` body. An Anthropic
+/// model's events are Anthropic's stream events, measured by the same
+/// decoder as the Messages API (usage with cache tokens, stop reason, tool
+/// calls); any other model's by the `amazon-bedrock-invocationMetrics`
+/// Bedrock adds to the last chunk (token counts) and the model's own stop
+/// reason field.
+#[derive(Debug)]
+struct Invoke {
+    model: String,
+    anthropic: Option<crate::wire::StreamDecoder>,
+    /// `inputTokenCount`, `outputTokenCount` of the invocation metrics.
+    metrics: Option<(u64, u64)>,
+    stop_reason: Option<String>,
+}
+
+impl Invoke {
+    /// One chunk's decoded JSON; whether it carried model output.
+    fn on_chunk(&mut self, inner: &Value) -> Result<bool, WireError> {
+        if let Some(m) = inner.get("amazon-bedrock-invocationMetrics") {
+            let n = |k: &str| m.get(k).and_then(Value::as_u64).unwrap_or(0);
+            self.metrics = Some((n("inputTokenCount"), n("outputTokenCount")));
+        }
+        if let Some(d) = self.anthropic.as_mut() {
+            let ev = crate::sse::SseEvent {
+                event: text(inner, "type"),
+                data: inner.to_string(),
+                id: None,
+            };
+            return Ok(d.on_event(ev)?.is_output());
+        }
+        // Titan (`completionReason`), Llama and Mistral (`stop_reason`, also
+        // under `outputs`), Cohere (`finish_reason`, also under `generations`).
+        let reason = ["completionReason", "stop_reason", "finish_reason"]
+            .iter()
+            .find_map(|k| {
+                [inner, &inner["outputs"][0], &inner["generations"][0]]
+                    .into_iter()
+                    .find_map(|v| text(v, k))
+            });
+        if reason.is_some() {
+            self.stop_reason = reason;
+        }
+        let output = ["outputText", "generation", "text", "completion"]
+            .iter()
+            .any(|k| {
+                inner
+                    .get(k)
+                    .and_then(Value::as_str)
+                    .is_some_and(|t| !t.is_empty())
+            })
+            || inner["outputs"][0]["text"]
+                .as_str()
+                .is_some_and(|t| !t.is_empty())
+            || inner["generations"][0]["text"]
+                .as_str()
+                .is_some_and(|t| !t.is_empty());
+        Ok(output)
+    }
+
+    fn finish(self) -> Result<Completion, WireError> {
+        let mut c = match self.anthropic {
+            Some(d) => d.finish()?,
+            None => Completion {
+                finish_reason: self.stop_reason,
+                ..Completion::default()
+            },
+        };
+        if let Some((input, output)) = self.metrics {
+            // The model's own usage when it reported one (cache tokens);
+            // Bedrock's counts otherwise.
+            if c.usage.input_tokens == 0 && c.usage.output_tokens == 0 {
+                c.usage.input_tokens = input;
+                c.usage.output_tokens = output;
+            }
+        } else if c.usage.input_tokens == 0 && c.usage.output_tokens == 0 && c.finish_reason.is_none() {
+            return Err(malformed("the stream ended before the model's last chunk"));
+        }
+        c.response_model.get_or_insert(self.model);
+        Ok(c)
+    }
 }
 
 impl EventStreamDecoder {
-    /// A decoder of a stream of `model` (the requested model id).
+    /// A decoder of a `ConverseStream` of `model` (the requested model id).
     pub fn new(model: &str) -> Self {
         EventStreamDecoder {
             frames: MessageFrameDecoder::new(),
             buf: BytesMut::new(),
             acc: Accumulator::new(model),
+            invoke: None,
+        }
+    }
+
+    /// A decoder of an `InvokeModelWithResponseStream` of `model`.
+    pub fn invoke(model: &str) -> Self {
+        let anthropic = model
+            .contains("anthropic.")
+            .then(|| crate::wire::StreamDecoder::new(crate::wire::Dialect::Anthropic));
+        EventStreamDecoder {
+            invoke: Some(Box::new(Invoke {
+                model: model.to_string(),
+                anthropic,
+                metrics: None,
+                stop_reason: None,
+            })),
+            ..EventStreamDecoder::new(model)
         }
     }
 
@@ -172,14 +277,29 @@ impl EventStreamDecoder {
                 });
             }
         }
+        if let Some(inv) = self.invoke.as_mut() {
+            if header(":event-type").as_deref() != Some("chunk") {
+                return Ok(false);
+            }
+            let bytes = text(&payload, "bytes").unwrap_or_default();
+            let inner = aws_smithy_types::base64::decode(bytes)
+                .map_err(|e| malformed(&format!("a chunk's bytes are not base64: {e}")))?;
+            let inner: Value = serde_json::from_slice(&inner)
+                .map_err(|e| malformed(&format!("a chunk is not JSON: {e}")))?;
+            return inv.on_chunk(&inner);
+        }
         let Some(event) = header(":event-type").and_then(|t| to_event(&t, &payload)) else {
             return Ok(false);
         };
         Ok(!matches!(self.acc.on_event(event), Chunk::Nothing))
     }
 
-    /// The answer, once the body ended (an error when it ended before `messageStop`).
+    /// The answer, once the body ended (an error when it ended before
+    /// `messageStop`, or before an invoked model's last chunk).
     pub fn finish(self) -> Result<Completion, WireError> {
+        if let Some(inv) = self.invoke {
+            return inv.finish();
+        }
         match self.acc.finish() {
             Ok(c) => Ok(c),
             // A filtered answer is an answer: the caller checks its stop reason.
@@ -332,6 +452,68 @@ mod tests {
         assert_eq!(c.text, "Hel");
         assert_eq!(c.finish_reason.as_deref(), Some("end_turn"));
         assert_eq!((c.usage.input_tokens, c.usage.output_tokens), (4, 2));
+    }
+
+    /// An `InvokeModelWithResponseStream` chunk carrying `inner`.
+    fn chunk(inner: &Value) -> Vec<u8> {
+        let bytes = aws_smithy_types::base64::encode(inner.to_string());
+        frame(("event", "chunk"), &json!({ "bytes": bytes }))
+    }
+
+    #[test]
+    fn invoke_streams_of_anthropic_models_are_anthropic_streams() {
+        let metrics = json!({"inputTokenCount": 25, "outputTokenCount": 7, "invocationLatency": 900, "firstByteLatency": 300});
+        let events = [
+            json!({"type": "message_start", "message": {"id": "msg_1", "model": "claude-sonnet-4-5-20250929", "usage": {"input_tokens": 25, "cache_read_input_tokens": 10, "output_tokens": 1}}}),
+            json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+            json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Hi"}}),
+            json!({"type": "content_block_stop", "index": 0}),
+            json!({"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 7}}),
+            json!({"type": "message_stop", "amazon-bedrock-invocationMetrics": metrics}),
+        ];
+        let mut d = EventStreamDecoder::invoke("us.anthropic.claude-sonnet-4-5-20250929-v1:0");
+        let outputs: Vec<bool> = events.iter().map(|e| d.feed(&chunk(e)).unwrap()).collect();
+        assert_eq!(outputs, [false, false, true, false, false, false]);
+        let c = d.finish().unwrap();
+        assert_eq!(c.text, "Hi");
+        assert_eq!(c.finish_reason.as_deref(), Some("end_turn"));
+        assert_eq!((c.usage.input_tokens, c.usage.output_tokens), (35, 7));
+        assert_eq!(c.usage.cached_tokens, 10);
+        assert_eq!(c.response_model.as_deref(), Some("claude-sonnet-4-5-20250929"));
+    }
+
+    #[test]
+    fn invoke_streams_of_other_models_use_the_invocation_metrics() {
+        let mut d = EventStreamDecoder::invoke("amazon.titan-text-express-v1");
+        assert!(d
+            .feed(&chunk(
+                &json!({"outputText": "Hel", "index": 0, "completionReason": null})
+            ))
+            .unwrap());
+        let last = json!({"outputText": "lo", "index": 0, "completionReason": "FINISH",
+            "amazon-bedrock-invocationMetrics": {"inputTokenCount": 5, "outputTokenCount": 2}});
+        // Byte by byte: frames are reassembled.
+        let bytes = chunk(&last);
+        let got: Vec<bool> = bytes
+            .iter()
+            .map(|b| d.feed(std::slice::from_ref(b)).unwrap())
+            .collect();
+        assert_eq!(got.iter().filter(|o| **o).count(), 1);
+        let c = d.finish().unwrap();
+        assert_eq!(c.finish_reason.as_deref(), Some("FINISH"));
+        assert_eq!((c.usage.input_tokens, c.usage.output_tokens), (5, 2));
+        assert_eq!(c.response_model.as_deref(), Some("amazon.titan-text-express-v1"));
+        // Cut before the last chunk: not a complete answer.
+        let mut d = EventStreamDecoder::invoke("meta.llama3-8b-instruct-v1:0");
+        assert!(d
+            .feed(&chunk(&json!({"generation": "Hi", "stop_reason": null})))
+            .unwrap());
+        assert!(d.finish().is_err());
+        // A chunk whose bytes are not base64 is a broken stream.
+        let mut d = EventStreamDecoder::invoke("meta.llama3-8b-instruct-v1:0");
+        assert!(d
+            .feed(&frame(("event", "chunk"), &json!({"bytes": "%%%"})))
+            .is_err());
     }
 
     #[test]
