@@ -11,13 +11,16 @@
 #   upstream  crates/steer-proxy/examples/bench_proxy.rs `upstream`: a fake
 #             OpenAI replaying recorded answers; model gpt-4o waits 50 ms
 #             (before the first event of a stream), gpt-4o-mini answers at once
+#   floor     bench_proxy `passthrough`: the same server and client stack as
+#             steer proxy (axum/hyper, reqwest), forwarding and nothing else:
+#             what any proxy built on it pays, measured in the same run
 #   steer     `steer proxy` (release build), SQLite store in a temp dir
 #   litellm   `litellm --config` (PyPI litellm[proxy], venv at
 #             ${STEER_LITELLM_VENV:-/var/cache/steer/litellm-venv}), both
 #             models routed to the same upstream
 #   load      bench_proxy `load`: CONCURRENCY connections, calls back to back
 #
-# Measurements, each for direct / steer / litellm:
+# Measurements, each for direct / floor / steer / litellm:
 #   latency     gpt-4o (50 ms upstream), non-streaming: added p50/p99 latency
 #   ttft        gpt-4o streaming: added TTFT p50/p99 (first event with output)
 #   throughput  gpt-4o-mini (zero latency): calls/s, and the ratio to direct
@@ -68,6 +71,12 @@ UP_PID=$!
 PIDS+=($UP_PID)
 wait_for upstream 10 posts "http://127.0.0.1:$UP_PORT/v1/chat/completions"
 
+FLOOR_PORT=$(free_port)
+"$BENCH" passthrough --listen "127.0.0.1:$FLOOR_PORT" --upstream "http://127.0.0.1:$UP_PORT" 2>"$DIR/floor.log" &
+FLOOR_PID=$!
+PIDS+=($FLOOR_PID)
+wait_for floor 10 posts "http://127.0.0.1:$FLOOR_PORT/v1/chat/completions"
+
 STEER_PORT=$(free_port)
 OPENAI_BASE_URL="http://127.0.0.1:$UP_PORT/v1" "$STEER" proxy --listen "127.0.0.1:$STEER_PORT" \
   --db "$DIR/steer.db" >"$DIR/steer.log" 2>&1 &
@@ -75,7 +84,7 @@ STEER_PID=$!
 PIDS+=($STEER_PID)
 wait_for steer-proxy 10 ready "http://127.0.0.1:$STEER_PORT/healthz"
 
-TARGETS=("direct=http://127.0.0.1:$UP_PORT/v1/chat/completions" "steer=http://127.0.0.1:$STEER_PORT/v1/chat/completions")
+TARGETS=("direct=http://127.0.0.1:$UP_PORT/v1/chat/completions" "floor=http://127.0.0.1:$FLOOR_PORT/v1/chat/completions" "steer=http://127.0.0.1:$STEER_PORT/v1/chat/completions")
 if [ -z "${NO_LITELLM:-}" ]; then
   LITELLM_PORT=$(free_port)
   cat >"$DIR/litellm.yaml" <<EOF
@@ -114,8 +123,9 @@ run() { # label kind model [--stream]
   local label=$1 kind=$2 model=$3; shift 3
   local url=${label#*=}
   log "$kind: ${label%%=*}"
-  local p0 u0
-  p0=$(ticks "$STEER_PID"); u0=$(ticks "$UP_PID")
+  local p0 u0 pid=$STEER_PID
+  if [ "${label%%=*}" = floor ]; then pid=$FLOOR_PID; fi
+  p0=$(ticks "$pid"); u0=$(ticks "$UP_PID")
   # The load generator's CPU seconds (user + system) go to $DIR/load_cpu.
   python3 -c 'import resource, subprocess, sys
 subprocess.run(sys.argv[2:], check=True)
@@ -125,7 +135,7 @@ open(sys.argv[1], "w").write(str(r.ru_utime + r.ru_stime))' "$DIR/load_cpu" \
     --seconds "$SECS" --warmup "$WARMUP" --label "${label%%=*}:$kind" "$@" | tee -a "$RESULTS"
   # Each process's own cost: CPU of the proxy, the upstream and the load
   # generator during the run (warm-up included).
-  echo "{\"cpu\": \"${label%%=*}:$kind\", \"proxy_ticks\": $(( $(ticks "$STEER_PID") - p0 )), \"upstream_ticks\": $(( $(ticks "$UP_PID") - u0 )), \"load_s\": $(cat "$DIR/load_cpu")}" >>"$DIR/cpu.jsonl"
+  echo "{\"cpu\": \"${label%%=*}:$kind\", \"proxy_ticks\": $(( $(ticks "$pid") - p0 )), \"upstream_ticks\": $(( $(ticks "$UP_PID") - u0 )), \"load_s\": $(cat "$DIR/load_cpu")}" >>"$DIR/cpu.jsonl"
 }
 for t in "${TARGETS[@]}"; do run "$t" latency gpt-4o; done
 for t in "${TARGETS[@]}"; do run "$t" ttft gpt-4o --stream; done
@@ -145,7 +155,7 @@ cpu = {c["cpu"]: c for c in (json.loads(l) for l in open(sys.argv[6]))}
 tck, warm = int(sys.argv[7]), float(sys.argv[8])
 r = {x["label"]: x for x in rows}
 steer_rows, rss, hwm, llv = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
-targets = [t for t in ("steer", "litellm") if f"{t}:latency" in r]
+targets = [t for t in ("floor", "steer", "litellm") if f"{t}:latency" in r]
 def f(v): return f"{v:.2f}"
 print(f"\n## steer proxy benchmark ({rows[0]['concurrency']} connections, {rows[0]['seconds']:.0f} s per measurement)\n")
 print("| measurement | direct | " + " | ".join(targets) + " |")
@@ -168,14 +178,21 @@ for t in ["direct"] + targets:
         if not c:
             continue
         n = x["calls"] * (x["seconds"] + warm) / x["seconds"]
-        proxy = 1e6 * c["proxy_ticks"] / tck / n if t == "steer" else 0.0
+        proxy = 1e6 * c["proxy_ticks"] / tck / n if t in ("steer", "floor") else 0.0
         up, load = 1e6 * c["upstream_ticks"] / tck / n, 1e6 * c["load_s"] / n
         per_call[(t, kind)] = (proxy, up, load)
-        print(f"CPU per call, {t}:{kind}: " + (f"proxy {proxy:.0f} us, " if t == "steer" else "") + f"upstream {up:.0f} us, load generator {load:.0f} us")
+        print(f"CPU per call, {t}:{kind}: " + (f"proxy {proxy:.0f} us, " if t in ("steer", "floor") else "") + f"upstream {up:.0f} us, load generator {load:.0f} us")
 if ("direct", "throughput") in per_call and ("steer", "throughput") in per_call:
     _, du, dl = per_call[("direct", "throughput")]
     p, su, sl = per_call[("steer", "throughput")]
     print(f"throughput bound on a fixed CPU budget: direct costs {du + dl:.0f} us of CPU per call, through the proxy {p + su + sl:.0f} us: at most {100 * (du + dl) / (p + su + sl):.0f}% of direct")
+if "floor" in targets:
+    fl, st = r["floor:throughput"]["calls_per_s"], r["steer:throughput"]["calls_per_s"]
+    print(f"steer / floor (bare pass-through on the same stack): throughput {100 * st / fl:.0f}%")
+    for kind, key in (("latency", "latency_ms"), ("ttft", "ttft_ms")):
+        for p in ("p50", "p99"):
+            d = r[f"direct:{kind}"][key][p]
+            print(f"added {kind} {p}: floor {r[f'floor:{kind}'][key][p] - d:+.2f} ms, steer {r[f'steer:{kind}'][key][p] - d:+.2f} ms")
 calls = sum(r[f"steer:{k}"]["calls"] for k in ("latency", "ttft", "throughput"))
 print(f"steer proxy: {steer_rows} records in its store for {calls} measured calls (+ warm-up calls); RSS {rss // 1024} MiB at the end, peak {hwm // 1024} MiB")
 if "litellm" in targets:
