@@ -335,8 +335,9 @@ async fn official_python_sdks_through_the_proxy() {
 /// with its endpoint URL pointed at the proxy's Bedrock Runtime routes, in
 /// front of the fake Bedrock endpoint of the client's tests: boto3 gets
 /// exactly what the endpoint sent (Converse JSON, ConverseStream frames,
-/// a throttling error), the endpoint gets the proxy's signature, and there
-/// is exactly one correct record per call.
+/// a throttling error, InvokeModelWithResponseStream chunks, also through
+/// Anthropic's `AnthropicBedrock` client), the endpoint gets the proxy's
+/// signature, and there is exactly one correct record per call.
 #[cfg(feature = "bedrock")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn official_aws_sdk_for_python_through_the_bedrock_routes() {
@@ -374,6 +375,35 @@ async fn official_aws_sdk_for_python_through_the_bedrock_routes() {
             &json!({"usage": {"inputTokens": 14, "outputTokens": 6, "totalTokens": 20}, "metrics": {"latencyMs": 99}}),
         ),
     ];
+    // InvokeModelWithResponseStream: Anthropic's events, base64 in `chunk` frames.
+    let chunk = |inner: Value| {
+        event(
+            "chunk",
+            &json!({ "bytes": aws_smithy_types::base64::encode(inner.to_string()) }),
+        )
+    };
+    let invoke_chunks = vec![
+        chunk(
+            json!({"type": "message_start", "message": {"id": "msg_bdrk_1", "type": "message", "role": "assistant",
+            "model": "claude-sonnet-4-5-20250929", "content": [], "stop_reason": null, "stop_sequence": null,
+            "usage": {"input_tokens": 16, "cache_read_input_tokens": 0, "cache_creation_input_tokens": 0, "output_tokens": 1}}}),
+        ),
+        chunk(
+            json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+        ),
+        chunk(
+            json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "London"}}),
+        ),
+        chunk(
+            json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "."}}),
+        ),
+        chunk(json!({"type": "content_block_stop", "index": 0})),
+        chunk(
+            json!({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": null}, "usage": {"output_tokens": 4}}),
+        ),
+        chunk(json!({"type": "message_stop", "amazon-bedrock-invocationMetrics":
+            {"inputTokenCount": 16, "outputTokenCount": 4, "invocationLatency": 321, "firstByteLatency": 120}})),
+    ];
     let f = Fake::start(vec![
         bedrock_fake::json(&converse),
         bedrock_fake::stream(frames.clone()),
@@ -387,6 +417,8 @@ async fn official_aws_sdk_for_python_through_the_bedrock_routes() {
             event("messageStart", &json!({"role": "assistant"})),
             exception("throttlingException", "Too many tokens, please wait."),
         ]),
+        bedrock_fake::stream(invoke_chunks.clone()),
+        bedrock_fake::stream(invoke_chunks.clone()),
     ])
     .await;
     let proxy = start_proxy(
@@ -478,10 +510,32 @@ async fn official_aws_sdk_for_python_through_the_bedrock_routes() {
     );
 
     // --- The endpoint got the proxy's signature, never the client's. ---
+    for case in ["invoke_stream", "anthropic_bedrock_stream"] {
+        assert_eq!(get(case)["text"], "London.", "{case}");
+    }
+    assert_eq!(
+        get("invoke_stream")["types"],
+        json!([
+            "message_start",
+            "content_block_start",
+            "content_block_delta",
+            "content_block_delta",
+            "content_block_stop",
+            "message_delta",
+            "message_stop"
+        ])
+    );
+    let ab = get("anthropic_bedrock_stream");
+    assert_eq!(ab["stop_reason"], "end_turn");
+    assert_eq!(
+        (ab["input_tokens"].as_u64(), ab["output_tokens"].as_u64()),
+        (Some(16), Some(4))
+    );
+
     let received = f.requests();
     assert_eq!(
         received.len(),
-        5,
+        7,
         "the call without the proxy key never went upstream"
     );
     for r in &received {
@@ -492,9 +546,13 @@ async fn official_aws_sdk_for_python_through_the_bedrock_routes() {
         );
         assert!(auth.contains("/us-east-1/bedrock/aws4_request"), "{auth}");
         assert!(r.header("x-steer-proxy-key").is_none());
+        // boto3 encodes the model id's colon, AnthropicBedrock does not:
+        // either way the path goes upstream as the client sent it.
         assert!(
             r.path
-                .starts_with("/model/anthropic.claude-sonnet-4-5-20250929-v1%3A0/"),
+                .starts_with("/model/anthropic.claude-sonnet-4-5-20250929-v1%3A0/")
+                || r.path
+                    .starts_with("/model/anthropic.claude-sonnet-4-5-20250929-v1:0/"),
             "{}",
             r.path
         );
@@ -505,8 +563,8 @@ async fn official_aws_sdk_for_python_through_the_bedrock_routes() {
     }
 
     // --- The records: exactly one per call that went upstream. ---
-    let records = proxy.wait_records(5).await;
-    assert_eq!(records.len(), 5, "{records:#?}");
+    let records = proxy.wait_records(7).await;
+    assert_eq!(records.len(), 7, "{records:#?}");
     let mut by_case: BTreeMap<&str, &AgentMetrics> = BTreeMap::new();
     for m in &records {
         let case = m.tags.get("case").map(String::as_str).unwrap();
@@ -543,6 +601,17 @@ async fn official_aws_sdk_for_python_through_the_bedrock_routes() {
         by_case["stream_throttled"].error_class,
         Some(ErrorClass::RateLimit)
     );
+    for case in ["invoke_stream", "anthropic_bedrock_stream"] {
+        let m = by_case[case];
+        assert_eq!(m.method, Method::Stream, "{case}");
+        assert_eq!((m.input_tokens, m.output_tokens), (16, 4), "{case}");
+        assert_eq!(m.finish_reason.as_deref(), Some("end_turn"), "{case}");
+        assert!(m.ttft_ms.is_some_and(|t| t <= m.latency_ms), "{case}");
+        assert!(
+            m.error_class.is_none() && m.cost_usd.is_some_and(|c| c > 0.0),
+            "{case}"
+        );
+    }
     proxy.stop().await;
 }
 

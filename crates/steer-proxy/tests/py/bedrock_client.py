@@ -1,5 +1,6 @@
 """Calls steer proxy's Bedrock Runtime routes with the official AWS SDK for
-Python (boto3), its endpoint URL pointed at the proxy.
+Python (boto3), its endpoint URL pointed at the proxy, and with Anthropic's
+own Bedrock client (`anthropic.AnthropicBedrock`, base URL = the proxy).
 
     python bedrock_client.py http://127.0.0.1:PORT PROXY_KEY MODEL_ID
 
@@ -17,6 +18,7 @@ can compare them with what the fake Bedrock endpoint sent.
 import json
 import sys
 
+import anthropic
 import boto3
 import botocore.exceptions
 from botocore.config import Config
@@ -114,6 +116,53 @@ def converse_stream_raw(name):
     emit(name, body_hex=raw.hex(), headers=headers)
 
 
+ANTHROPIC_BODY = {
+    "anthropic_version": "bedrock-2023-05-31",
+    "max_tokens": 64,
+    "messages": [{"role": "user", "content": [{"type": "text", "text": "What is the capital of the UK?"}]}],
+}
+
+
+def invoke_stream(name):
+    """InvokeModelWithResponseStream: chunks carrying Anthropic's own events."""
+    r = client.invoke_model_with_response_stream(modelId=MODEL, body=json.dumps(ANTHROPIC_BODY))
+    types, text = [], ""
+    for ev in r["body"]:
+        inner = json.loads(ev["chunk"]["bytes"])
+        types.append(inner["type"])
+        if inner["type"] == "content_block_delta":
+            text += inner["delta"].get("text", "")
+    emit(name, types=types, text=text)
+
+
+def anthropic_bedrock_stream(name):
+    """Anthropic's Bedrock client, streaming (invoke-with-response-stream)."""
+    ab = anthropic.AnthropicBedrock(
+        base_url=ROOT,
+        aws_region="us-east-1",
+        aws_access_key="client-key",
+        aws_secret_key="client-secret",
+        max_retries=0,
+        default_headers={
+            "x-steer-proxy-key": PROXY_KEY,
+            "x-steer-tag-case": name,
+            "x-steer-tag-suite": "boto3",
+        },
+    )
+    with ab.messages.stream(
+        model=MODEL, max_tokens=64, messages=ANTHROPIC_BODY["messages"]
+    ) as stream:
+        text = "".join(stream.text_stream)
+        final = stream.get_final_message()
+    emit(
+        name,
+        text=text,
+        stop_reason=final.stop_reason,
+        input_tokens=final.usage.input_tokens,
+        output_tokens=final.usage.output_tokens,
+    )
+
+
 def without_key(name):
     state["key"] = None
     try:
@@ -128,3 +177,5 @@ run("converse_stream_raw", converse_stream_raw)
 run("throttled", lambda name: client.converse(modelId=MODEL, messages=MESSAGES))
 run("stream_throttled", converse_stream)
 run("no_proxy_key", without_key)
+run("invoke_stream", invoke_stream)
+run("anthropic_bedrock_stream", anthropic_bedrock_stream)
