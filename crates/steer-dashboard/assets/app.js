@@ -14,7 +14,7 @@ const DASHES = [[], [8, 4], [2, 3], [12, 4, 2, 4], [4, 4], [1, 5], [16, 6], [6, 
 const state = { since: "1h", by: "model", tag: "", filters: [], sort: "cost", live: true };
 
 // What the page shows, for tests and curious users.
-const shown = { ready: false, refreshes: 0, charts: {}, groups: [], error: null };
+const shown = { ready: false, refreshes: 0, charts: {}, markers: {}, groups: [], error: null };
 window.steerDashboard = shown;
 
 function readHash() {
@@ -125,6 +125,32 @@ function isolatedPoints(u, si) {
   return out.length ? out : null;
 }
 
+// Where the markers of values without neighbours were drawn (canvas pixels)
+// and in which colour: what the page shows, for whoever inspects it.
+function reportMarkers(id) {
+  return {
+    hooks: {
+      draw: [
+        (u) => {
+          const out = [];
+          u.series.forEach((s, i) => {
+            if (i === 0 || !s.show) return;
+            for (const j of isolatedPoints(u, i) || []) {
+              out.push({
+                series: s.label,
+                x: u.valToPos(u.data[0][j], "x", true),
+                y: u.valToPos(u.data[i][j], "y", true),
+                color: COLORS[(i - 1) % COLORS.length],
+              });
+            }
+          });
+          shown.markers[id] = out;
+        },
+      ],
+    },
+  };
+}
+
 function makeOpts(c, el, names, step) {
   const width = Math.max(320, el.querySelector(".plot").clientWidth);
   return {
@@ -158,7 +184,7 @@ function makeOpts(c, el, names, step) {
         value: (u, v) => c.fmt(v),
       })),
     ],
-    plugins: [endLabels(c.fmt)],
+    plugins: [endLabels(c.fmt), reportMarkers(c.id)],
   };
 }
 

@@ -194,6 +194,16 @@ async fn the_page_shows_the_store_filters_on_click_and_follows_new_calls() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("demo.db");
     write(&db, 3000, Duration::from_secs(3500), 3).await;
+    // One call of a model seen once: a value with no neighbour, drawn as a
+    // marker (there is no line to draw).
+    {
+        let mut solo = steer_metrics::AgentMetrics::new("openai", "solo-model");
+        solo.timestamp = chrono::Utc::now() - chrono::Duration::minutes(30);
+        solo.latency_ms = 5000.0;
+        let sink = SqliteSink::open(&db).unwrap();
+        sink.record_batch(&[solo]).await.unwrap();
+        sink.close().await.unwrap();
+    }
 
     // The dashboard over the store.
     // As `steer dashboard` opens it: with the incrementally refreshed copy.
@@ -323,10 +333,38 @@ async fn the_page_shows_the_store_filters_on_click_and_follows_new_calls() {
             .await;
         assert_eq!(canvases, json!(1), "{id} drawn");
     }
+    // The lone call's p95 is a marker, in its series' colour, on the canvas.
+    let markers = wd
+        .js(&sid, "return window.steerDashboard.markers.latency_by")
+        .await;
+    let solo = markers
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["series"] == "solo-model")
+        .unwrap_or_else(|| panic!("no marker for the lone call: {markers}"));
+    let (x, y) = (solo["x"].as_f64().unwrap(), solo["y"].as_f64().unwrap());
+    let pixel = wd
+        .js(
+            &sid,
+            &format!(
+                "const d = document.querySelector('#chart-latency_by canvas').getContext('2d')\
+                 .getImageData({}, {}, 1, 1).data; return [d[0], d[1], d[2], d[3]]",
+                x.round(),
+                y.round()
+            ),
+        )
+        .await;
+    let hex = solo["color"].as_str().unwrap().trim_start_matches('#');
+    let want: Vec<u64> = (0..3)
+        .map(|i| u64::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap())
+        .chain([255])
+        .collect();
+    assert_eq!(pixel, json!(want), "the marker at ({x}, {y}) of {solo}");
     let kpi = wd
         .js(&sid, "return document.querySelector('#kpis .kpi .v').textContent")
         .await;
-    assert_eq!(kpi.as_str().unwrap(), "3,000", "calls with a thousands separator");
+    assert_eq!(kpi.as_str().unwrap(), "3,001", "calls with a thousands separator");
     // Units on the y axes (drawn on the canvas by uPlot).
     assert_eq!(charts["latency"]["unit"], "ms");
     assert_eq!(charts["calls"]["unit"], "calls / 30s");
@@ -390,11 +428,11 @@ async fn the_page_shows_the_store_filters_on_click_and_follows_new_calls() {
             Duration::from_secs(10),
         )
         .await;
-    assert_eq!(before, json!("3,000"));
+    assert_eq!(before, json!("3,001"));
     write(&db, 500, Duration::from_secs(60), 4).await;
     wd.wait_js(
         &sid,
-        "return document.querySelector('#kpis .kpi .v').textContent === '3,500'",
+        "return document.querySelector('#kpis .kpi .v').textContent === '3,501'",
         "the live refresh to show the new calls",
         Duration::from_secs(15),
     )
