@@ -104,6 +104,9 @@ function endLabels(fmt) {
           ctx.save();
           ctx.font = `${11 * devicePixelRatio}px system-ui, sans-serif`;
           ctx.textBaseline = "middle";
+          // uPlot leaves the alignment of its last axis (right-aligned
+          // values): labels start after the point, in the right margin.
+          ctx.textAlign = "left";
           for (const l of labels) {
             ctx.fillStyle = l.color;
             ctx.fillText(l.text, Math.min(l.x + 8 * devicePixelRatio, u.bbox.left + u.bbox.width + 8 * devicePixelRatio), l.y);
