@@ -171,6 +171,16 @@ fn bench(c: &mut Criterion) {
     g.bench_function("tag/timeseries_7d_one_feature_1d", |b| {
         b.iter(|| store.query_timeseries(&week_feature).unwrap())
     });
+    // A tag with another key: one team's calls by model.
+    let team_by_model = by_model.clone().filter("tag:team=core".parse().unwrap());
+    g.bench_function("oneshot/summary_30d_by_model_one_team", |b| {
+        b.iter(|| {
+            SqliteStore::open_read_only(&path)
+                .unwrap()
+                .query_summary(&team_by_model)
+                .unwrap()
+        })
+    });
     g.bench_function("scan/summary_30d_by_tag", |b| {
         b.iter(|| scan.query_summary(&by_feature).unwrap())
     });

@@ -162,9 +162,13 @@ impl Row {
         ]
     }
 
-    /// The tags (key, value) the tag rollup keeps.
-    pub(crate) fn tag_pairs(&self) -> impl Iterator<Item = [&str; 2]> {
-        self.tag_pairs.iter().map(|(k, v)| [k.as_str(), v.as_str()])
+    /// The keys of the tag rollup, one per tag: its key and value, then
+    /// [`rollup_key`](Self::rollup_key).
+    pub(crate) fn tag_keys(&self) -> impl Iterator<Item = [&str; 6]> {
+        let [model, provider, error, finish] = self.rollup_key();
+        self.tag_pairs
+            .iter()
+            .map(move |(k, v)| [k.as_str(), v.as_str(), model, provider, error, finish])
     }
 
     /// The summary inputs of this row as a scan reads them back from the

@@ -340,8 +340,8 @@ impl Inner {
                         written.inserted += 1;
                         let sample = row.sample();
                         partials.push(row.ts(), row.rollup_key(), &sample);
-                        for pair in row.tag_pairs() {
-                            tag_partials.push(row.ts(), pair, &sample);
+                        for key in row.tag_keys() {
+                            tag_partials.push(row.ts(), key, &sample);
                         }
                     }
                     Err(e) if is_row_error(&e) => {

@@ -15,12 +15,13 @@
 //!   identical to a scan; only float sums (cost, means) may differ in the
 //!   last bits, by summation order.
 //!
-//! `<table>_hourly_tags` (schema v4) holds the same per Unix hour, tag key
-//! and tag value, one row per tag of a call, so queries by `tag:KEY` (or
-//! filtered to a tag value) read it too. A call without the key is in no
-//! row of that key; its hour's `(none)` group is what the hour holds in
-//! `<table>_hourly` minus what it holds for the key (sums subtracted, the
-//! values removed from the hour's multiset).
+//! `<table>_hourly_tags` (schema v4) holds the same per Unix hour, tag key,
+//! tag value and the four keys above, one row per tag of a call, so
+//! queries by `tag:KEY` or filtered to a tag value (alone or with the other
+//! keys) read it too. A call without the key is in no row of that key; the
+//! `(none)` group is what `<table>_hourly` holds minus what the tag rollup
+//! holds for the key, per hour and group (sums subtracted, the values
+//! removed from the multiset).
 //!
 //! The sink maintains both in the transaction that inserts the rows: the
 //! batch's inserted rows are grouped by hour and key, and each group is
@@ -123,11 +124,19 @@ pub(crate) const MAIN: Dims<4> = Dims {
     table: hourly,
 };
 
-/// `<table>_hourly_tags`: per hour, tag key and tag value, one row per tag
-/// of a call (schema v4). A call without a tag key is in no row of that
-/// key: queries get it as the difference from [`MAIN`]'s hour.
-pub(crate) const TAGS: Dims<2> = Dims {
-    columns: ["tag_key", "tag_value"],
+/// `<table>_hourly_tags`: per hour, tag key and tag value, and [`MAIN`]'s
+/// keys, one row per tag of a call (schema v4). A call without a tag key
+/// is in no row of that key: queries get it as the difference from
+/// [`MAIN`]'s rows.
+pub(crate) const TAGS: Dims<6> = Dims {
+    columns: [
+        "tag_key",
+        "tag_value",
+        "model",
+        "provider",
+        "error_class",
+        "finish_reason",
+    ],
     table: hourly_tags,
 };
 
@@ -218,17 +227,21 @@ INSERT OR IGNORE INTO "{s}" (hour) SELECT DISTINCT {ts_hour} FROM "{t}";
 /// every hour.
 pub(crate) fn v4(tx: &Transaction<'_>, t: &crate::schema::Table) -> rusqlite::Result<()> {
     let t = t.name();
-    let (g, s) = (hourly_tags(t), stale(t));
+    let (h, g, s) = (hourly(t), hourly_tags(t), stale(t));
     tx.execute_batch(&format!(
         r#"
 CREATE TABLE "{g}" (
     hour               INTEGER NOT NULL,   -- unix hours (UTC): ts div 3600 s
     tag_key            TEXT    NOT NULL,
     tag_value          TEXT    NOT NULL,
+    model              TEXT    NOT NULL,   -- the keys of "{h}", as there
+    provider           TEXT    NOT NULL,
+    error_class        TEXT    NOT NULL,
+    finish_reason      TEXT    NOT NULL,
     part               INTEGER NOT NULL,   -- 0: open; 1, 2, ...: sealed at {PART_CALLS} calls
 {TOTALS_DDL}
 );
-CREATE UNIQUE INDEX "{g}_key" ON "{g}" (tag_key, hour, tag_value, part);
+CREATE UNIQUE INDEX "{g}_key" ON "{g}" (tag_key, hour, tag_value, model, provider, error_class, finish_reason, part);
 INSERT OR IGNORE INTO "{s}" (hour) SELECT DISTINCT {ts_hour} FROM "{t}";
 "#,
         ts_hour = hour_sql("ts"),
@@ -479,9 +492,10 @@ pub(crate) fn repair(tx: &Transaction<'_>, t: &str, max_hours: usize) -> rusqlit
                 continue;
             };
             let sample = sample_at(r, 6);
-            main.push(ts, [text(1), text(2), text(3), text(4)], &sample);
+            let [model, provider, error, finish] = [text(1), text(2), text(3), text(4)];
+            main.push(ts, [model, provider, error, finish], &sample);
             for (k, v) in tag_pairs(get(5)) {
-                tags.push(ts, [&k, &v], &sample);
+                tags.push(ts, [&k, &v, model, provider, error, finish], &sample);
             }
         }
         main.write(tx, t)?;

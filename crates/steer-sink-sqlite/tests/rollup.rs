@@ -226,6 +226,8 @@ fn filters() -> Vec<Vec<&'static str>> {
         vec!["tag:team=(none)"],
         vec!["tag:team=b", "tag:team=c"],
         vec!["tag:app=x"],
+        vec!["tag:team=b", "provider=anthropic"],
+        vec!["tag:team=(none)", "error=none"],
     ]
 }
 
@@ -349,10 +351,6 @@ async fn rollup_answers_equal_scan_answers() {
             [t0() / HOUR + 4],
         )
         .unwrap();
-    assert!(tampered(StatsQuery::new().by(GroupKey::Tag("team".into()))) > 0);
-    assert!(tampered(StatsQuery::new().filter("tag:team=b".parse().unwrap())) > 0);
-    // The `(none)` group is the hour (tampered above, once per rollup row
-    // of the hour) minus its tagged calls (tampered once per part of `b`).
     let count = |sql: &str| -> i128 {
         let n: i64 = Connection::open(&path)
             .unwrap()
@@ -360,6 +358,42 @@ async fn rollup_answers_equal_scan_answers() {
             .unwrap();
         i128::from(n)
     };
+    assert!(tampered(StatsQuery::new().by(GroupKey::Tag("team".into()))) > 0);
+    assert!(tampered(StatsQuery::new().filter("tag:team=b".parse().unwrap())) > 0);
+    // With another key too (a team's calls by model, a provider's by team).
+    assert!(
+        tampered(
+            StatsQuery::new()
+                .by(GroupKey::Model)
+                .filter("tag:team=b".parse().unwrap())
+        ) > 0
+    );
+    let anthropic_b = count(
+        "SELECT count(*) FROM llm_metrics_hourly_tags WHERE hour = ?1 AND tag_key = 'team' \
+         AND tag_value = 'b' AND provider = 'anthropic'",
+    );
+    assert!(anthropic_b > 0);
+    let untagged_anthropic = count(&format!(
+        "SELECT count(*) FROM llm_metrics WHERE ts >= ?1 * {HOUR} AND ts < (?1 + 1) * {HOUR} \
+         AND provider = 'anthropic' AND json_extract(tags, '$.team') IS NULL"
+    ));
+    assert_eq!(
+        tampered(
+            StatsQuery::new()
+                .by(GroupKey::Tag("team".into()))
+                .filter("provider=anthropic".parse().unwrap())
+        ),
+        // The tagged rows, and when some anthropic calls of the hour have no
+        // team, the (none) group: the hourly rollup's anthropic rows of the
+        // hour (tampered) minus the tagged ones (the `b` ones tampered).
+        if untagged_anthropic > 0 {
+            count("SELECT count(*) FROM llm_metrics_hourly WHERE hour = ?1 AND provider = 'anthropic'")
+        } else {
+            anthropic_b
+        }
+    );
+    // The `(none)` group is the hour (tampered above, once per rollup row
+    // of the hour) minus its tagged calls (tampered once per part of `b`).
     let main_rows = count("SELECT count(*) FROM llm_metrics_hourly WHERE hour = ?1");
     let b_rows = count(
         "SELECT count(*) FROM llm_metrics_hourly_tags WHERE hour = ?1 AND tag_key = 'team' AND tag_value = 'b'",

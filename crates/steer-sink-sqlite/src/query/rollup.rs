@@ -11,6 +11,8 @@
 //! a stale hour (rows deleted or changed outside the sink, not yet
 //! rebuilt) touches the window, the caller scans the rows.
 
+use std::collections::HashMap;
+
 use chrono::DateTime;
 use rusqlite::types::{Value, ValueRef};
 use rusqlite::Connection;
@@ -53,16 +55,21 @@ pub(crate) struct Plan {
 }
 
 /// The rollup table that can answer for these keys, if one can (`tags`:
-/// the file has the tag rollup).
-fn source<'a>(mut keys: impl Iterator<Item = &'a GroupKey> + Clone, tags: bool) -> Option<Source> {
-    if keys.clone().all(|k| column(k).is_some()) {
-        return Some(Source::Main);
+/// the file has the tag rollup): the hourly rollup for its own keys; the
+/// tag rollup when one tag key appears, with or without the others.
+fn source<'a>(keys: impl Iterator<Item = &'a GroupKey> + Clone, tags: bool) -> Option<Source> {
+    let mut tag = None;
+    for k in keys {
+        match k {
+            k if column(k).is_some() => {}
+            GroupKey::Tag(t) if tag.is_none_or(|first| first == t) => tag = Some(t),
+            _ => return None,
+        }
     }
-    let Some(GroupKey::Tag(first)) = keys.next() else {
-        return None;
-    };
-    let same = keys.all(|k| matches!(k, GroupKey::Tag(t) if t == first));
-    (tags && same).then(|| Source::Tag(first.clone()))
+    match tag {
+        None => Some(Source::Main),
+        Some(t) => tags.then(|| Source::Tag(t.clone())),
+    }
 }
 
 /// The plan for `q` (a time series when `step_us` is set), `None` when the
@@ -329,9 +336,10 @@ fn without(mut all: Vec<f64>, mut some: Vec<f64>) -> Vec<f64> {
 }
 
 /// Add `<table>_hourly_tags`'s rows of tag `key` for the hours `conds`
-/// select and `q`'s filters (all on `key`), grouped by value when `q` is by
-/// `tag:key`; and, per hour, the calls without the key (the `(none)`
-/// group) when a filter does not exclude it.
+/// select and `q`'s filters (on `key`'s value, and on the other keys),
+/// grouped by `q`'s key; and the calls without `key` (its `(none)` group:
+/// the hourly rollup's rows minus the tag rollup's, per hour and group)
+/// unless a filter on the value excludes them.
 fn add_tag(
     tx: &rusqlite::Transaction<'_>,
     table: &str,
@@ -342,100 +350,103 @@ fn add_tag(
     agg: &mut Aggregator,
 ) -> Result<(), AddError> {
     let (main, tags) = (rollup::hourly(table), rollup::hourly_tags(table));
-    let by = q.by.is_some();
-    let keep = |value: &str| q.filters.iter().all(|f| f.value == value);
-    // Calls per hour, all and with the key: the hours with calls without it.
-    let counts = |sql: &str, params: &[Value]| -> rusqlite::Result<std::collections::HashMap<i64, u64>> {
-        let mut stmt = tx.prepare_cached(sql)?;
-        let rows = stmt.query_map(rusqlite::params_from_iter(params), |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                u64::try_from(r.get::<_, i64>(1)?).unwrap_or(0),
-            ))
-        })?;
-        rows.collect()
-    };
-    let all = counts(
-        &format!(
-            "SELECT hour, sum(calls) FROM \"{main}\"{} GROUP BY hour",
-            where_sql(&conds)
-        ),
-        &params,
-    )?;
-    let hour_conds = conds.clone();
-    let hour_params = params.clone();
+    // Filters on the other keys select rows of both tables alike; filters
+    // on the tag's value are checked here.
+    let mut values = Vec::new();
+    for f in &q.filters {
+        match column(&f.key) {
+            Some(col) => {
+                params.push(Value::Text(f.value.clone()));
+                conds.push(format!("{col} = ?{}", params.len()));
+            }
+            None => values.push(f.value.as_str()),
+        }
+    }
+    let keep = |value: &str| values.iter().all(|v| *v == value);
+    // What a row is grouped by: the tag's value, one of the other keys, or nothing.
+    let by_tag = matches!(q.by, Some(GroupKey::Tag(_)));
+    let group = q.by.as_ref().and_then(column).unwrap_or("''");
+    let (main_conds, main_params) = (conds.clone(), params.clone());
     params.push(Value::Text(key.to_string()));
     conds.push(format!("tag_key = ?{}", params.len()));
-    let tagged = counts(
-        &format!(
-            "SELECT hour, sum(calls) FROM \"{tags}\"{} GROUP BY hour",
-            where_sql(&conds)
-        ),
-        &params,
-    )?;
-    // The tagged rows, each to its value's group.
+
+    // The tagged rows, each to its group.
     {
         let sql = format!(
-            "SELECT hour, tag_value, {TOTALS_COLUMNS} FROM \"{tags}\"{}",
+            "SELECT hour, {group}, tag_value, {TOTALS_COLUMNS} FROM \"{tags}\"{}",
             where_sql(&conds)
         );
         let mut stmt = tx.prepare_cached(&sql)?;
         let mut rows = stmt.query(rusqlite::params_from_iter(params.iter()))?;
         while let Some(r) = rows.next()? {
-            let value = text(r.get_ref(1));
+            let value = text(r.get_ref(2));
             if !keep(value) {
                 continue;
             }
             let hour: i64 = r.get(0)?;
             let blob = |i: usize| r.get_ref(i).unwrap_or(ValueRef::Null);
             agg.push_totals(
-                if by { value } else { "" },
+                if by_tag { value } else { text(r.get_ref(1)) },
                 hour.saturating_mul(HOUR_US),
-                &rollup::read_totals(r, 2),
-                rollup::values(blob(13)),
+                &rollup::read_totals(r, 3),
                 rollup::values(blob(14)),
+                rollup::values(blob(15)),
             )?;
         }
     }
     if !keep(NONE_GROUP) {
         return Ok(());
     }
-    // The calls without the key: the hour's calls minus its tagged ones.
-    let mut short: Vec<i64> = all
-        .iter()
-        .filter(|(h, n)| tagged.get(h).copied().unwrap_or(0) < **n)
-        .map(|(h, _)| *h)
+    // The calls without the key: per hour and group, the calls of the
+    // hourly rollup minus the tagged ones, where there are fewer tagged.
+    let counts =
+        |table: &str, conds: &[String], params: &[Value]| -> rusqlite::Result<HashMap<(i64, String), u64>> {
+            let sql = format!(
+                "SELECT hour, {group}, sum(calls) FROM \"{table}\"{} GROUP BY 1, 2",
+                where_sql(conds)
+            );
+            let mut stmt = tx.prepare_cached(&sql)?;
+            let rows = stmt.query_map(rusqlite::params_from_iter(params), |r| {
+                Ok((
+                    (r.get::<_, i64>(0)?, text(r.get_ref(1)).to_string()),
+                    u64::try_from(r.get::<_, i64>(2)?).unwrap_or(0),
+                ))
+            })?;
+            rows.collect()
+        };
+    let all = counts(&main, &main_conds, &main_params)?;
+    let tagged = counts(&tags, &conds, &params)?;
+    let mut short: Vec<(i64, String)> = all
+        .into_iter()
+        .filter(|(k, n)| tagged.get(k).copied().unwrap_or(0) < *n)
+        .map(|(k, _)| k)
         .collect();
     short.sort_unstable();
-    if short.is_empty() {
-        return Ok(());
-    }
-    let hour_rows =
-        |table: &str, extra: &str, extra_params: &[Value], hour: i64| -> Result<HourValues, AddError> {
-            let mut params = hour_params.clone();
-            params.extend_from_slice(extra_params);
-            params.push(Value::Integer(hour));
-            let mut conds = hour_conds.clone();
-            if !extra.is_empty() {
-                conds.push(extra.to_string());
-            }
-            conds.push(format!("hour = ?{}", params.len()));
-            let sql = format!("SELECT {TOTALS_COLUMNS} FROM \"{table}\"{}", where_sql(&conds));
-            let mut stmt = tx.prepare_cached(&sql)?;
-            let mut rows = stmt.query(rusqlite::params_from_iter(params))?;
-            let mut out = HourValues::default();
-            while let Some(r) = rows.next()? {
-                out.add(r, 0);
-            }
-            Ok(out)
-        };
-    let key_param = [Value::Text(key.to_string())];
-    let key_cond = format!("tag_key = ?{}", hour_params.len() + 1);
-    for hour in short {
-        let all = hour_rows(&main, "", &[], hour)?;
-        let with = hour_rows(&tags, &key_cond, &key_param, hour)?;
+    let read = |table: &str,
+                conds: &[String],
+                params: &[Value],
+                hour: i64,
+                g: &str|
+     -> Result<HourValues, AddError> {
+        let (mut conds, mut params) = (conds.to_vec(), params.to_vec());
+        params.push(Value::Integer(hour));
+        conds.push(format!("hour = ?{}", params.len()));
+        params.push(Value::Text(g.to_string()));
+        conds.push(format!("{group} = ?{}", params.len()));
+        let sql = format!("SELECT {TOTALS_COLUMNS} FROM \"{table}\"{}", where_sql(&conds));
+        let mut stmt = tx.prepare_cached(&sql)?;
+        let mut rows = stmt.query(rusqlite::params_from_iter(params))?;
+        let mut out = HourValues::default();
+        while let Some(r) = rows.next()? {
+            out.add(r, 0);
+        }
+        Ok(out)
+    };
+    for (hour, g) in short {
+        let all = read(&main, &main_conds, &main_params, hour, &g)?;
+        let with = read(&tags, &conds, &params, hour, &g)?;
         agg.push_totals(
-            if by { NONE_GROUP } else { "" },
+            if by_tag { NONE_GROUP } else { &g },
             hour.saturating_mul(HOUR_US),
             &all.totals.minus(&with.totals),
             without(all.latency, with.latency),
@@ -488,7 +499,25 @@ mod tests {
             Source::Tag("team".into())
         );
         assert!(plan(&by_tag.clone().filter("tag:app=x".parse().unwrap()), None, true).is_none());
-        assert!(plan(&by_tag.clone().filter("model=x".parse().unwrap()), None, true).is_none());
+        assert_eq!(
+            plan(&by_tag.clone().filter("model=x".parse().unwrap()), None, true)
+                .unwrap()
+                .source,
+            Source::Tag("team".into())
+        );
+        let by_model = StatsQuery::new()
+            .by(GroupKey::Model)
+            .filter("tag:team=x".parse().unwrap());
+        assert_eq!(
+            plan(&by_model, None, true).unwrap().source,
+            Source::Tag("team".into())
+        );
+        assert_eq!(
+            plan(&StatsQuery::new().by(GroupKey::Model), None, true)
+                .unwrap()
+                .source,
+            Source::Main
+        );
         // A step that is not whole hours.
         assert!(plan(&StatsQuery::new(), Some(h / 2), true).is_none());
         assert!(plan(&StatsQuery::new(), Some(h * 3 / 2), true).is_none());
