@@ -106,8 +106,9 @@ const TOTALS_DDL: &str = "
     cost_usd           REAL    NOT NULL,   -- sum of known costs
     cost_unknown       INTEGER NOT NULL,
     unpriced           INTEGER NOT NULL,   -- successes with unknown cost
-    latency_ms         BLOB    NOT NULL,   -- finite latencies, f64 little-endian
-    ttft_ms            BLOB    NOT NULL    -- finite TTFTs, f64 little-endian";
+    -- finite latencies and TTFTs, f64 little-endian
+    latency_ms         BLOB    NOT NULL,
+    ttft_ms            BLOB    NOT NULL";
 
 /// One rollup table: the key columns its rows are grouped by (after the
 /// hour), and the table's name from the calls table's.
@@ -239,9 +240,10 @@ CREATE TABLE "{g}" (
     error_class        TEXT    NOT NULL,
     finish_reason      TEXT    NOT NULL,
     part               INTEGER NOT NULL,   -- 0: open; 1, 2, ...: sealed at {PART_CALLS} calls
-{TOTALS_DDL}
-);
-CREATE UNIQUE INDEX "{g}_key" ON "{g}" (tag_key, hour, tag_value, model, provider, error_class, finish_reason, part);
+{TOTALS_DDL},
+    -- Clustered by key and hour: a query reads one key's rows in order.
+    PRIMARY KEY (tag_key, hour, tag_value, model, provider, error_class, finish_reason, part)
+) WITHOUT ROWID;
 INSERT OR IGNORE INTO "{s}" (hour) SELECT DISTINCT {ts_hour} FROM "{t}";
 "#,
         ts_hour = hour_sql("ts"),
