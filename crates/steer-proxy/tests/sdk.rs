@@ -404,6 +404,13 @@ async fn official_aws_sdk_for_python_through_the_bedrock_routes() {
         chunk(json!({"type": "message_stop", "amazon-bedrock-invocationMetrics":
             {"inputTokenCount": 16, "outputTokenCount": 4, "invocationLatency": 321, "firstByteLatency": 120}})),
     ];
+    // InvokeModel of an Anthropic model: an Anthropic Messages answer.
+    let invoke_answer = json!({"id": "msg_bdrk_2", "type": "message", "role": "assistant",
+        "model": "claude-sonnet-4-5-20250929",
+        "content": [{"type": "text", "text": "Checking."},
+                    {"type": "tool_use", "id": "toolu_1", "name": "get_capital", "input": {"country": "UK"}}],
+        "stop_reason": "tool_use", "stop_sequence": null,
+        "usage": {"input_tokens": 21, "cache_read_input_tokens": 1500, "cache_creation_input_tokens": 0, "output_tokens": 17}});
     let f = Fake::start(vec![
         bedrock_fake::json(&converse),
         bedrock_fake::stream(frames.clone()),
@@ -419,6 +426,7 @@ async fn official_aws_sdk_for_python_through_the_bedrock_routes() {
         ]),
         bedrock_fake::stream(invoke_chunks.clone()),
         bedrock_fake::stream(invoke_chunks.clone()),
+        bedrock_fake::json(&invoke_answer),
     ])
     .await;
     let proxy = start_proxy(
@@ -525,6 +533,13 @@ async fn official_aws_sdk_for_python_through_the_bedrock_routes() {
             "message_stop"
         ])
     );
+    let abc = get("anthropic_bedrock_create");
+    assert_eq!(abc["text"], "Checking.");
+    assert_eq!(abc["tool_names"], json!(["get_capital"]));
+    assert_eq!(
+        (abc["stop_reason"].as_str(), abc["cache_read"].as_u64()),
+        (Some("tool_use"), Some(1500))
+    );
     let ab = get("anthropic_bedrock_stream");
     assert_eq!(ab["stop_reason"], "end_turn");
     assert_eq!(
@@ -535,7 +550,7 @@ async fn official_aws_sdk_for_python_through_the_bedrock_routes() {
     let received = f.requests();
     assert_eq!(
         received.len(),
-        7,
+        8,
         "the call without the proxy key never went upstream"
     );
     for r in &received {
@@ -563,8 +578,8 @@ async fn official_aws_sdk_for_python_through_the_bedrock_routes() {
     }
 
     // --- The records: exactly one per call that went upstream. ---
-    let records = proxy.wait_records(7).await;
-    assert_eq!(records.len(), 7, "{records:#?}");
+    let records = proxy.wait_records(8).await;
+    assert_eq!(records.len(), 8, "{records:#?}");
     let mut by_case: BTreeMap<&str, &AgentMetrics> = BTreeMap::new();
     for m in &records {
         let case = m.tags.get("case").map(String::as_str).unwrap();
@@ -601,6 +616,18 @@ async fn official_aws_sdk_for_python_through_the_bedrock_routes() {
         by_case["stream_throttled"].error_class,
         Some(ErrorClass::RateLimit)
     );
+    // InvokeModel measured from the Anthropic answer: cache reads, stop
+    // reason, tools (Bedrock's token-count headers carry no cache tokens).
+    let m = by_case["anthropic_bedrock_create"];
+    assert_eq!(m.method, Method::Generate);
+    assert_eq!(
+        (m.input_tokens, m.cached_tokens, m.output_tokens),
+        (21 + 1500, 1500, 17)
+    );
+    assert_eq!(m.finish_reason.as_deref(), Some("tool_use"));
+    assert_eq!(m.tools_used, vec!["get_capital".to_string()]);
+    assert_eq!(m.response_model.as_deref(), Some("claude-sonnet-4-5-20250929"));
+    assert!(m.cost_usd.is_some_and(|c| c > 0.0));
     for case in ["invoke_stream", "anthropic_bedrock_stream"] {
         let m = by_case[case];
         assert_eq!(m.method, Method::Stream, "{case}");

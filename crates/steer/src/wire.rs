@@ -181,5 +181,5 @@ mod tests {
 /// the same code as the client's Bedrock calls.
 #[cfg(feature = "bedrock")]
 pub mod bedrock {
-    pub use crate::providers::bedrock::raw::{parse_converse, parse_error, EventStreamDecoder};
+    pub use crate::providers::bedrock::raw::{parse_converse, parse_error, parse_invoke, EventStreamDecoder};
 }

@@ -53,9 +53,19 @@ pub(crate) enum Observer {
         error_type: Option<String>,
         buf: Vec<u8>,
     },
-    /// An answer measured from its headers alone (Bedrock `InvokeModel`).
+    /// An answer measured from its headers alone (Bedrock `InvokeModel`
+    /// of an embeddings model).
     #[cfg(feature = "bedrock")]
     Known(Box<Completion>),
+    /// A Bedrock `InvokeModel` answer (2xx) of the requested model, and
+    /// Bedrock's token counts from its headers.
+    #[cfg(feature = "bedrock")]
+    Invoke {
+        model: String,
+        counts: (u64, u64),
+        buf: Vec<u8>,
+        overflow: bool,
+    },
 }
 
 impl Observer {
@@ -87,7 +97,7 @@ impl Observer {
     pub(super) fn feed(&mut self, chunk: &[u8], call: &mut Call) {
         match self {
             #[cfg(feature = "bedrock")]
-            Observer::Converse { buf, overflow, .. } => {
+            Observer::Converse { buf, overflow, .. } | Observer::Invoke { buf, overflow, .. } => {
                 if buf.len() + chunk.len() > MAX_OBSERVED_BODY {
                     *overflow = true;
                 } else if !*overflow {
@@ -192,6 +202,17 @@ impl Observer {
             }
             #[cfg(feature = "bedrock")]
             Observer::Known(c) => call.succeed(&c),
+            #[cfg(feature = "bedrock")]
+            Observer::Invoke {
+                model,
+                counts: (input, output),
+                buf,
+                overflow,
+            } => {
+                // Too large to keep: Bedrock's counts still measure it.
+                let body: &[u8] = if overflow { b"" } else { &buf };
+                call.succeed(&wire::bedrock::parse_invoke(&model, body, input, output));
+            }
             Observer::Sse { decoder, error, .. } => {
                 if let Some(e) = error {
                     return call.fail(e.class, &e.message, None);

@@ -17,7 +17,8 @@
 //!   AWS event-stream frames (TTFT at the first frame carrying output),
 //!   `invoke` from the `X-Amzn-Bedrock-Input-Token-Count` /
 //!   `-Output-Token-Count` headers (method `embeddings` for a model id
-//!   naming `embed`), `invoke-with-response-stream` from its chunks (an
+//!   naming `embed`; an Anthropic model's answer as an Anthropic Messages
+//!   answer, with its cache tokens, stop reason and tools), `invoke-with-response-stream` from its chunks (an
 //!   Anthropic model's as Anthropic stream events, others by the
 //!   invocation metrics of the last chunk), errors by their
 //!   `x-amzn-ErrorType`. The record's
@@ -199,6 +200,7 @@ pub(crate) async fn bedrock(State(s): State<Arc<Shared>>, req: Request) -> Respo
         Operation::Invoke if model.contains("embed") => Method::Embeddings,
         _ => Method::Generate,
     };
+    let record_embeddings = record.method == Method::Embeddings;
     record.tags = attribution::tags(&parts.headers, None, s.config.max_tags);
     record.trace_id = attribution::trace_id(&parts.headers);
 
@@ -270,14 +272,28 @@ pub(crate) async fn bedrock(State(s): State<Arc<Shared>>, req: Request) -> Respo
             },
             Operation::Invoke => {
                 let h = resp.headers();
-                let mut c = Completion::default();
-                c.usage = Usage {
-                    input_tokens: count(h, "x-amzn-bedrock-input-token-count"),
-                    output_tokens: count(h, "x-amzn-bedrock-output-token-count"),
-                    ..Usage::default()
-                };
-                c.response_model = Some(model);
-                Observer::Known(Box::new(c))
+                let counts = (
+                    count(h, "x-amzn-bedrock-input-token-count"),
+                    count(h, "x-amzn-bedrock-output-token-count"),
+                );
+                if record_embeddings {
+                    // The body is the vectors: the counts are the measure.
+                    let mut c = Completion::default();
+                    c.usage = Usage {
+                        input_tokens: counts.0,
+                        output_tokens: counts.1,
+                        ..Usage::default()
+                    };
+                    c.response_model = Some(model);
+                    Observer::Known(Box::new(c))
+                } else {
+                    Observer::Invoke {
+                        model,
+                        counts,
+                        buf: Vec::new(),
+                        overflow: false,
+                    }
+                }
             }
         }
     };

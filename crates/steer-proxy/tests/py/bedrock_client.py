@@ -135,9 +135,8 @@ def invoke_stream(name):
     emit(name, types=types, text=text)
 
 
-def anthropic_bedrock_stream(name):
-    """Anthropic's Bedrock client, streaming (invoke-with-response-stream)."""
-    ab = anthropic.AnthropicBedrock(
+def anthropic_bedrock_client(name):
+    return anthropic.AnthropicBedrock(
         base_url=ROOT,
         aws_region="us-east-1",
         aws_access_key="client-key",
@@ -149,7 +148,25 @@ def anthropic_bedrock_stream(name):
             "x-steer-tag-suite": "boto3",
         },
     )
-    with ab.messages.stream(
+
+
+def anthropic_bedrock_create(name):
+    """Anthropic's Bedrock client, not streaming (invoke)."""
+    m = anthropic_bedrock_client(name).messages.create(
+        model=MODEL, max_tokens=64, messages=ANTHROPIC_BODY["messages"]
+    )
+    emit(
+        name,
+        text="".join(b.text for b in m.content if b.type == "text"),
+        tool_names=[b.name for b in m.content if b.type == "tool_use"],
+        stop_reason=m.stop_reason,
+        cache_read=m.usage.cache_read_input_tokens,
+    )
+
+
+def anthropic_bedrock_stream(name):
+    """Anthropic's Bedrock client, streaming (invoke-with-response-stream)."""
+    with anthropic_bedrock_client(name).messages.stream(
         model=MODEL, max_tokens=64, messages=ANTHROPIC_BODY["messages"]
     ) as stream:
         text = "".join(stream.text_stream)
@@ -179,3 +196,4 @@ run("stream_throttled", converse_stream)
 run("no_proxy_key", without_key)
 run("invoke_stream", invoke_stream)
 run("anthropic_bedrock_stream", anthropic_bedrock_stream)
+run("anthropic_bedrock_create", anthropic_bedrock_create)

@@ -152,33 +152,10 @@ impl Invoke {
             };
             return Ok(d.on_event(ev)?.is_output());
         }
-        // Titan (`completionReason`), Llama and Mistral (`stop_reason`, also
-        // under `outputs`), Cohere (`finish_reason`, also under `generations`).
-        let reason = ["completionReason", "stop_reason", "finish_reason"]
-            .iter()
-            .find_map(|k| {
-                [inner, &inner["outputs"][0], &inner["generations"][0]]
-                    .into_iter()
-                    .find_map(|v| text(v, k))
-            });
-        if reason.is_some() {
-            self.stop_reason = reason;
+        if let Some(reason) = native_stop_reason(inner) {
+            self.stop_reason = Some(reason);
         }
-        let output = ["outputText", "generation", "text", "completion"]
-            .iter()
-            .any(|k| {
-                inner
-                    .get(k)
-                    .and_then(Value::as_str)
-                    .is_some_and(|t| !t.is_empty())
-            })
-            || inner["outputs"][0]["text"]
-                .as_str()
-                .is_some_and(|t| !t.is_empty())
-            || inner["generations"][0]["text"]
-                .as_str()
-                .is_some_and(|t| !t.is_empty());
-        Ok(output)
+        Ok(native_output(inner))
     }
 
     fn finish(self) -> Result<Completion, WireError> {
@@ -201,6 +178,55 @@ impl Invoke {
         }
         c.response_model.get_or_insert(self.model);
         Ok(c)
+    }
+}
+
+/// The stop reason in a model's native answer (or chunk) of the
+/// `InvokeModel` APIs: Titan's `completionReason` (also under `results`),
+/// Llama's and Mistral's `stop_reason` (also under `outputs`), Cohere's
+/// `finish_reason` (also under `generations`), an Anthropic text
+/// completion's `stop_reason`.
+fn native_stop_reason(v: &Value) -> Option<String> {
+    let nested = [&v["outputs"][0], &v["generations"][0], &v["results"][0]];
+    ["completionReason", "stop_reason", "finish_reason"]
+        .iter()
+        .find_map(|k| std::iter::once(v).chain(nested).find_map(|x| text(x, k)))
+}
+
+/// Whether a model's native chunk carries generated text.
+fn native_output(v: &Value) -> bool {
+    let some = |x: &Value| x.as_str().is_some_and(|t| !t.is_empty());
+    ["outputText", "generation", "text", "completion"]
+        .iter()
+        .any(|k| some(&v[*k]))
+        || some(&v["outputs"][0]["text"])
+        || some(&v["generations"][0]["text"])
+}
+
+/// A successful `InvokeModel` answer of `model` (the requested model id)
+/// with Bedrock's token counts (the `X-Amzn-Bedrock-Input-Token-Count` and
+/// `-Output-Token-Count` headers). An Anthropic model's body is an
+/// Anthropic Messages answer, measured as one (usage with cache reads and
+/// writes, stop reason, tool calls); any other model's usage is Bedrock's
+/// counts and its stop reason the model's own field.
+pub fn parse_invoke(model: &str, body: &[u8], input_tokens: u64, output_tokens: u64) -> Completion {
+    if model.contains("anthropic.") {
+        if let Ok(c) = crate::wire::parse_response(crate::wire::Dialect::Anthropic, body) {
+            if c.usage.input_tokens > 0 || c.usage.output_tokens > 0 {
+                return c;
+            }
+        }
+    }
+    let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    Completion {
+        usage: crate::Usage {
+            input_tokens,
+            output_tokens,
+            ..crate::Usage::default()
+        },
+        finish_reason: native_stop_reason(&v),
+        response_model: Some(model.to_string()),
+        ..Completion::default()
     }
 }
 
@@ -514,6 +540,51 @@ mod tests {
         assert!(d
             .feed(&frame(("event", "chunk"), &json!({"bytes": "%%%"})))
             .is_err());
+    }
+
+    #[test]
+    fn invoke_answers_of_anthropic_models_are_anthropic_messages() {
+        let body = json!({"id": "msg_1", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5-20250929",
+            "content": [{"type": "text", "text": "Let me look."},
+                        {"type": "tool_use", "id": "t1", "name": "get_weather", "input": {"city": "Paris"}}],
+            "stop_reason": "tool_use", "stop_sequence": null,
+            "usage": {"input_tokens": 30, "cache_read_input_tokens": 1000, "cache_creation_input_tokens": 200, "output_tokens": 12}});
+        let c = parse_invoke(
+            "us.anthropic.claude-sonnet-4-5-20250929-v1:0",
+            body.to_string().as_bytes(),
+            30,
+            12,
+        );
+        assert_eq!(c.finish_reason.as_deref(), Some("tool_use"));
+        assert_eq!(
+            (c.usage.input_tokens, c.usage.cached_tokens, c.usage.output_tokens),
+            (1230, 1000, 12)
+        );
+        assert_eq!(c.usage.cache_write_tokens, Some(200));
+        assert_eq!(c.tool_calls[0].name, "get_weather");
+        assert_eq!(c.response_model.as_deref(), Some("claude-sonnet-4-5-20250929"));
+        // Other models: Bedrock's counts and the model's own stop reason.
+        let titan = json!({"inputTextTokenCount": 5, "results": [{"tokenCount": 3, "outputText": "Hi", "completionReason": "FINISH"}]});
+        let c = parse_invoke("amazon.titan-text-express-v1", titan.to_string().as_bytes(), 5, 3);
+        assert_eq!((c.usage.input_tokens, c.usage.output_tokens), (5, 3));
+        assert_eq!(c.finish_reason.as_deref(), Some("FINISH"));
+        assert_eq!(c.response_model.as_deref(), Some("amazon.titan-text-express-v1"));
+        let llama = json!({"generation": "Hi", "prompt_token_count": 4, "generation_token_count": 1, "stop_reason": "length"});
+        assert_eq!(
+            parse_invoke("meta.llama3-8b-instruct-v1:0", llama.to_string().as_bytes(), 4, 1)
+                .finish_reason
+                .as_deref(),
+            Some("length")
+        );
+        // An Anthropic body that is not a Messages answer: the counts.
+        let c = parse_invoke(
+            "anthropic.claude-v2",
+            br#"{"completion": " Hi", "stop_reason": "stop_sequence"}"#,
+            9,
+            2,
+        );
+        assert_eq!((c.usage.input_tokens, c.usage.output_tokens), (9, 2));
+        assert_eq!(c.finish_reason.as_deref(), Some("stop_sequence"));
     }
 
     #[test]
