@@ -440,6 +440,53 @@ async fn invoke_with_response_stream_is_relayed_and_measured_as_anthropic_events
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_invoke_stream_is_relayed_as_sent_and_recorded_as_failed() {
+    // One good chunk, then a chunk whose bytes are not base64, then the end.
+    let frames = vec![
+        (
+            Duration::ZERO,
+            chunk(&json!({"generation": "Hi", "stop_reason": null})),
+        ),
+        (
+            Duration::ZERO,
+            event("chunk", &json!({"bytes": "%%% not base64"})),
+        ),
+    ];
+    let all: Vec<u8> = frames.iter().flat_map(|(_, b)| b.clone()).collect();
+    let f = Fake::start(vec![Reply::Stream { frames }]).await;
+    let proxy = start_proxy(config(&f).bedrock_key(PROXY_KEY)).await;
+    let body = json!({"prompt": "hi", "max_gen_len": 8});
+    let resp = reqwest::Client::new()
+        .post(format!(
+            "{}/model/meta.llama3-8b-instruct-v1%3A0/invoke-with-response-stream",
+            proxy.url()
+        ))
+        .header("x-steer-proxy-key", PROXY_KEY)
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.bytes().await.unwrap().as_ref(),
+        all.as_slice(),
+        "relayed as sent"
+    );
+    let records = proxy.wait_records(1).await;
+    let m = the_only(&records);
+    assert_eq!(m.model, "meta.llama3-8b-instruct-v1:0");
+    assert_eq!(m.method, Method::Stream);
+    assert_eq!(m.error_class, Some(ErrorClass::Unknown), "{m:?}");
+    assert!(
+        m.error_message.as_deref().is_some_and(|e| e.contains("base64")),
+        "{m:?}"
+    );
+    assert!(m.ttft_ms.is_some(), "the first chunk was output");
+    proxy.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn throttling_passes_through_as_rate_limit() {
     let throttled = exception("throttlingException", "Too many tokens, please wait.");
     let partial = event("messageStart", &json!({"role": "assistant"}));
