@@ -24,8 +24,9 @@
 #![allow(clippy::unwrap_used)]
 
 mod common;
+#[path = "../../steer/tests/recordings/corpus.rs"]
+mod corpus;
 
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -35,11 +36,12 @@ use axum::response::Response;
 use axum::Router;
 use bytes::Bytes;
 use common::{crlf_events, recording, start_proxy, without_usage_chunk, TestProxy};
+use corpus::{expected_error_class, first_output_event, manifest, Recording};
 use serde_json::{json, Value};
 use steer::pricing::PriceTable;
 use steer::{Request, RetryConfig, SteerClient, Usage};
 use steer_metrics::sinks::MemorySink;
-use steer_metrics::{AgentMetrics, ErrorClass, Method};
+use steer_metrics::{AgentMetrics, Method};
 use steer_proxy::ProxyConfig;
 use tokio::net::TcpListener;
 
@@ -58,29 +60,6 @@ const KEY: &str = "sk-replay-test-key-0123456789";
 /// The Azure deployment the requests name.
 const DEPLOYMENT: &str = "prod-deployment";
 const API_VERSION: &str = "api-version=2024-10-21";
-
-#[derive(Debug, Clone)]
-struct Recording {
-    file: String,
-    provider: String,
-    stream: bool,
-    status: u16,
-    expected: Value,
-}
-
-fn manifest() -> Vec<Recording> {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../steer/tests/recordings/manifest.json");
-    let v: Vec<Value> = serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap();
-    v.into_iter()
-        .map(|e| Recording {
-            file: e["file"].as_str().unwrap().to_string(),
-            provider: e["provider"].as_str().unwrap().to_string(),
-            stream: e["stream"].as_bool().unwrap(),
-            status: u16::try_from(e["status"].as_u64().unwrap()).unwrap(),
-            expected: e["expected"].clone(),
-        })
-        .collect()
-}
 
 /// The wires this proxy speaks (Bedrock has its own tests).
 fn proxied(r: &Recording) -> bool {
@@ -472,90 +451,6 @@ async fn through_client(r: &Recording, base: &str) -> AgentMetrics {
 // ---------------------------------------------------------------------------
 // What the record must hold.
 
-/// Whether one recorded event carries model output of any kind, read from
-/// its JSON by the providers' documented shapes (not by steer's decoders,
-/// so a decoder that missed thinking or tool-call output fails the TTFT
-/// check).
-fn is_output_event(provider: &str, data: &Value) -> bool {
-    let non_empty = |v: &Value| match v {
-        Value::String(s) => !s.is_empty(),
-        Value::Array(a) => !a.is_empty(),
-        Value::Null => false,
-        _ => true,
-    };
-    match provider {
-        "anthropic" => {
-            let part = match data["type"].as_str() {
-                Some("content_block_start") => &data["content_block"],
-                Some("content_block_delta") => &data["delta"],
-                _ => return false,
-            };
-            matches!(
-                part["type"].as_str(),
-                Some(
-                    "tool_use"
-                        | "server_tool_use"
-                        | "redacted_thinking"
-                        | "input_json_delta"
-                        | "citations_delta"
-                )
-            ) || non_empty(&part["text"])
-                || non_empty(&part["thinking"])
-        }
-        "gemini" => data["candidates"][0]["content"]["parts"]
-            .as_array()
-            .is_some_and(|parts| {
-                parts.iter().any(|p| {
-                    p.get("functionCall").is_some() || p["text"].as_str().is_some_and(|t| !t.is_empty())
-                })
-            }),
-        _ => {
-            let d = &data["choices"][0]["delta"];
-            [
-                "content",
-                "reasoning_content",
-                "reasoning",
-                "tool_calls",
-                "refusal",
-            ]
-            .iter()
-            .any(|k| non_empty(&d[*k]))
-        }
-    }
-}
-
-/// Index of the first event carrying model output (none when the model
-/// answered nothing, e.g. a refusal).
-fn first_output_event(r: &Recording, body: &[u8]) -> Option<usize> {
-    crlf_events(body).iter().position(|ev| {
-        String::from_utf8_lossy(ev)
-            .lines()
-            .filter_map(|l| l.strip_prefix("data:"))
-            .filter_map(|d| serde_json::from_str::<Value>(d.trim()).ok())
-            .any(|v| is_output_event(&r.provider, &v))
-    })
-}
-
-fn expected_error_class(r: &Recording, body: &[u8]) -> Option<ErrorClass> {
-    if r.status != 200 {
-        let has = |pat: &[u8]| body.windows(pat.len()).any(|w| w == pat);
-        return Some(match r.status {
-            // Gemini answers a bad key with 400 INVALID_ARGUMENT, reason API_KEY_INVALID.
-            400 if has(b"API_KEY_INVALID") => ErrorClass::Authentication,
-            400 if r.expected["error_type"] == "content_filter" => ErrorClass::ContentFilter,
-            400 => ErrorClass::InvalidRequest,
-            401 => ErrorClass::Authentication,
-            429 | 529 => ErrorClass::RateLimit,
-            s => panic!("{}: no expectation for status {s}", r.file),
-        });
-    }
-    matches!(
-        r.expected["finish_reason"].as_str(),
-        Some("refusal" | "content_filter" | "SAFETY" | "MODEL_ARMOR")
-    )
-    .then_some(ErrorClass::ContentFilter)
-}
-
 fn n(v: &Value) -> Option<u64> {
     v.as_u64()
 }
@@ -695,7 +590,10 @@ fn check_times(r: &Recording, m: &AgentMetrics, body: &[u8], sent: Instant, serv
             "{what}: latency {latency:?}, the last piece left {min:?} after the request arrived"
         );
     }
-    let first = r.stream.then(|| first_output_event(r, body)).flatten();
+    let first = r
+        .stream
+        .then(|| first_output_event(r, &crlf_events(body)))
+        .flatten();
     let Some(i) = first else {
         assert_eq!(m.ttft_ms, None, "{what}: no TTFT without a streamed output");
         return;

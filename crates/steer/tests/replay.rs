@@ -9,15 +9,17 @@
 #![allow(clippy::unwrap_used)]
 
 mod common;
+#[path = "recordings/corpus.rs"]
+mod corpus;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{Harness, KEY};
+use corpus::{dir, expected_error_class, first_output_event, manifest, Recording};
 use serde_json::Value;
-use steer::{AgentMetrics, ErrorClass, Request, RetryConfig};
+use steer::{AgentMetrics, Request, RetryConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
@@ -25,33 +27,6 @@ use tokio::net::TcpListener;
 const FIRST_EVENT_DELAY: Duration = Duration::from_millis(120);
 /// Pause between two events of a stream.
 const EVENT_GAP: Duration = Duration::from_millis(40);
-
-fn dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/recordings")
-}
-
-#[derive(Debug, Clone)]
-struct Recording {
-    file: String,
-    provider: String,
-    stream: bool,
-    status: u16,
-    expected: Value,
-}
-
-fn manifest() -> Vec<Recording> {
-    let text = std::fs::read_to_string(dir().join("manifest.json")).unwrap();
-    let v: Vec<Value> = serde_json::from_str(&text).unwrap();
-    v.into_iter()
-        .map(|e| Recording {
-            file: e["file"].as_str().unwrap().to_string(),
-            provider: e["provider"].as_str().unwrap().to_string(),
-            stream: e["stream"].as_bool().unwrap(),
-            status: e["status"].as_u64().unwrap() as u16,
-            expected: e["expected"].clone(),
-        })
-        .collect()
-}
 
 /// The SSE events of a recorded stream, as the bytes of each event.
 fn split_events(body: &str) -> Vec<String> {
@@ -156,71 +131,6 @@ fn requested_model(r: &Recording) -> String {
     }
 }
 
-/// Whether one recorded event carries model output of any kind, read from
-/// its JSON by the providers' documented shapes (not by steer's decoders,
-/// so a decoder that missed thinking or tool-call output fails the TTFT check).
-fn is_output_event(provider: &str, data: &Value) -> bool {
-    let non_empty = |v: &Value| match v {
-        Value::String(s) => !s.is_empty(),
-        Value::Array(a) => !a.is_empty(),
-        Value::Null => false,
-        _ => true,
-    };
-    match provider {
-        // A block that starts with content (a tool call, redacted thinking,
-        // non-empty text or thinking), or a delta with content.
-        "anthropic" => {
-            let part = match data["type"].as_str() {
-                Some("content_block_start") => &data["content_block"],
-                Some("content_block_delta") => &data["delta"],
-                _ => return false,
-            };
-            matches!(
-                part["type"].as_str(),
-                Some(
-                    "tool_use"
-                        | "server_tool_use"
-                        | "redacted_thinking"
-                        | "input_json_delta"
-                        | "citations_delta"
-                )
-            ) || non_empty(&part["text"])
-                || non_empty(&part["thinking"])
-        }
-        "gemini" => data["candidates"][0]["content"]["parts"]
-            .as_array()
-            .is_some_and(|parts| {
-                parts.iter().any(|p| {
-                    p.get("functionCall").is_some() || p["text"].as_str().is_some_and(|t| !t.is_empty())
-                })
-            }),
-        // OpenAI and compatible: text, reasoning, a tool-call delta or a refusal.
-        _ => {
-            let d = &data["choices"][0]["delta"];
-            [
-                "content",
-                "reasoning_content",
-                "reasoning",
-                "tool_calls",
-                "refusal",
-            ]
-            .iter()
-            .any(|k| non_empty(&d[*k]))
-        }
-    }
-}
-
-/// Index of the first event that carries model output of any kind (none
-/// when the model answered nothing, e.g. a refusal).
-fn first_output_event(r: &Recording, body: &str) -> Option<usize> {
-    split_events(body).iter().position(|ev| {
-        ev.lines()
-            .filter_map(|l| l.strip_prefix("data:"))
-            .filter_map(|d| serde_json::from_str::<Value>(d.trim()).ok())
-            .any(|v| is_output_event(&r.provider, &v))
-    })
-}
-
 async fn replay(r: &Recording) -> (AgentMetrics, Option<Duration>) {
     let body = std::fs::read_to_string(dir().join(&r.file)).unwrap();
     let (base, served) = serve(r.status, body.clone(), r.stream).await;
@@ -244,7 +154,7 @@ async fn replay(r: &Recording) -> (AgentMetrics, Option<Duration>) {
     };
     let m = h.only_record().await;
     let expected_ttft = if r.stream {
-        first_output_event(r, &body).map(|i| served.lock().unwrap().sent_at[i])
+        first_output_event(r, &split_events(&body)).map(|i| served.lock().unwrap().sent_at[i])
     } else {
         None
     };
@@ -318,25 +228,6 @@ fn hand_computed_costs() -> BTreeMap<&'static str, f64> {
     ])
 }
 
-fn expected_error_class(r: &Recording, body: &str) -> Option<ErrorClass> {
-    if r.status != 200 {
-        return Some(match r.status {
-            // Gemini answers a bad key with 400 INVALID_ARGUMENT, reason API_KEY_INVALID.
-            400 if body.contains("API_KEY_INVALID") => ErrorClass::Authentication,
-            400 if r.expected["error_type"] == "content_filter" => ErrorClass::ContentFilter,
-            400 => ErrorClass::InvalidRequest,
-            401 => ErrorClass::Authentication,
-            429 | 529 => ErrorClass::RateLimit,
-            s => panic!("no expectation for status {s}"),
-        });
-    }
-    matches!(
-        r.expected["finish_reason"].as_str(),
-        Some("refusal" | "content_filter" | "SAFETY" | "MODEL_ARMOR")
-    )
-    .then_some(ErrorClass::ContentFilter)
-}
-
 fn u(v: &Value) -> Option<u64> {
     v.as_u64()
 }
@@ -354,7 +245,7 @@ async fn every_recording_gives_the_exact_record() {
         let body = std::fs::read_to_string(dir().join(&r.file)).unwrap();
         assert_eq!(
             m.error_class,
-            expected_error_class(r, &body),
+            expected_error_class(r, body.as_bytes()),
             "{what}: error class"
         );
         assert_eq!(m.provider, r.provider, "{what}");

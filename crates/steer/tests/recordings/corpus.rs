@@ -1,0 +1,138 @@
+//! The replay corpus as the replay tests read it: the manifest's entries,
+//! which recorded events carry model output, and the error class each
+//! recording must give. Shared by the client's replay test
+//! (`crates/steer/tests/replay.rs`) and the proxy's
+//! (`crates/steer-proxy/tests/replay.rs`), which include this file.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::path::PathBuf;
+
+use serde_json::Value;
+use steer::ErrorClass;
+
+/// The folder of the recordings (from either crate of the workspace).
+pub fn dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../steer/tests/recordings")
+}
+
+/// One entry of `manifest.json`.
+#[derive(Debug, Clone)]
+pub struct Recording {
+    pub file: String,
+    pub provider: String,
+    pub stream: bool,
+    pub status: u16,
+    pub expected: Value,
+}
+
+impl Recording {
+    /// The recorded answer's bytes.
+    pub fn body(&self) -> Vec<u8> {
+        std::fs::read(dir().join(&self.file)).unwrap()
+    }
+}
+
+/// Every entry of `manifest.json`.
+pub fn manifest() -> Vec<Recording> {
+    let text = std::fs::read_to_string(dir().join("manifest.json")).unwrap();
+    let v: Vec<Value> = serde_json::from_str(&text).unwrap();
+    v.into_iter()
+        .map(|e| Recording {
+            file: e["file"].as_str().unwrap().to_string(),
+            provider: e["provider"].as_str().unwrap().to_string(),
+            stream: e["stream"].as_bool().unwrap(),
+            status: u16::try_from(e["status"].as_u64().unwrap()).unwrap(),
+            expected: e["expected"].clone(),
+        })
+        .collect()
+}
+
+/// Whether one recorded event carries model output of any kind, read from
+/// its JSON by the providers' documented shapes (not by steer's decoders,
+/// so a decoder that missed thinking or tool-call output fails the TTFT
+/// check).
+pub fn is_output_event(provider: &str, data: &Value) -> bool {
+    let non_empty = |v: &Value| match v {
+        Value::String(s) => !s.is_empty(),
+        Value::Array(a) => !a.is_empty(),
+        Value::Null => false,
+        _ => true,
+    };
+    match provider {
+        // A block that starts with content (a tool call, redacted thinking,
+        // non-empty text or thinking), or a delta with content.
+        "anthropic" => {
+            let part = match data["type"].as_str() {
+                Some("content_block_start") => &data["content_block"],
+                Some("content_block_delta") => &data["delta"],
+                _ => return false,
+            };
+            matches!(
+                part["type"].as_str(),
+                Some(
+                    "tool_use"
+                        | "server_tool_use"
+                        | "redacted_thinking"
+                        | "input_json_delta"
+                        | "citations_delta"
+                )
+            ) || non_empty(&part["text"])
+                || non_empty(&part["thinking"])
+        }
+        "gemini" => data["candidates"][0]["content"]["parts"]
+            .as_array()
+            .is_some_and(|parts| {
+                parts.iter().any(|p| {
+                    p.get("functionCall").is_some() || p["text"].as_str().is_some_and(|t| !t.is_empty())
+                })
+            }),
+        // OpenAI and compatible: text, reasoning, a tool-call delta or a refusal.
+        _ => {
+            let d = &data["choices"][0]["delta"];
+            [
+                "content",
+                "reasoning_content",
+                "reasoning",
+                "tool_calls",
+                "refusal",
+            ]
+            .iter()
+            .any(|k| non_empty(&d[*k]))
+        }
+    }
+}
+
+/// Index of the first of a recorded stream's `events` that carries model
+/// output of any kind (none when the model answered nothing, e.g. a
+/// refusal).
+pub fn first_output_event(r: &Recording, events: &[impl AsRef<[u8]>]) -> Option<usize> {
+    events.iter().position(|ev| {
+        String::from_utf8_lossy(ev.as_ref())
+            .lines()
+            .filter_map(|l| l.strip_prefix("data:"))
+            .filter_map(|d| serde_json::from_str::<Value>(d.trim()).ok())
+            .any(|v| is_output_event(&r.provider, &v))
+    })
+}
+
+/// The error class the record of recording `r` (its answer `body`) must
+/// have: by its status, or for a success, by a content-filter finish.
+pub fn expected_error_class(r: &Recording, body: &[u8]) -> Option<ErrorClass> {
+    if r.status != 200 {
+        let has = |pat: &[u8]| body.windows(pat.len()).any(|w| w == pat);
+        return Some(match r.status {
+            // Gemini answers a bad key with 400 INVALID_ARGUMENT, reason API_KEY_INVALID.
+            400 if has(b"API_KEY_INVALID") => ErrorClass::Authentication,
+            400 if r.expected["error_type"] == "content_filter" => ErrorClass::ContentFilter,
+            400 => ErrorClass::InvalidRequest,
+            401 => ErrorClass::Authentication,
+            429 | 529 => ErrorClass::RateLimit,
+            s => panic!("{}: no expectation for status {s}", r.file),
+        });
+    }
+    matches!(
+        r.expected["finish_reason"].as_str(),
+        Some("refusal" | "content_filter" | "SAFETY" | "MODEL_ARMOR")
+    )
+    .then_some(ErrorClass::ContentFilter)
+}
