@@ -25,13 +25,6 @@ pub struct Recording {
     pub expected: Value,
 }
 
-impl Recording {
-    /// The recorded answer's bytes.
-    pub fn body(&self) -> Vec<u8> {
-        std::fs::read(dir().join(&self.file)).unwrap()
-    }
-}
-
 /// Every entry of `manifest.json`.
 pub fn manifest() -> Vec<Recording> {
     let text = std::fs::read_to_string(dir().join("manifest.json")).unwrap();
