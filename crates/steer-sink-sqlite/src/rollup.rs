@@ -45,12 +45,12 @@
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 
-use rusqlite::types::ValueRef;
+use rusqlite::types::{ToSql, ValueRef};
 use rusqlite::{Connection, Transaction};
 use steer_metrics::query::{NONE_GROUP, NO_ERROR};
 use steer_metrics::summary::{Sample, Totals};
 
-use crate::query::{float, sample_at, SAMPLE_COLUMNS};
+use crate::query::{float, int, sample_at, SAMPLE_COLUMNS};
 
 /// One hour in microseconds: the rollup's bucket.
 pub(crate) const HOUR_US: i64 = 3_600_000_000;
@@ -88,7 +88,7 @@ fn hour_sql(expr: &str) -> String {
 }
 
 /// The summed columns then the two value BLOBs, in the order
-/// [`read_totals`] and [`values`] read them.
+/// [`read_part`] reads them.
 pub(crate) const TOTALS_COLUMNS: &str = "calls, errors, input_tokens, output_tokens, cached_tokens, \
      reasoning_tokens, cache_write_tokens, retries, cost_usd, cost_unknown, unpriced, latency_ms, ttft_ms";
 
@@ -109,6 +109,14 @@ const TOTALS_DDL: &str = "
     -- finite latencies and TTFTs, f64 little-endian
     latency_ms         BLOB    NOT NULL,
     ttft_ms            BLOB    NOT NULL";
+
+/// The DDL of [`MAIN`]'s keys, which [`TAGS`] keys by too (as the queries'
+/// key expressions give them: `none` for a success, `(none)` without a
+/// finish reason).
+const KEYS_DDL: &str = "    model              TEXT    NOT NULL,
+    provider           TEXT    NOT NULL,
+    error_class        TEXT    NOT NULL,
+    finish_reason      TEXT    NOT NULL";
 
 /// One rollup table: the key columns its rows are grouped by (after the
 /// hour), and the table's name from the calls table's.
@@ -146,34 +154,35 @@ fn stored(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
-/// A sum stored by [`stored`].
-fn unstored(v: ValueRef<'_>) -> u64 {
-    match v {
-        ValueRef::Integer(i) => u64::try_from(i).unwrap_or(0),
-        _ => 0,
-    }
-}
-
-/// The [`Totals`] of a row selected with [`TOTALS_COLUMNS`] from `first`.
-pub(crate) fn read_totals(row: &rusqlite::Row<'_>, first: usize) -> Totals {
+/// A row selected with [`TOTALS_COLUMNS`] from column `first`: its
+/// [`Totals`], and its latency and TTFT values.
+pub(crate) fn read_part<'r>(
+    row: &'r rusqlite::Row<'_>,
+    first: usize,
+) -> (
+    Totals,
+    impl Iterator<Item = f64> + 'r,
+    impl Iterator<Item = f64> + 'r,
+) {
     let get = |i: usize| row.get_ref(first + i).unwrap_or(ValueRef::Null);
-    Totals {
-        count: unstored(get(0)),
-        errors: unstored(get(1)),
-        input_tokens: unstored(get(2)),
-        output_tokens: unstored(get(3)),
-        cached_tokens: unstored(get(4)),
-        reasoning_tokens: unstored(get(5)),
-        cache_write_tokens: unstored(get(6)),
-        retries: unstored(get(7)),
+    let totals = Totals {
+        count: int(get(0)),
+        errors: int(get(1)),
+        input_tokens: int(get(2)),
+        output_tokens: int(get(3)),
+        cached_tokens: int(get(4)),
+        reasoning_tokens: int(get(5)),
+        cache_write_tokens: int(get(6)),
+        retries: int(get(7)),
         cost_usd: float(get(8)).unwrap_or(0.0),
-        cost_unknown: unstored(get(9)),
-        unpriced: unstored(get(10)),
-    }
+        cost_unknown: int(get(9)),
+        unpriced: int(get(10)),
+    };
+    (totals, values(get(11)), values(get(12)))
 }
 
 /// The values of a latency or TTFT BLOB.
-pub(crate) fn values(v: ValueRef<'_>) -> impl Iterator<Item = f64> + '_ {
+fn values(v: ValueRef<'_>) -> impl Iterator<Item = f64> + '_ {
     let bytes = match v {
         ValueRef::Blob(b) => b,
         _ => &[],
@@ -202,10 +211,7 @@ pub(crate) fn v3(tx: &Transaction<'_>, t: &crate::schema::Table) -> rusqlite::Re
         r#"
 CREATE TABLE "{h}" (
     hour               INTEGER NOT NULL,   -- unix hours (UTC): ts div 3600 s
-    model              TEXT    NOT NULL,
-    provider           TEXT    NOT NULL,
-    error_class        TEXT    NOT NULL,   -- '{NO_ERROR}' for successes
-    finish_reason      TEXT    NOT NULL,   -- '{NONE_GROUP}' when absent
+{keys},
     part               INTEGER NOT NULL,   -- 0: open; 1, 2, ...: sealed at {PART_CALLS} calls
 {TOTALS_DDL}
 );
@@ -220,6 +226,7 @@ CREATE TRIGGER "{h}_on_update" AFTER UPDATE ON "{t}" BEGIN
 END;
 INSERT OR IGNORE INTO "{s}" (hour) SELECT DISTINCT {ts_hour} FROM "{t}";
 "#,
+        keys = KEYS_DDL,
         ts_hour = hour_sql("ts"),
     ))
 }
@@ -228,17 +235,14 @@ INSERT OR IGNORE INTO "{s}" (hour) SELECT DISTINCT {ts_hour} FROM "{t}";
 /// every hour.
 pub(crate) fn v4(tx: &Transaction<'_>, t: &crate::schema::Table) -> rusqlite::Result<()> {
     let t = t.name();
-    let (h, g, s) = (hourly(t), hourly_tags(t), stale(t));
+    let (g, s) = (hourly_tags(t), stale(t));
     tx.execute_batch(&format!(
         r#"
 CREATE TABLE "{g}" (
     hour               INTEGER NOT NULL,   -- unix hours (UTC): ts div 3600 s
     tag_key            TEXT    NOT NULL,
     tag_value          TEXT    NOT NULL,
-    model              TEXT    NOT NULL,   -- the keys of "{h}", as there
-    provider           TEXT    NOT NULL,
-    error_class        TEXT    NOT NULL,
-    finish_reason      TEXT    NOT NULL,
+{keys},
     part               INTEGER NOT NULL,   -- 0: open; 1, 2, ...: sealed at {PART_CALLS} calls
 {TOTALS_DDL},
     -- Clustered by key and hour: a query reads one key's rows in order.
@@ -246,6 +250,7 @@ CREATE TABLE "{g}" (
 ) WITHOUT ROWID;
 INSERT OR IGNORE INTO "{s}" (hour) SELECT DISTINCT {ts_hour} FROM "{t}";
 "#,
+        keys = KEYS_DDL,
         ts_hour = hour_sql("ts"),
     ))?;
     let rebuilt = repair(tx, t, usize::MAX)?;
@@ -373,33 +378,31 @@ impl<const N: usize> Partials<N> {
             "UPDATE \"{h}\" SET part = (SELECT max(part) + 1 FROM \"{h}\" WHERE hour = ?1{same_key}) \
              WHERE hour = ?1{same_key} AND part = 0"
         ))?;
-        for p in self.parts {
-            let t = p.totals;
-            let mut values: Vec<rusqlite::types::Value> = Vec::with_capacity(N + 14);
-            values.push(p.hour.into());
-            values.extend(p.key.iter().map(|k| k.clone().into()));
-            let key_values = values.clone();
-            values.extend(
-                [
-                    t.count,
-                    t.errors,
-                    t.input_tokens,
-                    t.output_tokens,
-                    t.cached_tokens,
-                    t.reasoning_tokens,
-                    t.cache_write_tokens,
-                    t.retries,
-                ]
-                .map(|v| stored(v).into()),
-            );
-            values.push(t.cost_usd.into());
-            values.push(stored(t.cost_unknown).into());
-            values.push(stored(t.unpriced).into());
-            values.push(p.latency.into());
-            values.push(p.ttft.into());
-            let calls: i64 = upsert.query_row(rusqlite::params_from_iter(values), |r| r.get(0))?;
+        for p in &self.parts {
+            let t = &p.totals;
+            // Bound by reference in TOTALS_COLUMNS order; the hour and keys
+            // first, which the seal takes too.
+            let sums = [
+                t.count,
+                t.errors,
+                t.input_tokens,
+                t.output_tokens,
+                t.cached_tokens,
+                t.reasoning_tokens,
+                t.cache_write_tokens,
+                t.retries,
+                t.cost_unknown,
+                t.unpriced,
+            ]
+            .map(stored);
+            let mut args: Vec<&dyn ToSql> = Vec::with_capacity(N + 14);
+            args.push(&p.hour);
+            args.extend(p.key.iter().map(|k| k as &dyn ToSql));
+            args.extend(sums[..8].iter().map(|v| v as &dyn ToSql));
+            args.extend([&t.cost_usd as &dyn ToSql, &sums[8], &sums[9], &p.latency, &p.ttft]);
+            let calls: i64 = upsert.query_row(&*args, |r| r.get(0))?;
             if u64::try_from(calls).unwrap_or(u64::MAX) >= PART_CALLS {
-                seal.execute(rusqlite::params_from_iter(key_values))?;
+                seal.execute(&args[..=N])?;
             }
         }
         Ok(())
@@ -550,9 +553,9 @@ mod tests {
     #[test]
     fn sums_saturate_at_i64_max() {
         for v in [0, 1, u64::from(u32::MAX), i64::MAX as u64] {
-            assert_eq!(unstored(ValueRef::Integer(stored(v))), v);
+            assert_eq!(int(ValueRef::Integer(stored(v))), v);
         }
-        assert_eq!(unstored(ValueRef::Integer(stored(u64::MAX))), i64::MAX as u64);
+        assert_eq!(int(ValueRef::Integer(stored(u64::MAX))), i64::MAX as u64);
     }
 
     #[test]

@@ -2,10 +2,10 @@
 //! the complete hours of the window from the rollup, the partial hours at
 //! its edges from the rows, merged into one [`Aggregator`].
 //!
-//! The rollup answers when every key the query groups or filters by is one
-//! it keeps, or when they are all the same tag key (the tag rollup; the
-//! key's `(none)` group of an hour is the hour's calls minus those with the
-//! key), and, for a time series, when the step is a whole
+//! The hourly rollup answers when every key the query groups or filters by
+//! is one it keeps; the tag rollup when one tag key appears among them (a
+//! key's `(none)` group is the hourly rollup's calls minus those with the
+//! key, per hour and group); and, for a time series, when the step is a whole
 //! number of hours (steps are aligned to multiples of themselves since the
 //! epoch, so each hour then falls in exactly one step). Otherwise, and when
 //! a stale hour (rows deleted or changed outside the sink, not yet
@@ -40,7 +40,8 @@ fn column(key: &GroupKey) -> Option<&'static str> {
 enum Source {
     /// `<table>_hourly`: keys are model, provider, error, finish reason.
     Main,
-    /// `<table>_hourly_tags` for this tag key: every key is `tag:KEY`.
+    /// `<table>_hourly_tags` for this tag key: the only tag key of the
+    /// query; its other keys are the hourly rollup's.
     Tag(String),
 }
 
@@ -57,7 +58,7 @@ pub(crate) struct Plan {
 /// The rollup table that can answer for these keys, if one can (`tags`:
 /// the file has the tag rollup): the hourly rollup for its own keys; the
 /// tag rollup when one tag key appears, with or without the others.
-fn source<'a>(keys: impl Iterator<Item = &'a GroupKey> + Clone, tags: bool) -> Option<Source> {
+fn source<'a>(keys: impl Iterator<Item = &'a GroupKey>, tags: bool) -> Option<Source> {
     let mut tag = None;
     for k in keys {
         match k {
@@ -258,6 +259,27 @@ fn text<'a>(v: rusqlite::Result<ValueRef<'a>>) -> &'a str {
     }
 }
 
+/// Add a condition to `conds` for each of `q`'s filters on a key the
+/// rollups keep as a column; returns the values of its filters on a tag
+/// (the plan allows one tag key).
+fn filter_conditions<'q>(
+    q: &'q StatsQuery,
+    conds: &mut Vec<String>,
+    params: &mut Vec<Value>,
+) -> Vec<&'q str> {
+    let mut tag_values = Vec::new();
+    for f in &q.filters {
+        match column(&f.key) {
+            Some(col) => {
+                params.push(Value::Text(f.value.clone()));
+                conds.push(format!("{col} = ?{}", params.len()));
+            }
+            None => tag_values.push(f.value.as_str()),
+        }
+    }
+    tag_values
+}
+
 /// Add `<table>_hourly`'s rows for the hours `conds` select and `q`'s
 /// filters, grouped by `q`'s key.
 fn add_main(
@@ -268,12 +290,8 @@ fn add_main(
     mut params: Vec<Value>,
     agg: &mut Aggregator,
 ) -> Result<(), AddError> {
-    for f in &q.filters {
-        // `plan` checked every key.
-        let col = column(&f.key).unwrap_or("NULL");
-        params.push(Value::Text(f.value.clone()));
-        conds.push(format!("{col} = ?{}", params.len()));
-    }
+    // `plan` chose this table: no filter is on a tag.
+    filter_conditions(q, &mut conds, &mut params);
     let key = q.by.as_ref().and_then(column).unwrap_or("''");
     let sql = format!(
         "SELECT hour, {key}, {TOTALS_COLUMNS} FROM \"{}\"{}",
@@ -284,14 +302,13 @@ fn add_main(
     let mut rows = stmt.query(rusqlite::params_from_iter(params))?;
     while let Some(r) = rows.next()? {
         let hour: i64 = r.get(0)?;
-        let totals = rollup::read_totals(r, 2);
-        let blob = |i: usize| r.get_ref(i).unwrap_or(ValueRef::Null);
+        let (totals, latency, ttft) = rollup::read_part(r, 2);
         agg.push_totals(
             text(r.get_ref(1)),
             hour.saturating_mul(HOUR_US),
             &totals,
-            rollup::values(blob(13)),
-            rollup::values(blob(14)),
+            latency,
+            ttft,
         )?;
     }
     Ok(())
@@ -306,11 +323,11 @@ struct HourValues {
 }
 
 impl HourValues {
-    fn add(&mut self, r: &rusqlite::Row<'_>, first: usize) {
-        self.totals.merge(&rollup::read_totals(r, first));
-        let blob = |i: usize| r.get_ref(first + i).unwrap_or(ValueRef::Null);
-        self.latency.extend(rollup::values(blob(11)));
-        self.ttft.extend(rollup::values(blob(12)));
+    fn add(&mut self, r: &rusqlite::Row<'_>) {
+        let (totals, latency, ttft) = rollup::read_part(r, 0);
+        self.totals.merge(&totals);
+        self.latency.extend(latency);
+        self.ttft.extend(ttft);
     }
 }
 
@@ -352,16 +369,7 @@ fn add_tag(
     let (main, tags) = (rollup::hourly(table), rollup::hourly_tags(table));
     // Filters on the other keys select rows of both tables alike; filters
     // on the tag's value are checked here.
-    let mut values = Vec::new();
-    for f in &q.filters {
-        match column(&f.key) {
-            Some(col) => {
-                params.push(Value::Text(f.value.clone()));
-                conds.push(format!("{col} = ?{}", params.len()));
-            }
-            None => values.push(f.value.as_str()),
-        }
-    }
+    let values = filter_conditions(q, &mut conds, &mut params);
     let keep = |value: &str| values.iter().all(|v| *v == value);
     // What a row is grouped by: the tag's value, one of the other keys, or nothing.
     let by_tag = matches!(q.by, Some(GroupKey::Tag(_)));
@@ -384,13 +392,13 @@ fn add_tag(
                 continue;
             }
             let hour: i64 = r.get(0)?;
-            let blob = |i: usize| r.get_ref(i).unwrap_or(ValueRef::Null);
+            let (totals, latency, ttft) = rollup::read_part(r, 3);
             agg.push_totals(
                 if by_tag { value } else { text(r.get_ref(1)) },
                 hour.saturating_mul(HOUR_US),
-                &rollup::read_totals(r, 3),
-                rollup::values(blob(14)),
-                rollup::values(blob(15)),
+                &totals,
+                latency,
+                ttft,
             )?;
         }
     }
@@ -438,7 +446,7 @@ fn add_tag(
         let mut rows = stmt.query(rusqlite::params_from_iter(params))?;
         let mut out = HourValues::default();
         while let Some(r) = rows.next()? {
-            out.add(r, 0);
+            out.add(r);
         }
         Ok(out)
     };
