@@ -117,9 +117,22 @@ pub fn parse_error(status: u16, error_type: Option<&str>, body: &[u8]) -> WireEr
 pub struct EventStreamDecoder {
     frames: MessageFrameDecoder,
     buf: BytesMut,
-    acc: Accumulator,
-    /// `Some` for an `InvokeModelWithResponseStream` body.
-    invoke: Option<Box<Invoke>>,
+    events: Events,
+}
+
+/// What the frames' events are, and their state.
+#[derive(Debug)]
+enum Events {
+    /// `ConverseStream` events, accumulated as the SDK's.
+    Converse(Box<Accumulator>),
+    /// `InvokeModelWithResponseStream` chunks.
+    Invoke(Box<Invoke>),
+}
+
+/// Whether a Bedrock model id (or ARN, or inference profile) names an
+/// Anthropic model, whose `InvokeModel` bodies are Anthropic's own.
+fn is_anthropic(model: &str) -> bool {
+    model.contains("anthropic.")
 }
 
 /// The state of an `InvokeModelWithResponseStream` body. An Anthropic
@@ -210,7 +223,7 @@ fn native_output(v: &Value) -> bool {
 /// writes, stop reason, tool calls); any other model's usage is Bedrock's
 /// counts and its stop reason the model's own field.
 pub fn parse_invoke(model: &str, body: &[u8], input_tokens: u64, output_tokens: u64) -> Completion {
-    if model.contains("anthropic.") {
+    if is_anthropic(model) {
         if let Ok(c) = crate::wire::parse_response(crate::wire::Dialect::Anthropic, body) {
             if c.usage.input_tokens > 0 || c.usage.output_tokens > 0 {
                 return c;
@@ -233,27 +246,26 @@ pub fn parse_invoke(model: &str, body: &[u8], input_tokens: u64, output_tokens: 
 impl EventStreamDecoder {
     /// A decoder of a `ConverseStream` of `model` (the requested model id).
     pub fn new(model: &str) -> Self {
-        EventStreamDecoder {
-            frames: MessageFrameDecoder::new(),
-            buf: BytesMut::new(),
-            acc: Accumulator::new(model),
-            invoke: None,
-        }
+        Self::of(Events::Converse(Box::new(Accumulator::new(model))))
     }
 
     /// A decoder of an `InvokeModelWithResponseStream` of `model`.
     pub fn invoke(model: &str) -> Self {
-        let anthropic = model
-            .contains("anthropic.")
-            .then(|| crate::wire::StreamDecoder::new(crate::wire::Dialect::Anthropic));
+        let anthropic =
+            is_anthropic(model).then(|| crate::wire::StreamDecoder::new(crate::wire::Dialect::Anthropic));
+        Self::of(Events::Invoke(Box::new(Invoke {
+            model: model.to_string(),
+            anthropic,
+            metrics: None,
+            stop_reason: None,
+        })))
+    }
+
+    fn of(events: Events) -> Self {
         EventStreamDecoder {
-            invoke: Some(Box::new(Invoke {
-                model: model.to_string(),
-                anthropic,
-                metrics: None,
-                stop_reason: None,
-            })),
-            ..EventStreamDecoder::new(model)
+            frames: MessageFrameDecoder::new(),
+            buf: BytesMut::new(),
+            events,
         }
     }
 
@@ -303,30 +315,36 @@ impl EventStreamDecoder {
                 });
             }
         }
-        if let Some(inv) = self.invoke.as_mut() {
-            if header(":event-type").as_deref() != Some("chunk") {
-                return Ok(false);
+        let kind = header(":event-type");
+        match &mut self.events {
+            Events::Converse(acc) => {
+                let Some(event) = kind.and_then(|t| to_event(&t, &payload)) else {
+                    return Ok(false);
+                };
+                Ok(!matches!(acc.on_event(event), Chunk::Nothing))
             }
-            let bytes = text(&payload, "bytes").unwrap_or_default();
-            let inner = aws_smithy_types::base64::decode(bytes)
-                .map_err(|e| malformed(&format!("a chunk's bytes are not base64: {e}")))?;
-            let inner: Value = serde_json::from_slice(&inner)
-                .map_err(|e| malformed(&format!("a chunk is not JSON: {e}")))?;
-            return inv.on_chunk(&inner);
+            Events::Invoke(inv) => {
+                if kind.as_deref() != Some("chunk") {
+                    return Ok(false);
+                }
+                let bytes = text(&payload, "bytes").unwrap_or_default();
+                let inner = aws_smithy_types::base64::decode(bytes)
+                    .map_err(|e| malformed(&format!("a chunk's bytes are not base64: {e}")))?;
+                let inner: Value = serde_json::from_slice(&inner)
+                    .map_err(|e| malformed(&format!("a chunk is not JSON: {e}")))?;
+                inv.on_chunk(&inner)
+            }
         }
-        let Some(event) = header(":event-type").and_then(|t| to_event(&t, &payload)) else {
-            return Ok(false);
-        };
-        Ok(!matches!(self.acc.on_event(event), Chunk::Nothing))
     }
 
     /// The answer, once the body ended (an error when it ended before
     /// `messageStop`, or before an invoked model's last chunk).
     pub fn finish(self) -> Result<Completion, WireError> {
-        if let Some(inv) = self.invoke {
-            return inv.finish();
-        }
-        match self.acc.finish() {
+        let acc = match self.events {
+            Events::Converse(acc) => acc,
+            Events::Invoke(inv) => return inv.finish(),
+        };
+        match acc.finish() {
             Ok(c) => Ok(c),
             // A filtered answer is an answer: the caller checks its stop reason.
             Err(e) if e.partial.is_some() && e.class == ErrorClass::ContentFilter => {
