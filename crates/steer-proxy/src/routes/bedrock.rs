@@ -18,11 +18,11 @@
 //!   `invoke` from the `X-Amzn-Bedrock-Input-Token-Count` /
 //!   `-Output-Token-Count` headers (method `embeddings` for a model id
 //!   naming `embed`; an Anthropic model's answer as an Anthropic Messages
-//!   answer, with its cache tokens, stop reason and tools), `invoke-with-response-stream` from its chunks (an
-//!   Anthropic model's as Anthropic stream events, others by the
-//!   invocation metrics of the last chunk), errors by their
-//!   `x-amzn-ErrorType`. The record's
-//!   model is the decoded model id, priced like the client's `bedrock/` calls.
+//!   answer, with its cache tokens, stop reason and tools),
+//!   `invoke-with-response-stream` from its chunks (an Anthropic model's as
+//!   Anthropic stream events, others by the invocation metrics of the last
+//!   chunk), errors by their `x-amzn-ErrorType`. The record's model is the
+//!   decoded model id, priced like the client's `bedrock/` calls.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -31,8 +31,6 @@ use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
-use steer::wire::Completion;
-use steer::Usage;
 use steer_metrics::{AgentMetrics, Method};
 
 use super::error::{read_body, BodyError};
@@ -200,7 +198,7 @@ pub(crate) async fn bedrock(State(s): State<Arc<Shared>>, req: Request) -> Respo
         Operation::Invoke if model.contains("embed") => Method::Embeddings,
         _ => Method::Generate,
     };
-    let record_embeddings = record.method == Method::Embeddings;
+    let embeddings = record.method == Method::Embeddings;
     record.tags = attribution::tags(&parts.headers, None, s.config.max_tags);
     record.trace_id = attribution::trace_id(&parts.headers);
 
@@ -276,15 +274,9 @@ pub(crate) async fn bedrock(State(s): State<Arc<Shared>>, req: Request) -> Respo
                     count(h, "x-amzn-bedrock-input-token-count"),
                     count(h, "x-amzn-bedrock-output-token-count"),
                 );
-                if record_embeddings {
-                    // The body is the vectors: the counts are the measure.
-                    let mut c = Completion::default();
-                    c.usage = Usage {
-                        input_tokens: counts.0,
-                        output_tokens: counts.1,
-                        ..Usage::default()
-                    };
-                    c.response_model = Some(model);
+                if embeddings {
+                    // The body is the vectors: Bedrock's counts are the measure.
+                    let c = steer::wire::bedrock::parse_invoke(&model, b"", counts.0, counts.1);
                     Observer::Known(Box::new(c))
                 } else {
                     Observer::Invoke {
