@@ -36,7 +36,7 @@ use axum::response::Response;
 use axum::Router;
 use bytes::Bytes;
 use common::{crlf_events, recording, start_proxy, without_usage_chunk, TestProxy};
-use corpus::{expected_error_class, first_output_event, manifest, Recording};
+use corpus::{expected_error_class, expected_usage, first_output_event, manifest, Recording};
 use serde_json::{json, Value};
 use steer::pricing::PriceTable;
 use steer::{Request, RetryConfig, SteerClient, Usage};
@@ -450,43 +450,6 @@ async fn through_client(r: &Recording, base: &str) -> AgentMetrics {
 
 // ---------------------------------------------------------------------------
 // What the record must hold.
-
-fn n(v: &Value) -> Option<u64> {
-    v.as_u64()
-}
-
-/// The manifest's raw provider numbers, normalised as steer records them
-/// (the table in the recordings' README).
-fn expected_usage(r: &Recording) -> Usage {
-    let x = &r.expected;
-    let cached = n(&x["cached_tokens"]).unwrap_or(0);
-    let write = n(&x["cache_write_tokens"]);
-    let raw_input = n(&x["input_tokens"]).unwrap_or(0);
-    let reasoning = n(&x["reasoning_tokens"]);
-    let mut u = Usage {
-        cached_tokens: cached,
-        reasoning_tokens: reasoning,
-        ..Usage::default()
-    };
-    u.input_tokens = match r.provider.as_str() {
-        // Anthropic input excludes cache reads and writes; steer's includes them.
-        "anthropic" => raw_input + cached + write.unwrap_or(0),
-        // Tool-use prompt tokens are input too.
-        "gemini" => raw_input + n(&x["tool_use_prompt_tokens"]).unwrap_or(0),
-        _ => raw_input,
-    };
-    // xAI and Gemini report reasoning outside the output count.
-    u.output_tokens = n(&x["output_tokens"]).unwrap_or(0)
-        + match r.provider.as_str() {
-            "xai" | "gemini" => reasoning.unwrap_or(0),
-            _ => 0,
-        };
-    if r.provider == "anthropic" {
-        u.cache_write_tokens = write;
-        u.cache_write_1h_tokens = n(&x["cache_write_1h_tokens"]);
-    }
-    u
-}
 
 /// The price table's cost of the expected usage, for the model the
 /// provider answered as (an answer without usage has no known cost).

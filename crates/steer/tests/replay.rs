@@ -17,8 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{Harness, KEY};
-use corpus::{dir, expected_error_class, first_output_event, manifest, Recording};
-use serde_json::Value;
+use corpus::{dir, expected_error_class, expected_usage, first_output_event, manifest, Recording};
 use steer::{AgentMetrics, Request, RetryConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -228,10 +227,6 @@ fn hand_computed_costs() -> BTreeMap<&'static str, f64> {
     ])
 }
 
-fn u(v: &Value) -> Option<u64> {
-    v.as_u64()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_recording_gives_the_exact_record() {
     let costs = hand_computed_costs();
@@ -269,40 +264,27 @@ async fn every_recording_gives_the_exact_record() {
             x["finish_reason"].as_str(),
             "{what}: finish reason"
         );
-        // Normalised tokens: Anthropic input excludes cache reads and writes; ours includes them.
-        let cached = u(&x["cached_tokens"]).unwrap_or(0);
-        let write = u(&x["cache_write_tokens"]);
-        let raw_input = u(&x["input_tokens"]).unwrap_or(0);
-        let input = match r.provider.as_str() {
-            "anthropic" => raw_input + cached + write.unwrap_or(0),
-            // Tool-use prompt tokens are input too.
-            "gemini" => raw_input + u(&x["tool_use_prompt_tokens"]).unwrap_or(0),
-            _ => raw_input,
-        };
-        assert_eq!(m.input_tokens, input, "{what}: input tokens");
-        assert_eq!(m.cached_tokens, cached, "{what}: cached tokens");
+        // Normalised tokens (the table in the recordings' README).
+        let want = expected_usage(r);
+        assert_eq!(m.input_tokens, want.input_tokens, "{what}: input tokens");
+        assert_eq!(m.cached_tokens, want.cached_tokens, "{what}: cached tokens");
         if r.provider == "anthropic" {
-            assert_eq!(m.cache_write_tokens, write, "{what}: cache writes");
+            assert_eq!(
+                m.cache_write_tokens, want.cache_write_tokens,
+                "{what}: cache writes"
+            );
             assert_eq!(
                 m.cache_write_1h_tokens.unwrap_or(0),
-                u(&x["cache_write_1h_tokens"]).unwrap_or(0),
+                want.cache_write_1h_tokens.unwrap_or(0),
                 "{what}: 1-hour cache writes"
             );
         }
-        let reasoning = u(&x["reasoning_tokens"]).filter(|r| *r > 0);
         assert_eq!(
             m.reasoning_tokens.filter(|r| *r > 0),
-            reasoning,
+            want.reasoning_tokens.filter(|r| *r > 0),
             "{what}: reasoning tokens"
         );
-        // xAI and Gemini report reasoning outside the output count: it is added.
-        let output = u(&x["output_tokens"]).unwrap_or(0)
-            + if r.provider == "xai" || r.provider == "gemini" {
-                reasoning.unwrap_or(0)
-            } else {
-                0
-            };
-        assert_eq!(m.output_tokens, output, "{what}: output tokens");
+        assert_eq!(m.output_tokens, want.output_tokens, "{what}: output tokens");
         let calls: Vec<String> = x["tool_names"]
             .as_array()
             .map(|a| a.iter().map(|t| t.as_str().unwrap().to_string()).collect())

@@ -8,7 +8,7 @@
 use std::path::PathBuf;
 
 use serde_json::Value;
-use steer::ErrorClass;
+use steer::{ErrorClass, Usage};
 
 /// The folder of the recordings (from either crate of the workspace).
 pub fn dir() -> PathBuf {
@@ -128,4 +128,41 @@ pub fn expected_error_class(r: &Recording, body: &[u8]) -> Option<ErrorClass> {
         Some("refusal" | "content_filter" | "SAFETY" | "MODEL_ARMOR")
     )
     .then_some(ErrorClass::ContentFilter)
+}
+
+fn n(v: &Value) -> Option<u64> {
+    v.as_u64()
+}
+
+/// The manifest's raw provider numbers, normalised as steer records them
+/// (the table in the recordings' README).
+pub fn expected_usage(r: &Recording) -> Usage {
+    let x = &r.expected;
+    let cached = n(&x["cached_tokens"]).unwrap_or(0);
+    let write = n(&x["cache_write_tokens"]);
+    let raw_input = n(&x["input_tokens"]).unwrap_or(0);
+    let reasoning = n(&x["reasoning_tokens"]);
+    let mut u = Usage {
+        cached_tokens: cached,
+        reasoning_tokens: reasoning,
+        ..Usage::default()
+    };
+    u.input_tokens = match r.provider.as_str() {
+        // Anthropic input excludes cache reads and writes; steer's includes them.
+        "anthropic" => raw_input + cached + write.unwrap_or(0),
+        // Tool-use prompt tokens are input too.
+        "gemini" => raw_input + n(&x["tool_use_prompt_tokens"]).unwrap_or(0),
+        _ => raw_input,
+    };
+    // xAI and Gemini report reasoning outside the output count.
+    u.output_tokens = n(&x["output_tokens"]).unwrap_or(0)
+        + match r.provider.as_str() {
+            "xai" | "gemini" => reasoning.unwrap_or(0),
+            _ => 0,
+        };
+    if r.provider == "anthropic" {
+        u.cache_write_tokens = write;
+        u.cache_write_1h_tokens = n(&x["cache_write_1h_tokens"]);
+    }
+    u
 }
