@@ -23,11 +23,11 @@
 //!   rollup); `scan/summary_30d_by_tag`: the same with every row read.
 #![allow(missing_docs, clippy::unwrap_used)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use steer_metrics::query::{GroupKey, StatsQuery, SummaryStore};
+use steer_metrics::query::{GroupKey, StatsQuery, SummaryReport, SummaryStore, Timeseries};
 use steer_metrics::MetricsSink;
 use steer_sink_sqlite::{SqliteSink, SqliteStore, SqliteSummaryStore};
 
@@ -55,6 +55,22 @@ fn store(rows: usize) -> PathBuf {
     }
     rt.block_on(sink.close()).unwrap();
     path
+}
+
+/// What `steer stats` does for a summary: open the store read-only, query.
+fn oneshot_summary(path: &Path, q: &StatsQuery) -> SummaryReport {
+    SqliteStore::open_read_only(path)
+        .unwrap()
+        .query_summary(q)
+        .unwrap()
+}
+
+/// The same for a time series.
+fn oneshot_timeseries(path: &Path, q: &StatsQuery) -> Timeseries {
+    SqliteStore::open_read_only(path)
+        .unwrap()
+        .query_timeseries(q)
+        .unwrap()
 }
 
 fn bench(c: &mut Criterion) {
@@ -87,20 +103,10 @@ fn bench(c: &mut Criterion) {
     });
     let ts_6h = by_model.clone().step(Duration::from_secs(6 * 3600));
     g.bench_function("oneshot/summary_30d_by_model", |b| {
-        b.iter(|| {
-            SqliteStore::open_read_only(&path)
-                .unwrap()
-                .query_summary(&by_model)
-                .unwrap()
-        })
+        b.iter(|| oneshot_summary(&path, &by_model))
     });
     g.bench_function("oneshot/timeseries_30d_by_model_6h", |b| {
-        b.iter(|| {
-            SqliteStore::open_read_only(&path)
-                .unwrap()
-                .query_timeseries(&ts_6h)
-                .unwrap()
-        })
+        b.iter(|| oneshot_timeseries(&path, &ts_6h))
     });
     g.bench_function("rollup/summary_30d_by_model", |b| {
         b.iter(|| store.query_summary(&by_model).unwrap())
@@ -146,21 +152,11 @@ fn bench(c: &mut Criterion) {
     });
     let by_feature = month.clone().by(GroupKey::Tag("feature".into()));
     g.bench_function("oneshot/summary_30d_by_tag", |b| {
-        b.iter(|| {
-            SqliteStore::open_read_only(&path)
-                .unwrap()
-                .query_summary(&by_feature)
-                .unwrap()
-        })
+        b.iter(|| oneshot_summary(&path, &by_feature))
     });
     let by_feature_6h = by_feature.clone().step(Duration::from_secs(6 * 3600));
     g.bench_function("oneshot/timeseries_30d_by_tag_6h", |b| {
-        b.iter(|| {
-            SqliteStore::open_read_only(&path)
-                .unwrap()
-                .query_timeseries(&by_feature_6h)
-                .unwrap()
-        })
+        b.iter(|| oneshot_timeseries(&path, &by_feature_6h))
     });
     // "What did the support-bot feature cost per day this week."
     let week_feature = StatsQuery::new()
@@ -174,12 +170,7 @@ fn bench(c: &mut Criterion) {
     // A tag with another key: one team's calls by model.
     let team_by_model = by_model.clone().filter("tag:team=core".parse().unwrap());
     g.bench_function("oneshot/summary_30d_by_model_one_team", |b| {
-        b.iter(|| {
-            SqliteStore::open_read_only(&path)
-                .unwrap()
-                .query_summary(&team_by_model)
-                .unwrap()
-        })
+        b.iter(|| oneshot_summary(&path, &team_by_model))
     });
     g.bench_function("scan/summary_30d_by_tag", |b| {
         b.iter(|| scan.query_summary(&by_feature).unwrap())
