@@ -59,8 +59,19 @@ fn config(f: &Fake) -> ProxyConfigBuilder {
 
 /// A request as an AWS SDK signs it for the proxy's host, plus the proxy key.
 fn client_request(proxy: &TestProxy, op: &str, body: &Value, key: Option<&str>) -> reqwest::RequestBuilder {
+    client_request_to(proxy, MODEL_PATH, op, body, key)
+}
+
+/// The same for the model whose id is `model_path` (as encoded in the path).
+fn client_request_to(
+    proxy: &TestProxy,
+    model_path: &str,
+    op: &str,
+    body: &Value,
+    key: Option<&str>,
+) -> reqwest::RequestBuilder {
     let mut r = reqwest::Client::new()
-        .post(format!("{}/model/{MODEL_PATH}/{op}", proxy.url()))
+        .post(format!("{}/model/{model_path}/{op}", proxy.url()))
         .header("content-type", "application/json")
         .header(
             "authorization",
@@ -456,17 +467,16 @@ async fn a_broken_invoke_stream_is_relayed_as_sent_and_recorded_as_failed() {
     let f = Fake::start(vec![Reply::Stream { frames }]).await;
     let proxy = start_proxy(config(&f).bedrock_key(PROXY_KEY)).await;
     let body = json!({"prompt": "hi", "max_gen_len": 8});
-    let resp = reqwest::Client::new()
-        .post(format!(
-            "{}/model/meta.llama3-8b-instruct-v1%3A0/invoke-with-response-stream",
-            proxy.url()
-        ))
-        .header("x-steer-proxy-key", PROXY_KEY)
-        .header("content-type", "application/json")
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap();
+    let resp = client_request_to(
+        &proxy,
+        "meta.llama3-8b-instruct-v1%3A0",
+        "invoke-with-response-stream",
+        &body,
+        Some(PROXY_KEY),
+    )
+    .send()
+    .await
+    .unwrap();
     assert_eq!(resp.status(), 200);
     assert_eq!(
         resp.bytes().await.unwrap().as_ref(),
