@@ -8,7 +8,7 @@
 use std::path::PathBuf;
 
 use serde_json::Value;
-use steer::{ErrorClass, Usage};
+use steer::{AgentMetrics, ErrorClass, Usage};
 
 /// The folder of the recordings (from either crate of the workspace).
 pub fn dir() -> PathBuf {
@@ -165,4 +165,68 @@ pub fn expected_usage(r: &Recording) -> Usage {
         u.cache_write_1h_tokens = n(&x["cache_write_1h_tokens"]);
     }
     u
+}
+
+/// Check the fields of `m`, the record of recording `r` (its answer
+/// `body`), that the manifest fixes, whoever measured it: provider, error
+/// class, no `key` anywhere; for a failure, no cost and no tokens; for a
+/// success, response model, finish reason, normalised usage
+/// ([`expected_usage`], returned) and tools. `None` for a failure.
+pub fn check_record(r: &Recording, m: &AgentMetrics, body: &[u8], key: &str) -> Option<Usage> {
+    let what = &r.file;
+    let x = &r.expected;
+    assert_eq!(m.provider, r.provider, "{what}: provider");
+    assert_eq!(
+        m.error_class,
+        expected_error_class(r, body),
+        "{what}: error class"
+    );
+    let text = serde_json::to_string(m).unwrap();
+    assert!(!text.contains(key), "{what}: the record holds the key");
+    if r.status != 200 {
+        assert!(m.error_message.is_some(), "{what}: no error message");
+        assert!(
+            m.cost_usd.is_none(),
+            "{what}: a failed request costs nothing known"
+        );
+        assert_eq!((m.input_tokens, m.output_tokens), (0, 0), "{what}");
+        return None;
+    }
+    assert_eq!(
+        m.response_model.as_deref(),
+        x["model"].as_str(),
+        "{what}: response model"
+    );
+    assert_eq!(
+        m.finish_reason.as_deref(),
+        x["finish_reason"].as_str(),
+        "{what}: finish reason"
+    );
+    let u = expected_usage(r);
+    assert_eq!(m.input_tokens, u.input_tokens, "{what}: input tokens");
+    assert_eq!(m.output_tokens, u.output_tokens, "{what}: output tokens");
+    assert_eq!(m.cached_tokens, u.cached_tokens, "{what}: cached tokens");
+    if r.provider == "anthropic" {
+        assert_eq!(m.cache_write_tokens, u.cache_write_tokens, "{what}: cache writes");
+        assert_eq!(
+            m.cache_write_1h_tokens.unwrap_or(0),
+            u.cache_write_1h_tokens.unwrap_or(0),
+            "{what}: 1-hour cache writes"
+        );
+    }
+    assert_eq!(
+        m.reasoning_tokens.filter(|t| *t > 0),
+        u.reasoning_tokens.filter(|t| *t > 0),
+        "{what}: reasoning tokens"
+    );
+    // `tools_used` names each tool once; `tools_invoked` counts the calls.
+    let calls: Vec<String> = x["tool_names"]
+        .as_array()
+        .map(|a| a.iter().map(|t| t.as_str().unwrap().to_string()).collect())
+        .unwrap_or_default();
+    let mut tools = calls.clone();
+    tools.dedup();
+    assert_eq!(m.tools_used, tools, "{what}: tools");
+    assert_eq!(m.tools_invoked as usize, calls.len(), "{what}: tool calls");
+    Some(u)
 }
